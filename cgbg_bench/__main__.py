@@ -1,0 +1,3 @@
+from cgbg_bench.cli import entry_point
+
+entry_point()

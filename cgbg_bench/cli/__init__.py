@@ -1,0 +1,57 @@
+"""The ``cgbg-bench`` command line: parse, dispatch, return an exit code.
+
+Each subcommand lives in its own module with ``add_parser(subparsers)`` that
+registers it and sets ``func(args) -> int``. Nothing runs at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+__all__ = ["main", "entry_point", "build_parser"]
+
+#: Subcommand modules, in the order ``--help`` lists them.
+_COMMAND_MODULES = [
+    "cgbg_bench.cli.tasks",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cgbg_bench import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="cgbg-bench",
+        description="Simulation-free benchmark for coarse-grained potentials of mean force.",
+    )
+    parser.add_argument("--version", action="version", version=f"cgbg-bench {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cgbg_bench.errors import CgbgError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CgbgError as exc:
+        print(f"cgbg-bench: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+def entry_point() -> None:
+    sys.exit(main())
