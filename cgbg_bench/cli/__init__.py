@@ -16,6 +16,7 @@ __all__ = ["main", "entry_point", "build_parser"]
 #: Subcommand modules, in the order ``--help`` lists them.
 _COMMAND_MODULES = [
     "cgbg_bench.cli.tasks",
+    "cgbg_bench.cli.evaluate",
 ]
 
 

@@ -1,0 +1,53 @@
+"""`cgbg-bench list` and `cgbg-bench info TASK`."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from cgbg_bench.task import list_tasks, load_task
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("list", help="list the shipped tasks")
+    p.set_defaults(func=run_list)
+    p = sub.add_parser("info", help="describe one task")
+    p.add_argument("task", help="task name (see `cgbg-bench list`)")
+    p.add_argument("--verify", action="store_true", help="also check every file's sha256")
+    p.set_defaults(func=run_info)
+
+
+def run_list(args) -> int:
+    rows = []
+    for name in list_tasks():
+        t = load_task(name)
+        rows.append([t.name, t.version, t.system, t.representation, t.n_beads,
+                     t.proposal.provenance.get("n_samples", ""), len(t.baselines)])
+    print(tabulate(rows, headers=["task", "version", "system", "representation", "beads", "bank", "baselines"],
+                   tablefmt="github"))
+    return 0
+
+
+def run_info(args) -> int:
+    t = load_task(args.task)
+    print(f"{t.name} (version {t.version})\n  {t.description}")
+    print(f"  system: {t.system}; representation: {t.representation}; n_beads: {t.n_beads}; "
+          f"input shape: (B, {', '.join(map(str, t.input_shape))})")
+    temp = f"{t.temperature_kelvin:g} K, " if t.temperature_kelvin else ""
+    print(f"  energies in {t.energy_unit}; {temp}kT = {t.kT:g} {t.energy_unit}")
+    for o in t.observables:
+        print(f"  observable {o.name}: {o.kind} {[list(i) for i in o.indices]}, bins {list(o.bins)}, "
+              f"range {[list(r) for r in o.range]}")
+    m = t.metrics
+    print(f"  metrics: clip at the {m.clip_percentile:g}th percentile of log w, {m.n_bootstrap} bootstrap "
+          f"replicates, {m.proposal_blocks} proposal blocks")
+    for label, f in (("proposal", t.proposal), ("reference", t.reference)):
+        print(f"  {label}: {f.path.name} sha256 {f.sha256[:12]}... made by: {f.provenance.get('command', '?')}")
+        if args.verify:
+            f.verify()
+    for b in t.baselines:
+        print(f"  baseline {b.name} ({b.kind}): {b.description}")
+        if args.verify:
+            b.file.verify()
+    if args.verify:
+        print("  all files present, hashes match")
+    return 0

@@ -1,0 +1,231 @@
+"""Score a PMF on a task: batched energies over the bank, reweighting, bootstrap metrics."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from cgbg_bench import __version__
+from cgbg_bench import metrics as M
+from cgbg_bench._io import sha256_file
+from cgbg_bench.bootstrap import Scores, block_sums, bootstrap_scores
+from cgbg_bench.errors import PMFContractError
+from cgbg_bench.observables import dihedral
+from cgbg_bench.pmf import check_pmf, default_device, load_pmf
+from cgbg_bench.task import Proposal, Reference, Task
+
+__all__ = ["Result", "compute_energies", "observable_index", "score_log_weights", "score_histograms",
+           "evaluate", "evaluate_baseline"]
+
+
+@dataclass(frozen=True)
+class Result:
+    task: str
+    task_version: int
+    scores: Scores
+    runtime_s: float
+    device: str
+    n_samples: int
+    submission: str = ""
+    submission_sha256: str = ""
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "task": self.task,
+            "task_version": self.task_version,
+            "submission": self.submission,
+            "submission_sha256": self.submission_sha256,
+            **self.scores.as_dict(),
+            "runtime_s": self.runtime_s,
+            "device": self.device,
+            "n_samples": self.n_samples,
+            "cgbg_bench_version": __version__,
+            "torch_version": torch.__version__,
+            **dict(self.info),
+        }
+
+
+class _Progress:
+    """A minimal stderr progress bar, shown only once a run is predicted to take > 3 s."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.t0, self.shown = total, enabled, time.perf_counter(), False
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.t0
+        if not self.shown and elapsed * self.total / max(done, 1) < 3.0:
+            return
+        self.shown = True
+        frac = done / self.total
+        bar = "#" * int(30 * frac)
+        sys.stderr.write(f"\r  energies [{bar:<30}] {done}/{self.total} {elapsed:5.1f}s")
+        if done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def compute_energies(
+    module: torch.nn.Module,
+    positions: np.ndarray,
+    *,
+    batch_size: int = 65536,
+    device: str = "cpu",
+    progress: bool = False,
+) -> np.ndarray:
+    """Energies (N,) float64 of ``positions`` in batches; raises if any is not finite."""
+    n = len(positions)
+    out = np.empty(n, np.float64)
+    bar = _Progress(n, progress)
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            x = torch.from_numpy(np.ascontiguousarray(positions[start:stop], np.float32)).to(device)
+            if len(x) == 1:  # exported programs may specialize batch size 1: pad it
+                e = module(torch.cat([x, x]))[:1]
+            else:
+                e = module(x)
+            out[start:stop] = e.detach().to("cpu", torch.float64).numpy().reshape(-1)
+            bar.update(stop)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        raise PMFContractError(
+            f"the PMF gave non-finite energies on {int(bad.sum())} of {n} proposal samples "
+            f"(first at index {int(np.flatnonzero(bad)[0])}); energies must be finite everywhere"
+        )
+    return out
+
+
+def observable_index(task: Task, positions: np.ndarray) -> np.ndarray:
+    """Flat histogram bin of every sample for every observable: (n_obs, N), -1 outside."""
+    flat = positions.reshape(len(positions), -1)
+    rows = []
+    for obs in task.observables:
+        if obs.kind == "coordinate":
+            values = flat[:, obs.indices[0][0]].astype(np.float64)[:, None]
+        else:
+            values = np.stack([dihedral(positions, q) for q in obs.indices], axis=-1)
+        rows.append(M.bin_index(values, obs.bins, obs.range))
+    return np.stack(rows)
+
+
+def _one_dimensional(task: Task) -> list[bool]:
+    return [o.ndim == 1 for o in task.observables]
+
+
+def score_log_weights(
+    task: Task,
+    log_w: np.ndarray,
+    index: np.ndarray,
+    reference: Reference,
+    *,
+    n_bootstrap: int | None = None,
+    seed: int = 0,
+) -> Scores:
+    """Clip, weight, histogram per proposal block, and bootstrap against the reference.
+
+    The clip threshold is computed once on the full bank and kept fixed in the replicates.
+    """
+    keep = M.clip_mask(log_w, task.metrics.clip_percentile)
+    w = M.normalized_weights(log_w, keep)
+    n_bins = task.observables[0].n_bins
+    q_blocks = block_sums(index, w, task.metrics.proposal_blocks, n_bins)
+    nb = q_blocks.shape[0]
+    s1 = block_sums(np.zeros((1, len(w)), np.int64), w, nb, 1)[:, 0, 0]
+    s2 = block_sums(np.zeros((1, len(w)), np.int64), w * w, nb, 1)[:, 0, 0]
+    return bootstrap_scores(
+        q_blocks,
+        reference.block_hist,
+        observable_names=[o.name for o in task.observables],
+        one_dimensional=_one_dimensional(task),
+        n_bootstrap=task.metrics.n_bootstrap if n_bootstrap is None else n_bootstrap,
+        seed=seed,
+        ess_blocks=(s1, s2),
+        n_samples=len(w),
+        p_exact=reference.exact,
+    )
+
+
+def score_histograms(task: Task, block_hist: np.ndarray, reference: Reference, *,
+                     n_bootstrap: int | None = None, seed: int = 0) -> Scores:
+    """Score unweighted MD histograms (per time block) against the reference: JS, PMF error, no ESS."""
+    return bootstrap_scores(
+        np.asarray(block_hist, np.float64),
+        reference.block_hist,
+        observable_names=[o.name for o in task.observables],
+        one_dimensional=_one_dimensional(task),
+        n_bootstrap=task.metrics.n_bootstrap if n_bootstrap is None else n_bootstrap,
+        seed=seed,
+        p_exact=reference.exact,
+    )
+
+
+def evaluate(
+    pmf,
+    task: Task,
+    *,
+    device: str | None = None,
+    batch_size: int = 65536,
+    n_bootstrap: int | None = None,
+    seed: int = 0,
+    n_samples: int | None = None,
+    progress: bool = False,
+    proposal: Proposal | None = None,
+    reference: Reference | None = None,
+) -> tuple[Result, np.ndarray]:
+    """Score ``pmf`` (a path or a loaded module) on ``task``.
+
+    Returns the Result and the log-weights (for plots). ``n_samples`` uses the first
+    n samples of the bank (quick checks); the default is the whole bank.
+    """
+    t0 = time.perf_counter()
+    device = device or default_device()
+    is_path = isinstance(pmf, (str, os.PathLike))
+    module = load_pmf(pmf, device) if is_path else pmf
+    proposal = proposal or task.load_proposal()
+    reference = reference or task.load_reference()
+    positions, log_q = proposal.positions, proposal.log_q
+    if n_samples is not None:
+        positions, log_q = positions[:n_samples], log_q[:n_samples]
+    check_pmf(module, task, sample=positions[:7], device=device)
+    energies = compute_energies(module, positions, batch_size=batch_size, device=device, progress=progress)
+    log_w = M.log_weights(energies, log_q, task.kT)
+    scores = score_log_weights(task, log_w, observable_index(task, positions), reference,
+                               n_bootstrap=n_bootstrap, seed=seed)
+    result = Result(
+        task=task.name,
+        task_version=task.version,
+        scores=scores,
+        runtime_s=time.perf_counter() - t0,
+        device=device,
+        n_samples=len(positions),
+        submission=str(pmf) if is_path else type(module).__name__,
+        submission_sha256=sha256_file(pmf) if is_path else "",
+        info={"batch_size": batch_size, "seed": seed},
+    )
+    return result, log_w
+
+
+def evaluate_baseline(task: Task, name: str, **kwargs) -> Result:
+    """Score one of the task's baselines (a PMF, or MD histograms stored per block)."""
+    b = task.baseline(name)
+    path = b.file.verify()
+    if b.kind == "pmf":
+        result, _ = evaluate(path, task, **kwargs)
+        return result
+    t0 = time.perf_counter()
+    reference = kwargs.get("reference") or task.load_reference()
+    with np.load(path) as z:
+        block_hist = z["block_hist"]
+    scores = score_histograms(task, block_hist, reference, n_bootstrap=kwargs.get("n_bootstrap"),
+                              seed=kwargs.get("seed", 0))
+    return Result(task.name, task.version, scores, time.perf_counter() - t0, "cpu",
+                  int(block_hist.sum()), submission=str(path), submission_sha256=b.file.sha256)

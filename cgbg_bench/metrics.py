@@ -1,0 +1,141 @@
+"""The benchmark's metrics, exactly as docs/science.md section 4 defines them.
+
+Pure functions on numpy arrays. Histogram metrics take probability vectors along
+the last axis and broadcast over leading axes (bootstrap replicates).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "EPS",
+    "log_weights",
+    "clip_mask",
+    "normalized_weights",
+    "ess",
+    "bin_index",
+    "weighted_histogram",
+    "normalize",
+    "js_divergence",
+    "pmf_error",
+    "fe_rmse",
+]
+
+#: The 1e-10 of science.md section 4 (normalization denominators, empty-bin fill).
+EPS = 1e-10
+
+
+def log_weights(energies: np.ndarray, log_q: np.ndarray, kT: float) -> np.ndarray:
+    """log w_i = -U(R_i)/kT - log q(R_i), in float64 (unnormalized)."""
+    return -np.asarray(energies, np.float64) / float(kT) - np.asarray(log_q, np.float64)
+
+
+def clip_mask(log_w: np.ndarray, percentile: float) -> np.ndarray:
+    """True for samples kept: those whose log-weight is below the ``percentile``-th percentile.
+
+    Samples at or above it get weight 0 (discarded, not capped). percentile=100 keeps all.
+    """
+    log_w = np.asarray(log_w, np.float64)
+    if percentile >= 100:
+        return np.ones(log_w.shape, dtype=bool)
+    return log_w < np.percentile(log_w, percentile)
+
+
+def normalized_weights(log_w: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+    """exp(log_w) with clipped samples at 0, normalized to sum 1 (stable: max subtracted)."""
+    log_w = np.asarray(log_w, np.float64)
+    keep = np.ones(log_w.shape, bool) if keep is None else np.asarray(keep, bool)
+    if not keep.any():
+        raise ValueError("no sample left after clipping")
+    w = np.where(keep, np.exp(log_w - log_w[keep].max()), 0.0)
+    return w / w.sum()
+
+
+def ess(weights: np.ndarray, n: int | None = None) -> float:
+    """Kish effective sample size as a fraction of the bank: (sum w)^2 / (N sum w^2).
+
+    N is the bank size (``n``, default ``len(weights)``), clipped samples included.
+    """
+    w = np.asarray(weights, np.float64)
+    n = w.size if n is None else int(n)
+    return float(w.sum() ** 2 / (n * np.sum(w * w)))
+
+
+def bin_index(values: np.ndarray, bins, ranges) -> np.ndarray:
+    """Flat (C-order) histogram bin of each sample, -1 outside the range.
+
+    values: (N, d); bins, ranges: length d. Bins are half-open [a, b) except the last,
+    which includes its right edge, as np.histogramdd.
+    """
+    values = np.asarray(values, np.float64)
+    if values.ndim == 1:
+        values = values[:, None]
+    flat = np.zeros(len(values), np.int64)
+    inside = np.ones(len(values), bool)
+    for k, (nb, (lo, hi)) in enumerate(zip(bins, ranges)):
+        v = values[:, k]
+        idx = np.floor((v - lo) / (hi - lo) * nb).astype(np.int64)
+        idx = np.where(v == hi, nb - 1, idx)
+        inside &= (idx >= 0) & (idx < nb) & np.isfinite(v)
+        flat = flat * nb + np.clip(idx, 0, nb - 1)
+    return np.where(inside, flat, -1)
+
+
+def weighted_histogram(index: np.ndarray, weights: np.ndarray | None, n_bins: int) -> np.ndarray:
+    """Sum of weights per flat bin (samples with index -1 dropped)."""
+    index = np.asarray(index)
+    inside = index >= 0
+    w = None if weights is None else np.asarray(weights, np.float64)[inside]
+    return np.bincount(index[inside], weights=w, minlength=n_bins).astype(np.float64)
+
+
+def normalize(h: np.ndarray) -> np.ndarray:
+    """Normalize along the last axis to sum 1 (1e-10 added to the denominator)."""
+    h = np.asarray(h, np.float64)
+    return h / (h.sum(axis=-1, keepdims=True) + EPS)
+
+
+def _xlogy_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # a * log(a / b) with 0 log 0 = 0; where a > 0, b >= a/2 > 0.
+    safe_a = np.where(a > 0, a, 1.0)
+    safe_b = np.where(a > 0, b, 1.0)
+    return np.where(a > 0, a * np.log(safe_a / safe_b), 0.0)
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon divergence (natural log) along the last axis."""
+    p = np.asarray(p, np.float64)
+    q = np.asarray(q, np.float64)
+    m = 0.5 * (p + q)
+    return 0.5 * _xlogy_ratio(p, m).sum(axis=-1) + 0.5 * _xlogy_ratio(q, m).sum(axis=-1)
+
+
+def pmf_error(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """PMF error in kT^2: sum_b m_b (ln p_b - ln q_b)^2, empty bins filled with 1e-10.
+
+    m = (p_f + q_f) / 2 renormalized to sum 1.
+    """
+    p_f = np.where(np.asarray(p, np.float64) > 0, p, EPS)
+    q_f = np.where(np.asarray(q, np.float64) > 0, q, EPS)
+    m = 0.5 * (p_f + q_f)
+    m = m / m.sum(axis=-1, keepdims=True)
+    return np.sum(m * (np.log(p_f) - np.log(q_f)) ** 2, axis=-1)
+
+
+def fe_rmse(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """RMS error (kT) of the free-energy profile -ln q against -ln p.
+
+    Over the bins occupied in both; the free additive constant is removed by
+    subtracting the mean difference over those bins (the least-squares shift).
+    Returns NaN where fewer than two bins are shared.
+    """
+    p = np.asarray(p, np.float64)
+    q = np.asarray(q, np.float64)
+    both = (p > 0) & (q > 0)
+    diff = np.where(both, np.log(np.where(both, q, 1.0)) - np.log(np.where(both, p, 1.0)), 0.0)
+    n = both.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = diff.sum(axis=-1) / n
+        sq = np.where(both, (diff - mean[..., None]) ** 2, 0.0).sum(axis=-1) / n
+        return np.where(n >= 2, np.sqrt(sq), np.nan)

@@ -1,0 +1,162 @@
+"""Submitted PMFs: detect the file format, load without unpickling, check the contract, export.
+
+Accepted: torch.export programs (``.pt2``, recommended) and TorchScript modules
+(``.pt``). The format is read from the archive's contents, not its suffix.
+Pickled modules and state dicts (``torch.save``) are refused: loading them would
+run arbitrary code.
+
+The contract (docs/science.md section 2): input (B, *task.input_shape) float32 in
+nm, output (B,) energies in the task's energy unit (kJ/mol; kT for Mueller-Brown),
+any batch size B, finite values, each sample's energy independent of the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from cgbg_bench.errors import PMFContractError, UnsupportedFormat
+
+__all__ = ["detect_format", "load_pmf", "check_pmf", "export_pmf", "default_device"]
+
+log = logging.getLogger(__name__)
+
+_EXPORT_HOWTO = (
+    "export your model with cgbg_bench.export_pmf(model, task, 'model.pt2') "
+    "(torch.export with a dynamic batch dimension) or torch.jit.save(torch.jit.script(model), 'model.pt')"
+)
+_LOADERS: dict[str, Callable[[Path, str], torch.nn.Module]] = {}
+
+
+def register_loader(fmt: str):
+    def deco(fn):
+        _LOADERS[fmt] = fn
+        return fn
+
+    return deco
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """Return "export" or "torchscript"; raise UnsupportedFormat for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise UnsupportedFormat(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head[:1] == b"\x80":
+        raise UnsupportedFormat(f"{path} is a legacy pickle (torch.save); it is never unpickled: {_EXPORT_HOWTO}")
+    if head != b"PK\x03\x04":
+        raise UnsupportedFormat(f"{path} is not a torch archive (.pt2 or TorchScript .pt): {_EXPORT_HOWTO}")
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except zipfile.BadZipFile as exc:
+        raise UnsupportedFormat(f"{path}: damaged zip archive ({exc})") from exc
+    stems = {n.split("/", 1)[1] if "/" in n else n for n in names}
+    if "archive_format" in stems or "models/model.json" in stems:
+        return "export"
+    if "constants.pkl" in stems and any(s.startswith("code/") for s in stems):
+        return "torchscript"
+    if "data.pkl" in stems:
+        raise UnsupportedFormat(
+            f"{path} was written by torch.save (a pickled nn.Module or state dict); "
+            f"submissions are never unpickled: {_EXPORT_HOWTO}"
+        )
+    raise UnsupportedFormat(f"{path}: unrecognised zip archive: {_EXPORT_HOWTO}")
+
+
+@register_loader("export")
+def _load_export(path: Path, device: str) -> torch.nn.Module:
+    module = torch.export.load(str(path)).module()
+    return module.to(device)
+
+
+@register_loader("torchscript")
+def _load_torchscript(path: Path, device: str) -> torch.nn.Module:
+    return torch.jit.load(str(path), map_location=device).eval()
+
+
+def load_pmf(path: str | os.PathLike, device: str | None = None) -> torch.nn.Module:
+    """Load a submitted PMF (format detected from the file) onto ``device``."""
+    device = device or default_device()
+    fmt = detect_format(path)
+    try:
+        return _LOADERS[fmt](Path(path), device)
+    except Exception as exc:  # a corrupt archive of a known format
+        raise UnsupportedFormat(f"{path}: looks like a {fmt} archive but failed to load: {exc}") from exc
+
+
+def _call(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    try:
+        with torch.no_grad():
+            return module(x)
+    except Exception as exc:
+        raise PMFContractError(
+            f"the PMF raised on an input of shape {tuple(x.shape)} float32 ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); it must accept any batch size B "
+            "(export with a dynamic batch dimension)"
+        ) from exc
+
+
+def check_pmf(pmf, task, sample: np.ndarray | None = None, device: str | None = None, rtol: float = 1e-4) -> None:
+    """Run the submission contract on a small batch; raise PMFContractError naming the violation.
+
+    ``pmf`` is a path or a loaded module; ``sample`` a few positions (default: from the bank).
+    """
+    device = device or default_device()
+    module = load_pmf(pmf, device) if isinstance(pmf, (str, os.PathLike)) else pmf
+    if sample is None:
+        sample = task.load_proposal().positions[:7]
+    x = torch.as_tensor(np.asarray(sample[:7], np.float32), device=device)
+    if x.shape[0] < 7:
+        raise ValueError("check_pmf needs at least 7 sample positions")
+    shape = "(B, " + ", ".join(map(str, task.input_shape)) + ")"
+    out7 = _call(module, x)
+    if not isinstance(out7, torch.Tensor):
+        raise PMFContractError(f"the PMF returned {type(out7).__name__}; it must return one tensor of shape (B,)")
+    if tuple(out7.shape) != (7,):
+        raise PMFContractError(
+            f"for input {shape} with B=7 the PMF returned shape {tuple(out7.shape)}; expected (7,): "
+            "one energy per configuration (squeeze a trailing dimension of size 1)"
+        )
+    if not out7.dtype.is_floating_point:
+        raise PMFContractError(f"the PMF returned dtype {out7.dtype}; expected a floating-point energy")
+    if not torch.isfinite(out7).all():
+        raise PMFContractError("the PMF returned NaN or inf on proposal samples; energies must be finite")
+    out3 = _call(module, x[:3])
+    if tuple(out3.shape) != (3,):
+        raise PMFContractError(
+            f"with B=3 the PMF returned shape {tuple(out3.shape)}: the batch size must be dynamic"
+        )
+    scale = float(out7[:3].abs().max()) + 1.0
+    if float((out3 - out7[:3]).abs().max()) > rtol * scale:
+        raise PMFContractError(
+            "the energy of a configuration changes with the other configurations in its batch "
+            "(put the model in eval mode; no batch statistics)"
+        )
+
+
+def export_pmf(module: torch.nn.Module, task, path: str | os.PathLike) -> Path:
+    """Export ``module`` for ``task`` with torch.export (dynamic batch), save it, check the contract."""
+    from cgbg_bench._io import atomic_path
+
+    module = module.eval()
+    example = torch.as_tensor(task.load_proposal().positions[:7], dtype=torch.float32)
+    program = torch.export.export(module, (example,), dynamic_shapes=({0: torch.export.Dim.DYNAMIC},))
+    path = Path(path)
+    if path.suffix != ".pt2":
+        raise ValueError(f"{path}: exported programs are saved with the suffix .pt2")
+    with atomic_path(path) as tmp:
+        torch.export.save(program, str(tmp))
+        check_pmf(tmp, task, sample=example.numpy(), device="cpu")
+    return path

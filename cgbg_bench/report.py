@@ -1,0 +1,49 @@
+"""Human-readable output: values with bootstrap errors and the score table."""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+from tabulate import tabulate
+
+__all__ = ["format_value_error", "score_table", "METRIC_LABELS"]
+
+METRIC_LABELS = {
+    "js": "JS",
+    "pmf_error": "PMF err (kT^2)",
+    "fe_rmse": "FE RMSE (kT)",
+    "ess": "ESS",
+    "js_floor": "JS floor",
+}
+
+
+def format_value_error(value: float, error: float) -> str:
+    """Concise notation: 0.00483 +- 0.00012 -> '0.0048(1)'; 12.3 +- 1.5 -> '12(2)'."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if error is None or not math.isfinite(error) or error <= 0:
+        return f"{value:.4g}"
+    exponent = math.floor(math.log10(error))
+    digit = round(error / 10**exponent)
+    if digit == 10:  # 0.096 rounds to 0.1
+        exponent += 1
+        digit = 1
+    decimals = max(0, -exponent)
+    shown = round(value, decimals) if decimals else round(value / 10**exponent) * 10**exponent
+    if decimals:
+        return f"{shown:.{decimals}f}({digit})"
+    return f"{shown:.0f}({digit * 10**exponent:.0f})"
+
+
+def score_table(rows: Sequence[tuple[str, Mapping[str, Mapping[str, float]]]], metric_names: Sequence[str]) -> str:
+    """rows: (label, {metric: {"value", "error"}}); missing metrics print as '-'."""
+    header = ["entry"] + [METRIC_LABELS.get(m, m) for m in metric_names]
+    body = []
+    for label, metrics in rows:
+        line = [label]
+        for m in metric_names:
+            v = metrics.get(m)
+            line.append(format_value_error(v["value"], v["error"]) if v else "-")
+        body.append(line)
+    return tabulate(body, headers=header, tablefmt="github")

@@ -1,0 +1,352 @@
+"""Tasks: ``tasks/<name>/task.yaml`` loaded into frozen dataclasses, data files hash-checked.
+
+A task fixes everything a score depends on: the CG representation and input
+shape, kT, the observables and their histogram settings, the metric settings,
+the proposal bank, the reference, and the baselines. Paths in task.yaml are
+relative to the task folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import yaml
+
+from cgbg_bench._io import sha256_file
+from cgbg_bench._schema import check_keys, require
+from cgbg_bench.errors import DataError, HashMismatch, TaskFileMissing, TaskNotFound, TaskSchemaError
+
+__all__ = [
+    "Observable",
+    "DataFile",
+    "Baseline",
+    "MetricSettings",
+    "Task",
+    "Proposal",
+    "Reference",
+    "tasks_root",
+    "list_tasks",
+    "load_task",
+    "parse_task",
+]
+
+DIHEDRAL_RANGE = (-math.pi, math.pi)
+OBSERVABLE_KINDS = ("coordinate", "dihedral_pair")
+BASELINE_KINDS = ("pmf", "md-histogram")
+ENERGY_UNITS = ("kT", "kJ/mol")
+
+
+@dataclass(frozen=True)
+class Observable:
+    """One histogrammed quantity: a coordinate (1-D) or a (phi, psi) pair (2-D)."""
+
+    name: str
+    kind: str
+    indices: tuple[tuple[int, ...], ...]  # coordinate: ((flat index,),); dihedral_pair: (phi, psi)
+    bins: tuple[int, ...]
+    range: tuple[tuple[float, float], ...]
+
+    @property
+    def n_bins(self) -> int:
+        return int(np.prod(self.bins))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.bins)
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A shipped file with its sha256 and provenance (command, seed, code version)."""
+
+    path: Path
+    sha256: str
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def verify(self) -> Path:
+        """Return the path after checking that it exists and its hash matches."""
+        if not self.path.is_file():
+            raise TaskFileMissing(
+                f"{self.path} is listed in the task but not on disk; regenerate it with the "
+                f"command in its provenance ({self.provenance.get('command', 'unknown')!r}) "
+                "or restore it from git"
+            )
+        actual = sha256_file(self.path)
+        if actual != self.sha256:
+            raise HashMismatch(
+                f"{self.path}: sha256 is {actual[:16]}..., the task records {self.sha256[:16]}...; "
+                "the file was modified or the task.yaml is stale: restore the file from git or "
+                "rebuild the task with the command in its provenance"
+            )
+        return self.path
+
+
+@dataclass(frozen=True)
+class Baseline:
+    name: str
+    kind: str  # "pmf": a .pt2 scored like a submission; "md-histogram": unweighted MD histograms
+    file: DataFile
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    clip_percentile: float
+    n_bootstrap: int
+    proposal_blocks: int
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The proposal bank: CG positions with the exact log-density of the flow that drew them."""
+
+    positions: np.ndarray  # (N, *input_shape) float32
+    log_q: np.ndarray  # (N,) float64
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Reference histograms stored per block, so that they can be block-bootstrapped.
+
+    block_hist has shape (n_blocks, n_observables, n_bins) (bins flattened in C order).
+    ``exact`` marks an analytic reference with no sampling error (n_blocks == 1).
+    """
+
+    block_hist: np.ndarray
+    exact: bool
+    extras: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def hist(self) -> np.ndarray:
+        """The full-data histograms (n_observables, n_bins), normalized to sum 1 each."""
+        h = self.block_hist.sum(axis=0)
+        return h / (h.sum(axis=-1, keepdims=True) + 1e-10)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    version: int
+    description: str
+    system: str
+    representation: str
+    n_beads: int
+    input_shape: tuple[int, ...]
+    energy_unit: str
+    temperature_kelvin: float | None
+    kT: float
+    observables: tuple[Observable, ...]
+    metrics: MetricSettings
+    proposal: DataFile
+    reference: DataFile
+    baselines: tuple[Baseline, ...]
+    baseline_scores: DataFile | None
+    root: Path
+
+    def load_proposal(self) -> Proposal:
+        with np.load(self.proposal.verify()) as z:
+            positions = z["positions"]
+            log_q = z["log_q"].astype(np.float64)
+        if positions.shape[1:] != self.input_shape:
+            raise DataError(
+                f"{self.proposal.path}: positions have per-sample shape {positions.shape[1:]}, "
+                f"task {self.name} expects {self.input_shape}"
+            )
+        if log_q.shape != positions.shape[:1]:
+            raise DataError(f"{self.proposal.path}: log_q shape {log_q.shape} != ({len(positions)},)")
+        if not (np.isfinite(positions).all() and np.isfinite(log_q).all()):
+            raise DataError(f"{self.proposal.path}: proposal bank holds NaN or inf values")
+        return Proposal(positions=positions.astype(np.float32, copy=False), log_q=log_q)
+
+    def load_reference(self) -> Reference:
+        with np.load(self.reference.verify()) as z:
+            block_hist = z["block_hist"].astype(np.float64)
+            exact = bool(z["exact"])
+            extras = {k: z[k] for k in z.files if k not in ("block_hist", "exact")}
+        expected = (len(self.observables),)
+        n_bins = max(o.n_bins for o in self.observables)
+        if block_hist.ndim != 3 or block_hist.shape[1:2] != expected or block_hist.shape[2] != n_bins:
+            raise DataError(
+                f"{self.reference.path}: block_hist has shape {block_hist.shape}, expected "
+                f"(n_blocks, {len(self.observables)}, {n_bins})"
+            )
+        if not np.isfinite(block_hist).all() or (block_hist < 0).any():
+            raise DataError(f"{self.reference.path}: block_hist must be finite and non-negative")
+        return Reference(block_hist=block_hist, exact=exact, extras=extras)
+
+    def baseline(self, name: str) -> Baseline:
+        for b in self.baselines:
+            if b.name == name:
+                return b
+        raise TaskSchemaError(
+            f"task {self.name} has no baseline {name!r}; it has {[b.name for b in self.baselines]}"
+        )
+
+
+def tasks_root() -> Path:
+    """Folder holding one sub-folder per task (``$CGBG_BENCH_TASKS`` overrides)."""
+    env = os.environ.get("CGBG_BENCH_TASKS")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "tasks"
+
+
+def list_tasks(root: Path | None = None) -> list[str]:
+    root = root or tasks_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "task.yaml").is_file())
+
+
+def load_task(name_or_path: str | os.PathLike, root: Path | None = None) -> Task:
+    """Load a task by registry name (``mueller-brown``) or by path to a task folder or yaml."""
+    candidate = Path(name_or_path)
+    if candidate.is_file():
+        yaml_path = candidate
+    elif (candidate / "task.yaml").is_file() and (os.sep in str(name_or_path) or candidate.is_absolute()):
+        yaml_path = candidate / "task.yaml"
+    else:
+        root = root or tasks_root()
+        yaml_path = root / str(name_or_path) / "task.yaml"
+        if not yaml_path.is_file():
+            names = list_tasks(root)
+            close = difflib.get_close_matches(str(name_or_path), names, n=3, cutoff=0.4)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise TaskNotFound(
+                f"no task named {str(name_or_path)!r}{hint} (known tasks: {', '.join(names) or 'none'}; "
+                "`cgbg-bench list` shows them)"
+            )
+    try:
+        data = yaml.safe_load(yaml_path.read_text())
+    except yaml.YAMLError as exc:
+        raise TaskSchemaError(f"{yaml_path}: not valid YAML: {exc}") from exc
+    return parse_task(data, yaml_path.parent, where=str(yaml_path))
+
+
+def _data_file(d: Any, base: Path, where: str) -> DataFile:
+    check_keys(d, where=where, required={"path", "sha256"}, optional={"provenance", "n_samples"})
+    require(d["path"], str, where=f"{where}.path")
+    sha = require(d["sha256"], str, where=f"{where}.sha256")
+    if len(sha) != 64:
+        raise TaskSchemaError(f"{where}.sha256: expected 64 hex digits, got {sha!r}")
+    prov = d.get("provenance", {}) or {}
+    require(prov, dict, where=f"{where}.provenance")
+    return DataFile(path=(base / d["path"]).resolve(), sha256=sha, provenance=prov)
+
+
+def _int_tuple(v: Any, where: str, length: int | None = None) -> tuple[int, ...]:
+    require(v, list, where=where)
+    out = tuple(require(i, int, where=f"{where}[{k}]") for k, i in enumerate(v))
+    if length is not None and len(out) != length:
+        raise TaskSchemaError(f"{where}: expected {length} integers, got {len(out)}")
+    return out
+
+
+def _observable(d: Any, where: str, input_shape: tuple[int, ...]) -> Observable:
+    d = check_keys(d, where=where, required={"name", "kind", "bins"}, optional={"index", "range", "phi", "psi"})
+    name = require(d["name"], str, where=f"{where}.name")
+    kind = d["kind"]
+    if kind not in OBSERVABLE_KINDS:
+        raise TaskSchemaError(f"{where}.kind: {kind!r} is not one of {OBSERVABLE_KINDS}")
+    bins = require(d["bins"], int, where=f"{where}.bins")
+    if bins < 1:
+        raise TaskSchemaError(f"{where}.bins: must be positive, got {bins}")
+    size = int(np.prod(input_shape))
+    if kind == "coordinate":
+        if "index" not in d or "range" not in d:
+            raise TaskSchemaError(f"{where}: a coordinate observable needs 'index' and 'range'")
+        index = _int_tuple(d["index"], f"{where}.index", length=len(input_shape))
+        flat = int(np.ravel_multi_index(index, input_shape)) if all(
+            0 <= i < n for i, n in zip(index, input_shape)
+        ) else -1
+        if flat < 0:
+            raise TaskSchemaError(f"{where}.index: {list(index)} is outside input shape {input_shape}")
+        lo, hi = (float(require(x, (int, float), where=f"{where}.range")) for x in d["range"])
+        if not lo < hi:
+            raise TaskSchemaError(f"{where}.range: need low < high, got {d['range']}")
+        return Observable(name, kind, ((flat,),), (bins,), ((lo, hi),))
+    if "phi" not in d or "psi" not in d or "index" in d or "range" in d:
+        raise TaskSchemaError(f"{where}: a dihedral_pair needs 'phi' and 'psi' (and no index/range: "
+                              "dihedral histograms are on [-pi, pi] by definition)")
+    n_beads = input_shape[0]
+    quads = tuple(_int_tuple(d[k], f"{where}.{k}", length=4) for k in ("phi", "psi"))
+    for q in quads:
+        if any(not 0 <= i < n_beads for i in q) or len(set(q)) != 4:
+            raise TaskSchemaError(f"{where}: dihedral beads {list(q)} must be 4 distinct indices < {n_beads}")
+    return Observable(name, kind, quads, (bins, bins), (DIHEDRAL_RANGE, DIHEDRAL_RANGE))
+
+
+_TOP_REQUIRED = {
+    "name", "version", "description", "system", "representation", "n_beads", "input_shape",
+    "energy_unit", "temperature_kelvin", "kT", "observables", "metrics", "proposal", "reference",
+}
+_TOP_OPTIONAL = {"baselines", "baseline_scores"}
+
+
+def parse_task(data: Any, base: Path, where: str = "task.yaml") -> Task:
+    """Validate a task.yaml mapping and build the frozen :class:`Task` (paths relative to base)."""
+    d = check_keys(data, where=where, required=_TOP_REQUIRED, optional=_TOP_OPTIONAL)
+    name = require(d["name"], str, where=f"{where}: name")
+    input_shape = _int_tuple(d["input_shape"], f"{where}: input_shape")
+    n_beads = require(d["n_beads"], int, where=f"{where}: n_beads")
+    if input_shape[0] != n_beads or len(input_shape) not in (1, 2):
+        raise TaskSchemaError(f"{where}: input_shape {list(input_shape)} must be [n_beads] or [n_beads, 3]")
+    unit = d["energy_unit"]
+    if unit not in ENERGY_UNITS:
+        raise TaskSchemaError(f"{where}: energy_unit {unit!r} is not one of {ENERGY_UNITS}")
+    kT = float(require(d["kT"], (int, float), where=f"{where}: kT"))
+    if not kT > 0:
+        raise TaskSchemaError(f"{where}: kT must be positive")
+    temp = d["temperature_kelvin"]
+    if temp is not None:
+        temp = float(require(temp, (int, float), where=f"{where}: temperature_kelvin"))
+    obs_list = require(d["observables"], list, where=f"{where}: observables")
+    if not obs_list:
+        raise TaskSchemaError(f"{where}: observables must not be empty")
+    observables = tuple(
+        _observable(o, f"{where}: observables[{i}]", input_shape) for i, o in enumerate(obs_list)
+    )
+    if len({o.n_bins for o in observables}) != 1:
+        raise TaskSchemaError(f"{where}: all observables must have the same number of bins")
+    m = check_keys(d["metrics"], where=f"{where}: metrics",
+                   required={"clip_percentile", "n_bootstrap", "proposal_blocks"})
+    metrics = MetricSettings(
+        clip_percentile=float(require(m["clip_percentile"], (int, float), where=f"{where}: clip_percentile")),
+        n_bootstrap=require(m["n_bootstrap"], int, where=f"{where}: n_bootstrap"),
+        proposal_blocks=require(m["proposal_blocks"], int, where=f"{where}: proposal_blocks"),
+    )
+    if not 0 < metrics.clip_percentile <= 100:
+        raise TaskSchemaError(f"{where}: clip_percentile must be in (0, 100]")
+    baselines = []
+    for i, b in enumerate(require(d.get("baselines", []) or [], list, where=f"{where}: baselines")):
+        bw = f"{where}: baselines[{i}]"
+        check_keys(b, where=bw, required={"name", "kind", "path", "sha256"}, optional={"description", "provenance"})
+        if b["kind"] not in BASELINE_KINDS:
+            raise TaskSchemaError(f"{bw}.kind: {b['kind']!r} is not one of {BASELINE_KINDS}")
+        f = _data_file({k: b[k] for k in ("path", "sha256", "provenance") if k in b}, base, bw)
+        baselines.append(Baseline(require(b["name"], str, where=f"{bw}.name"), b["kind"], f,
+                                  str(b.get("description", ""))))
+    scores = d.get("baseline_scores")
+    return Task(
+        name=name,
+        version=require(d["version"], int, where=f"{where}: version"),
+        description=require(d["description"], str, where=f"{where}: description"),
+        system=require(d["system"], str, where=f"{where}: system"),
+        representation=require(d["representation"], str, where=f"{where}: representation"),
+        n_beads=n_beads,
+        input_shape=input_shape,
+        energy_unit=unit,
+        temperature_kelvin=temp,
+        kT=kT,
+        observables=observables,
+        metrics=metrics,
+        proposal=_data_file(d["proposal"], base, f"{where}: proposal"),
+        reference=_data_file(d["reference"], base, f"{where}: reference"),
+        baselines=tuple(baselines),
+        baseline_scores=_data_file(scores, base, f"{where}: baseline_scores") if scores else None,
+        root=base.resolve(),
+    )
