@@ -23,7 +23,7 @@ import torch
 
 from cgbg_bench.errors import PMFContractError, UnsupportedFormat
 
-__all__ = ["detect_format", "load_pmf", "check_pmf", "export_pmf", "default_device"]
+__all__ = ["detect_format", "load_pmf", "check_pmf", "export_pmf", "export_program", "default_device"]
 
 log = logging.getLogger(__name__)
 
@@ -146,17 +146,28 @@ def check_pmf(pmf, task, sample: np.ndarray | None = None, device: str | None = 
         )
 
 
-def export_pmf(module: torch.nn.Module, task, path: str | os.PathLike) -> Path:
-    """Export ``module`` for ``task`` with torch.export (dynamic batch), save it, check the contract."""
+def export_program(module: torch.nn.Module, example: torch.Tensor, path: str | os.PathLike,
+                   validate: Callable[[Path], None] | None = None) -> Path:
+    """torch.export ``module`` with a dynamic batch dimension and save it atomically to ``path`` (.pt2).
+
+    ``validate(tmp_path)`` runs on the written file before it is renamed into place.
+    """
     from cgbg_bench._io import atomic_path
 
-    module = module.eval()
-    example = torch.as_tensor(task.load_proposal().positions[:7], dtype=torch.float32)
-    program = torch.export.export(module, (example,), dynamic_shapes=({0: torch.export.Dim.DYNAMIC},))
     path = Path(path)
     if path.suffix != ".pt2":
         raise ValueError(f"{path}: exported programs are saved with the suffix .pt2")
+    program = torch.export.export(module.eval(), (example,), dynamic_shapes=({0: torch.export.Dim.DYNAMIC},))
     with atomic_path(path) as tmp:
         torch.export.save(program, str(tmp))
-        check_pmf(tmp, task, sample=example.numpy(), device="cpu")
+        if validate is not None:
+            validate(tmp)
     return path
+
+
+def export_pmf(module: torch.nn.Module, task, path: str | os.PathLike) -> Path:
+    """Export ``module`` for ``task`` (torch.export, dynamic batch), save it, and check the contract."""
+    example = torch.as_tensor(task.load_proposal().positions[:7], dtype=torch.float32)
+    return export_program(
+        module, example, path, validate=lambda tmp: check_pmf(tmp, task, sample=example.numpy(), device="cpu")
+    )

@@ -16,7 +16,9 @@ __all__ = ["main", "entry_point", "build_parser"]
 #: Subcommand modules, in the order ``--help`` lists them.
 _COMMAND_MODULES = [
     "cgbg_bench.cli.tasks",
+    "cgbg_bench.cli.md",
     "cgbg_bench.cli.evaluate",
+    "cgbg_bench.cli.make",
 ]
 
 

@@ -64,7 +64,7 @@ def train_flow(x: np.ndarray, *, seed: int, epochs: int = 400, lr: float = 5e-3,
     """Maximum-likelihood training on samples x (N,) or (N, 1); returns the flow and a report."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    x = np.asarray(x, np.float64).reshape(-1, 1)
+    x = np.array(x, np.float64).reshape(-1, 1)
     lo, hi = np.percentile(x, [0.0, 100.0])
     # map the data's full range into [-4, 4] of the spline window [-5, 5]
     model = Flow1D(loc=0.5 * (lo + hi), scale=(hi - lo) / 8.0 + 1e-6, transforms=transforms, bins=bins)

@@ -1,0 +1,1 @@
+"""Commands that regenerate shipped task data from scratch (seeded, with provenance)."""

@@ -1,0 +1,156 @@
+"""Build the Mueller-Brown tasks from scratch: data, exact reference, flows, banks, baselines, scores.
+
+    cgbg-bench make-task mueller-brown
+
+writes data/mueller-brown/*.npz (Langevin training data), baselines/mueller-brown/*.pt2
+(+ baselines.yaml with their training records), and tasks/mueller-brown{,-biased}/
+(task.yaml, reference.npz, proposal.npz, flow.pt, baseline_scores.json). Every step is
+seeded; rerunning gives the same files (torch on CPU is deterministic here).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from cgbg_bench._io import atomic_savez, atomic_write_text
+from cgbg_bench.build.provenance import file_entry, provenance, write_task_yaml
+from cgbg_bench.flows import train_flow
+from cgbg_bench.fm import RBFMLP, train_force_matching
+from cgbg_bench.pmf import export_program
+from cgbg_bench.toy import mueller_brown as mb
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build", "COMMAND"]
+
+COMMAND = "cgbg-bench make-task mueller-brown"
+SEEDS = {"unbiased": 11, "biased": 12, "flow": 13, "bank": 14, "fm": 15}
+N_FRAMES = 5000  # per chain: 10 chains x 5000 frames x 100 steps
+BANK_SIZE = 100_000
+BINS, RANGE = 100, (10.0, 50.0)
+VARIANTS = {"mueller-brown": "unbiased", "mueller-brown-biased": "biased"}
+TASK_VERSION = 1
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def _simulate(data_dir: Path, n_frames: int) -> dict[str, mb.LangevinTrajectory]:
+    trajs = {}
+    for kind, bias in (("unbiased", None), ("biased", "gaussian")):
+        log.info("Langevin %s: 10 chains x %d frames", kind, n_frames)
+        t = mb.langevin(n_frames, seed=SEEDS[kind], bias=bias)
+        atomic_savez(data_dir / f"{kind}.npz", x=t.x, y=t.y, force_x=t.force_x, bias_energy=t.bias_energy,
+                     time=t.time)
+        trajs[kind] = t
+    return trajs
+
+
+def _baselines(trajs, out: Path, quick: bool) -> dict[str, dict]:
+    """Export every Mueller-Brown baseline PMF; return name -> {path, description, training}."""
+    example = torch.linspace(15.0, 45.0, 7).reshape(7, 1)
+    entries = {
+        "exact": (mb.ExactPMF(), "exact PMF by quadrature over y (1001-point grid)", None),
+        "potential-minimum": (mb.PotentialMinimumPMF(), "deliberately wrong: min_y V(x, y), energy "
+                              "instead of free energy", None),
+    }
+    for kind in ("unbiased", "biased"):
+        positions, forces, blocks = trajs[kind].training_data()
+        model, report = train_force_matching(
+            RBFMLP(seed=SEEDS["fm"]), positions, forces, block_ids=blocks, seed=SEEDS["fm"],
+            max_epochs=5 if quick else 200, patience=20)
+        entries[f"fm-{kind}"] = (model, f"force-matched RBF+MLP on {kind} Langevin data", {
+            "data": f"data/mueller-brown/{kind}.npz", "seed": SEEDS["fm"],
+            "train_force_rmse": report.train_force_rmse, "val_force_rmse": report.val_force_rmse,
+            "epochs": report.epochs, "best_epoch": report.best_epoch, "n_parameters": report.n_parameters})
+    records = {}
+    for name, (module, description, training) in entries.items():
+        path = export_program(module, example, out / f"{name}.pt2")
+        records[name] = {"path": path, "description": description, "training": training}
+    atomic_write_text(out / "baselines.yaml", yaml.safe_dump(
+        {name: {"file": r["path"].name, "description": r["description"], "command": COMMAND,
+                "training": r["training"]} for name, r in records.items()}, sort_keys=False))
+    return records
+
+
+def _reference(path: Path) -> None:
+    hist = mb.exact_histogram(bins=BINS, range=RANGE)
+    x = np.linspace(*RANGE, 801)
+    atomic_savez(path, block_hist=hist.reshape(1, 1, BINS), exact=np.array(True), x=x,
+                 free_energy=mb.exact_free_energy(x))
+
+
+def _task_yaml(name: str, kind: str, task_dir: Path, files: dict, baselines: dict) -> dict:
+    return {
+        "name": name,
+        "version": TASK_VERSION,
+        "description": f"Mueller-Brown x-marginal (kT = 1); proposal flow trained on {kind} Langevin data.",
+        "system": "mueller-brown",
+        "representation": "x",
+        "n_beads": 1,
+        "input_shape": [1],
+        "energy_unit": "kT",
+        "temperature_kelvin": None,
+        "kT": 1.0,
+        "observables": [{"name": "x", "kind": "coordinate", "index": [0], "bins": BINS, "range": list(RANGE)}],
+        "metrics": {"clip_percentile": 99.0, "n_bootstrap": 500, "proposal_blocks": 100},
+        "proposal": files["proposal"],
+        "reference": files["reference"],
+        "baselines": [
+            {"name": b, "kind": "pmf", **file_entry(r["path"], task_dir, provenance(COMMAND, SEEDS["fm"])),
+             "description": r["description"]}
+            for b, r in baselines.items()
+        ],
+    }
+
+
+def build(root: Path | None = None, *, quick: bool = False, score: bool = True) -> list[Path]:
+    """Regenerate everything; ``quick`` shrinks the runs (for tests), never for shipping."""
+    from cgbg_bench.evaluate import evaluate_baseline
+    from cgbg_bench.task import load_task
+
+    torch.manual_seed(0)
+    root = root or _repo_root()
+    n_frames = 300 if quick else N_FRAMES
+    bank_size = 5000 if quick else BANK_SIZE
+    data_dir = root / "data" / "mueller-brown"
+    trajs = _simulate(data_dir, n_frames)
+    baselines = _baselines(trajs, root / "baselines" / "mueller-brown", quick)
+    written = []
+    for name, kind in VARIANTS.items():
+        task_dir = root / "tasks" / name
+        task_dir.mkdir(parents=True, exist_ok=True)
+        _reference(task_dir / "reference.npz")
+        log.info("%s: training the proposal flow on %s data", name, kind)
+        flow, report = train_flow(trajs[kind].x.reshape(-1), seed=SEEDS["flow"], epochs=20 if quick else 300)
+        flow.save(task_dir / "flow.pt")
+        positions, log_q = flow.sample_bank(bank_size, seed=SEEDS["bank"])
+        atomic_savez(task_dir / "proposal.npz", positions=positions, log_q=log_q)
+        files = {
+            "proposal": file_entry(task_dir / "proposal.npz", task_dir, provenance(
+                COMMAND, SEEDS["bank"], n_samples=bank_size, flow="flow.pt", flow_seed=SEEDS["flow"],
+                flow_training={k: v for k, v in report.items() if k != "seed"},
+                training_data=f"data/mueller-brown/{kind}.npz")),
+            "reference": file_entry(task_dir / "reference.npz", task_dir, provenance(
+                COMMAND, None, method="exact quadrature of exp(-V) over y in [0, 50], bins integrated on a "
+                "fine sub-grid")),
+        }
+        data = _task_yaml(name, kind, task_dir, files, baselines)
+        write_task_yaml(task_dir, data)
+        if score:
+            task = load_task(task_dir / "task.yaml")
+            scores = {b.name: evaluate_baseline(task, b.name, device="cpu").as_dict() for b in task.baselines}
+            atomic_write_text(task_dir / "baseline_scores.json", json.dumps(
+                {"task": name, "task_version": TASK_VERSION, "baselines": scores}, indent=2) + "\n")
+            data["baseline_scores"] = file_entry(task_dir / "baseline_scores.json", task_dir,
+                                                 provenance(COMMAND, 0))
+            write_task_yaml(task_dir, data)
+        written.append(task_dir)
+    return written
