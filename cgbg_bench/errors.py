@@ -13,6 +13,10 @@ __all__ = [
     "UnsupportedFormat",
     "PMFContractError",
     "DataError",
+    "MappingError",
+    "MDError",
+    "RunSettingsMismatch",
+    "RunLocked",
 ]
 
 
@@ -54,3 +58,19 @@ class PMFContractError(SubmissionError):
 
 class DataError(CgbgError, ValueError):
     """An array has the wrong shape, dtype, or non-finite values."""
+
+
+class MappingError(CgbgError, ValueError):
+    """A topology lacks an atom or residue that a CG mapping needs."""
+
+
+class MDError(CgbgError, RuntimeError):
+    """An MD run cannot be set up, continued, or read."""
+
+
+class RunSettingsMismatch(MDError, ValueError):
+    """``md run`` was asked to append to a run directory made with different settings."""
+
+
+class RunLocked(MDError):
+    """Another process is writing to the same run directory."""

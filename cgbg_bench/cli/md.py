@@ -1,0 +1,80 @@
+"""``cgbg-bench md run|status``: resumable atomistic MD of the capped alanine peptides."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+__all__ = ["add_parser"]
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("md", help="atomistic MD runs (reference and training data)")
+    sub = p.add_subparsers(dest="md_command", metavar="MD_COMMAND")
+
+    r = sub.add_parser("run", help="start or continue a chunked, resumable MD run",
+                       description="Start a run in --out, or continue it there if it exists "
+                                   "(the settings must match the run's run.json).")
+    r.add_argument("--system", required=True, choices=["ala2", "ala3", "ala6"])
+    r.add_argument("--solvent", required=True, choices=["explicit", "obc1", "obc2", "vacuum"])
+    r.add_argument("--bias", default="none", choices=["none", "wtmetad", "static"])
+    r.add_argument("--bias-from", metavar="DIR",
+                   help="static bias: a wtmetad run directory (its bias.npz) or a bias.npz file")
+    r.add_argument("--bias-residue", type=int, default=None,
+                   help="alanine (1..n) whose phi/psi are biased; default: the middle one")
+    r.add_argument("--ns", type=float, required=True, help="total production length to reach (ns)")
+    r.add_argument("--threads", type=int, default=1, help="CPU platform threads (default 1)")
+    r.add_argument("--seed", type=int, default=1)
+    r.add_argument("--out", required=True, metavar="DIR")
+    r.add_argument("--chunk-ps", type=float, default=100.0,
+                   help="production length of one chunk file (ps, default 100)")
+    r.add_argument("--equil-ps", type=float, default=None,
+                   help="equilibration length (ps); default 100 (NPT, explicit) or 20 (NVT)")
+    r.add_argument("--platform", default="auto", choices=["auto", "CPU", "CUDA", "Reference"],
+                   help="OpenMM platform; auto = CUDA when available, else CPU")
+    r.add_argument("--metad-height", type=float, default=1.0, help="kJ/mol (default 1.0)")
+    r.add_argument("--metad-width", type=float, default=0.35, help="rad (default 0.35)")
+    r.add_argument("--metad-bias-factor", type=float, default=6.0, help="default 6")
+    r.add_argument("--metad-pace-ps", type=float, default=1.0, help="ps between hills (default 1)")
+    r.add_argument("--metad-grid", type=int, default=100, help="grid points per axis (default 100)")
+    r.set_defaults(func=_run)
+
+    s = sub.add_parser("status", help="ns done, ns/day and the latest chunk of a run")
+    s.add_argument("dir", metavar="DIR")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON")
+    s.set_defaults(func=_status)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _run(args) -> int:
+    from cgbg_bench.md.metadynamics import MetadParams
+    from cgbg_bench.md.production import RunSettings, run
+
+    settings = RunSettings(
+        system=args.system, solvent=args.solvent, bias=args.bias, seed=args.seed,
+        chunk_ps=args.chunk_ps, equilibration_ps=args.equil_ps, bias_residue=args.bias_residue,
+        metad=MetadParams(height_kj_per_mol=args.metad_height, width_rad=args.metad_width,
+                          bias_factor=args.metad_bias_factor, pace_ps=args.metad_pace_ps,
+                          grid_points=args.metad_grid),
+    )
+    command = "cgbg-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    run(settings, args.out, args.ns, threads=args.threads, platform=args.platform,
+        bias_from=args.bias_from, command=command)
+    return 0
+
+
+def _status(args) -> int:
+    from cgbg_bench.md.production import run_status
+
+    st = run_status(args.dir)
+    if args.json:
+        print(json.dumps(st, indent=1))
+        return 0
+    rate = lambda x: "n/a" if x is None else f"{x:.1f}"  # noqa: E731
+    print(f"{st['dir']}: {st['system']} {st['solvent']} bias={st['bias']}")
+    print(f"  ns done      {st['ns_done']:.3f} of {st['ns_target']} ({st['chunks_done']} chunks)")
+    print(f"  ns/day       {rate(st['ns_per_day_latest'])} (latest chunk), "
+          f"{rate(st['ns_per_day_mean'])} (mean), {st['platform']} x{st['threads']}")
+    print(f"  latest chunk {st['latest_chunk']} ({st['latest_chunk_written']})")
+    return 0

@@ -1,0 +1,557 @@
+"""Resumable, chunked MD runs: setup, equilibration, production, status.
+
+A run directory holds
+
+- ``run.json``: the sidecar. ``settings`` (everything that changes the
+  trajectory: compared on every resume, a difference raises
+  RunSettingsMismatch), ``derived`` (atom counts, box, atom indices), and
+  ``sessions`` (one entry per invocation: versions, platform, threads, seed used).
+- ``system.xml.gz`` (the unbiased OpenMM System), ``start.pdb.gz`` (all atoms
+  after equilibration), ``solute.pdb`` (heavy atoms only: the topology of the
+  stored arrays; CG mappings select from it).
+- ``chunk_NNNNNN.npz``: one fixed-size chunk, see ``CHUNK_KEYS``.
+- ``checkpoint.npz``: OpenMM State (XML, portable across platforms), step,
+  number of finished chunks, metadynamics grid.
+- ``bias.npz`` (wtmetad: the latest grid) or ``static_bias.npz`` (static: the
+  frozen grid).
+
+Every file is written to a temporary name and renamed. A chunk is written before
+the checkpoint that follows it, so a kill loses at most the chunk in progress;
+chunks beyond the checkpoint (a kill between the two renames) are overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import gzip
+import io
+import json
+import logging
+import math
+import os
+import platform as _platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cgbg_bench._io import atomic_path, atomic_savez, atomic_write_text, sha256_file
+from cgbg_bench.cg.mappings import get_mapping, n_alanines
+from cgbg_bench.errors import MDError, RunLocked, RunSettingsMismatch
+from cgbg_bench.md import metadynamics as _metad
+from cgbg_bench.md import systems as _systems
+from cgbg_bench.md.build import build_peptide
+from cgbg_bench.observables import dihedral
+
+__all__ = [
+    "BIASES",
+    "RunSettings",
+    "run",
+    "run_status",
+    "load_chunks",
+    "chunk_paths",
+    "CHUNK_KEYS",
+]
+
+log = logging.getLogger(__name__)
+
+BIASES = ("none", "wtmetad", "static")
+FORMAT = "cgbg-bench md run v1"
+CHUNK_KEYS = {
+    "time_ps": "(D,) float64, time of each dihedral sample",
+    "phi": "(D, n_res) float32 rad, backbone phi of every alanine",
+    "psi": "(D, n_res) float32 rad, backbone psi of every alanine",
+    "bias_energy_kj_per_mol": "(D,) float32, bias energy V(phi, psi) (0 without bias)",
+    "frame_time_ps": "(F,) float64, time of each position/force frame",
+    "positions_nm": "(F, n_heavy, 3) float32, solute heavy atoms (solute.pdb order)",
+    "forces_kj_per_mol_nm": "(F, n_heavy, 3) float32, forces of the UNBIASED Hamiltonian",
+    "potential_energy_kj_per_mol": "(F,) float64, unbiased potential energy",
+    "chunk_index": "() int, 0-based",
+    "wall_seconds": "() float, wall time spent on this chunk",
+}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything that determines the trajectory; compared on every resume."""
+
+    system: str
+    solvent: str
+    bias: str = "none"
+    seed: int = 1
+    chunk_ps: float = 100.0
+    timestep_fs: float = 4.0
+    temperature_kelvin: float = 300.0
+    friction_per_ps: float = 1.0
+    frame_interval_ps: float = 1.0
+    dihedral_interval_ps: float = 0.1
+    equilibration_ps: float | None = None  # None: 100 ps NPT (explicit) or 20 ps NVT
+    bias_residue: int | None = None  # alanine number 1..n; None: the middle one
+    metad: _metad.MetadParams = field(default_factory=_metad.MetadParams)
+    static_bias_sha256: str | None = None
+    start_phi_psi_deg: tuple[float, float] = (-80.0, 150.0)
+
+    def resolved(self) -> "RunSettings":
+        """Fill defaults that depend on the system and check consistency."""
+        n = n_alanines(self.system)
+        _systems.forcefield_files(self.solvent)
+        if self.bias not in BIASES:
+            raise MDError(f"unknown bias {self.bias!r}; choose one of {list(BIASES)}")
+        equil = self.equilibration_ps
+        if equil is None:
+            equil = 100.0 if self.solvent == "explicit" else 20.0
+        residue = self.bias_residue if self.bias_residue is not None else (n + 1) // 2
+        if not 1 <= residue <= n:
+            raise MDError(f"--bias-residue {residue} out of range 1..{n} for {self.system}")
+        metad = self.metad if self.bias == "wtmetad" else None
+        out = dataclasses.replace(self, equilibration_ps=float(equil), bias_residue=residue,
+                                  metad=metad, start_phi_psi_deg=tuple(self.start_phi_psi_deg))
+        out.steps()  # validates the intervals
+        return out
+
+    def steps(self) -> dict:
+        """Step counts of the intervals; each must be a whole number of steps."""
+        dt = self.timestep_fs / 1000.0
+        out = {}
+        for key, ps in [("dihedral", self.dihedral_interval_ps), ("frame", self.frame_interval_ps),
+                        ("chunk", self.chunk_ps)]:
+            n = ps / dt
+            if n < 1 or abs(n - round(n)) > 1e-6:
+                raise MDError(f"{key} interval {ps} ps is not a whole number of {dt} ps steps")
+            out[key] = int(round(n))
+        if out["frame"] % out["dihedral"] or out["chunk"] % out["frame"]:
+            raise MDError("the frame interval must be a multiple of the dihedral interval, "
+                          "and the chunk a multiple of the frame interval")
+        if self.metad is not None:
+            pace = self.metad.pace_ps / dt
+            if abs(pace - round(pace)) > 1e-6 or round(pace) % out["dihedral"]:
+                raise MDError("the metadynamics pace must be a multiple of the dihedral interval")
+            out["pace"] = int(round(pace))
+        return out
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["start_phi_psi_deg"] = list(d["start_phi_psi_deg"])
+        d["forcefield_files"] = list(_systems.forcefield_files(self.solvent))
+        d["hydrogen_mass_amu"] = _systems.HYDROGEN_MASS_AMU
+        d["constraints"] = "HBonds"
+        d["integrator"] = "LangevinMiddleIntegrator"
+        if self.solvent == "explicit":
+            d["nonbonded"] = {"method": "PME", "cutoff_nm": _systems.PME_CUTOFF_NM}
+            d["box"] = {"min_image_distance_nm": _systems.SOLUTE_IMAGE_DISTANCE_NM,
+                        "margin_nm": _systems.BOX_MARGIN_NM, "water": "tip3p",
+                        "equilibration": "minimize, then NPT 1 bar MC barostat, then NVT"}
+        else:
+            d["nonbonded"] = {"method": "NoCutoff"}
+        return d
+
+
+def chunk_paths(out_dir: str | os.PathLike) -> list[Path]:
+    return sorted(Path(out_dir).glob("chunk_[0-9][0-9][0-9][0-9][0-9][0-9].npz"))
+
+
+def _chunk_path(out_dir: Path, index: int) -> Path:
+    return out_dir / f"chunk_{index:06d}.npz"
+
+
+def load_chunks(out_dir: str | os.PathLike, keys: tuple[str, ...] | None = None) -> dict:
+    """Concatenate the finished chunks of a run (those covered by the checkpoint)."""
+    out_dir = Path(out_dir)
+    done = _read_checkpoint(out_dir)["chunks_done"] if (out_dir / "checkpoint.npz").exists() else None
+    paths = chunk_paths(out_dir)
+    if done is not None:
+        paths = paths[:done]
+    if not paths:
+        raise MDError(f"{out_dir}: no finished chunks")
+    parts: dict[str, list] = {}
+    for p in paths:
+        with np.load(p) as z:
+            for k in keys or z.files:
+                if z[k].ndim:
+                    parts.setdefault(k, []).append(z[k])
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def _versions() -> dict:
+    import mdtraj
+    import openmm
+
+    import cgbg_bench
+
+    return {"openmm": openmm.__version__, "mdtraj": mdtraj.__version__, "numpy": np.__version__,
+            "cgbg_bench": cgbg_bench.__version__, "python": _platform.python_version()}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def _lock(out_dir: Path):
+    import fcntl
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(out_dir / ".lock", "w")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RunLocked(f"{out_dir} is being written by another process; wait for it or "
+                            "stop it before resuming") from None
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield
+    finally:
+        fh.close()
+
+
+def _compare(saved: dict, wanted: dict, out_dir: Path) -> None:
+    diffs = [f"{k}: run has {saved.get(k)!r}, command asks {wanted.get(k)!r}"
+             for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k)]
+    if diffs:
+        raise RunSettingsMismatch(
+            f"{out_dir} was made with different settings; refusing to append.\n  "
+            + "\n  ".join(diffs)
+            + "\nRe-run with the run's settings (see its run.json) or use a new --out directory."
+        )
+
+
+def _seed(seed: int, *salt: int) -> int:
+    return int(np.random.SeedSequence([int(seed), *salt]).generate_state(1)[0] % (2**31 - 1)) + 1
+
+
+def _serialize_gz(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        with gzip.open(tmp, "wt") as fh:
+            fh.write(text)
+
+
+def _read_checkpoint(out_dir: Path) -> dict:
+    with np.load(out_dir / "checkpoint.npz") as z:
+        return {k: (z[k].item() if z[k].ndim == 0 else z[k]) for k in z.files}
+
+
+def _load_static_grid(bias_from: Path) -> dict:
+    path = bias_from / "bias.npz" if bias_from.is_dir() else bias_from
+    if not path.exists():
+        raise MDError(f"--bias-from {bias_from}: no bias.npz there (made by a --bias wtmetad run)")
+    with np.load(path) as z:
+        return {"grid": np.asarray(z["grid_kj_per_mol"], dtype=np.float64),
+                "residue": int(z["residue"]), "sha256": sha256_file(path), "path": str(path)}
+
+
+class _Engine:
+    """The live simulation of one invocation."""
+
+    def __init__(self, settings: RunSettings, out_dir: Path, derived: dict, platform, props,
+                 static_grid=None):
+        import openmm
+        import openmm.app as app
+
+        self.s = settings
+        self.out = out_dir
+        self.steps = settings.steps()
+        with gzip.open(out_dir / "system.xml.gz", "rt") as fh:
+            system = openmm.XmlSerializer.deserialize(fh.read())
+        with gzip.open(out_dir / "start.pdb.gz", "rt") as fh:
+            topology = app.PDBFile(fh).topology
+        self.heavy = np.asarray(derived["heavy_atom_indices"])
+        self.phi_q = [tuple(q) for q in derived["phi_quads_heavy"]]
+        self.psi_q = [tuple(q) for q in derived["psi_quads_heavy"]]
+        k = settings.bias_residue - 1
+        phi_atoms = tuple(int(self.heavy[i]) for i in self.phi_q[k])
+        psi_atoms = tuple(int(self.heavy[i]) for i in self.psi_q[k])
+        self.meta = None
+        if settings.bias == "wtmetad":
+            self.meta = _metad.add_wtmetad(system, phi_atoms, psi_atoms, settings.metad,
+                                           settings.temperature_kelvin, self.steps["pace"])
+        elif settings.bias == "static":
+            _metad.add_static_bias(system, phi_atoms, psi_atoms, static_grid)
+        self.integrator = openmm.LangevinMiddleIntegrator(
+            settings.temperature_kelvin, settings.friction_per_ps, settings.timestep_fs / 1000.0)
+        self.sim = app.Simulation(topology, system, self.integrator, platform, props)
+        self.platform_name = platform.getName()
+
+    def restore(self, ckpt: dict) -> None:
+        import openmm
+
+        if self.meta is not None:
+            _metad.set_metad_grid(self.meta, ckpt["metad_grid"], self.sim.context)
+        self.sim.context.setState(openmm.XmlSerializer.deserialize(str(ckpt["state_xml"])))
+        self.sim.currentStep = int(ckpt["step"])
+
+    def _reseed(self, chunk: int) -> None:
+        # A fresh Langevin random stream per chunk, so a resumed run draws the same
+        # seeds as an uninterrupted one.
+        self.integrator.setRandomNumberSeed(_seed(self.s.seed, 2, chunk))
+        self.sim.context.reinitialize(preserveState=True)
+
+    def run_chunk(self, chunk: int) -> dict:
+        import openmm.unit as u
+
+        s, st = self.s, self.steps
+        self._reseed(chunk)
+        t0 = time.perf_counter()
+        dt_ps = s.timestep_fs / 1000.0
+        n_dih = st["chunk"] // st["dihedral"]
+        per_frame = st["frame"] // st["dihedral"]
+        n_heavy = len(self.heavy)
+        times = np.empty(n_dih)
+        phi = np.empty((n_dih, len(self.phi_q)), np.float32)
+        psi = np.empty((n_dih, len(self.psi_q)), np.float32)
+        vbias = np.zeros(n_dih, np.float32)
+        n_frames = n_dih // per_frame
+        ftimes = np.empty(n_frames)
+        pos_out = np.empty((n_frames, n_heavy, 3), np.float32)
+        frc_out = np.empty((n_frames, n_heavy, 3), np.float32)
+        epot = np.empty(n_frames)
+        ctx = self.sim.context
+        biased = s.bias != "none"
+        groups_bias = {_metad.BIAS_FORCE_GROUP}
+        groups_unbiased = set(_metad.UNBIASED_GROUPS)
+        for i in range(n_dih):
+            self.sim.step(st["dihedral"])
+            step = self.sim.currentStep
+            state = ctx.getState(getPositions=True, getEnergy=biased, groups=groups_bias)
+            xyz = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)[self.heavy][None]
+            times[i] = step * dt_ps
+            phi[i] = [dihedral(xyz, q)[0] for q in self.phi_q]
+            psi[i] = [dihedral(xyz, q)[0] for q in self.psi_q]
+            if biased:
+                e_bias = state.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)
+                vbias[i] = e_bias
+            if self.meta is not None and step % st["pace"] == 0:
+                # Deposit as Metadynamics.step does, reusing the bias energy just read.
+                cv = self.meta._force.getCollectiveVariableValues(ctx)
+                height = s.metad.height_kj_per_mol * math.exp(
+                    -e_bias / (u.MOLAR_GAS_CONSTANT_R.value_in_unit(u.kilojoule_per_mole / u.kelvin)
+                               * self.meta._deltaT.value_in_unit(u.kelvin)))
+                self.meta._addGaussian(cv, height * u.kilojoule_per_mole, ctx)
+            if (i + 1) % per_frame == 0:
+                j = (i + 1) // per_frame - 1
+                fstate = ctx.getState(getForces=True, getEnergy=True, groups=groups_unbiased)
+                frc = fstate.getForces(asNumpy=True).value_in_unit(u.kilojoule_per_mole / u.nanometer)
+                ftimes[j] = times[i]
+                pos_out[j] = xyz[0]
+                frc_out[j] = frc[self.heavy]
+                epot[j] = fstate.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)
+        if not (np.all(np.isfinite(pos_out)) and np.all(np.isfinite(frc_out))):
+            raise MDError(f"chunk {chunk}: non-finite positions or forces (the run blew up)")
+        return {
+            "time_ps": times, "phi": phi, "psi": psi, "bias_energy_kj_per_mol": vbias,
+            "frame_time_ps": ftimes, "positions_nm": pos_out, "forces_kj_per_mol_nm": frc_out,
+            "potential_energy_kj_per_mol": epot, "chunk_index": np.int64(chunk),
+            "wall_seconds": np.float64(time.perf_counter() - t0),
+        }
+
+    def checkpoint(self, chunks_done: int) -> None:
+        import openmm
+        import openmm.unit as u
+
+        state = self.sim.context.getState(getPositions=True, getVelocities=True,
+                                          getParameters=True, enforcePeriodicBox=False)
+        arrays = {"state_xml": np.array(openmm.XmlSerializer.serialize(state)),
+                  "step": np.int64(self.sim.currentStep), "chunks_done": np.int64(chunks_done)}
+        if self.meta is not None:
+            grid = np.asarray(self.meta._totalBias, dtype=np.float64)
+            arrays["metad_grid"] = grid
+            atomic_savez(self.out / "bias.npz", grid_kj_per_mol=grid,
+                         axis_rad=_metad.grid_axis(grid.shape[0]),
+                         residue=np.int64(self.s.bias_residue),
+                         time_ps=np.float64(self.sim.currentStep * self.s.timestep_fs / 1000.0),
+                         free_energy_kj_per_mol=np.asarray(
+                             self.meta.getFreeEnergy().value_in_unit(u.kilojoule_per_mole),
+                             dtype=np.float64))
+        atomic_savez(self.out / "checkpoint.npz", **arrays)
+
+
+def _setup(settings: RunSettings, out_dir: Path, platform, props, static: dict | None) -> dict:
+    """Build, solvate, minimize and equilibrate; write system, start structure, checkpoint."""
+    import mdtraj as md
+    import openmm
+    import openmm.app as app
+    import openmm.unit as u
+
+    s = settings
+    phi0, psi0 = s.start_phi_psi_deg
+    peptide = build_peptide(s.system, phi0, psi0)
+    n_pep = peptide.n_atoms
+    derived: dict = {}
+    if s.solvent == "explicit":
+        topology, positions, edge, dist = _systems.solvate(peptide)
+        derived.update(initial_box_edge_nm=edge, initial_min_image_distance_nm=dist)
+    else:
+        topology, positions = peptide.topology, peptide.positions_nm
+    explicit = s.solvent == "explicit"
+    eq_system = _systems.create_system(topology, s.solvent, barostat=explicit,
+                                       temperature_kelvin=s.temperature_kelvin)
+    integrator = openmm.LangevinMiddleIntegrator(s.temperature_kelvin, s.friction_per_ps,
+                                                 s.timestep_fs / 1000.0)
+    integrator.setRandomNumberSeed(_seed(s.seed, 1))
+    sim = app.Simulation(topology, eq_system, integrator, platform, props)
+    sim.context.setPositions(positions * u.nanometer)
+    sim.minimizeEnergy()
+    sim.context.setVelocitiesToTemperature(s.temperature_kelvin * u.kelvin, _seed(s.seed, 0))
+    n_eq = int(round(s.equilibration_ps / (s.timestep_fs / 1000.0)))
+    t0 = time.perf_counter()
+    sim.step(n_eq)
+    eq_wall = time.perf_counter() - t0
+    state = sim.context.getState(getPositions=True, getVelocities=True, getEnergy=True,
+                                 enforcePeriodicBox=False)
+    energy = state.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)
+    if not math.isfinite(energy):
+        raise MDError(f"equilibration of {s.system}/{s.solvent} ended with energy {energy}")
+    pos = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)
+    system = _systems.create_system(topology, s.solvent, temperature_kelvin=s.temperature_kelvin)
+    if explicit:
+        box = state.getPeriodicBoxVectors()
+        system.setDefaultPeriodicBoxVectors(*box)
+        topology.setPeriodicBoxVectors(box)
+        edge = float(box[0][0].value_in_unit(u.nanometer))
+        derived.update(box_edge_nm=edge,
+                       min_image_distance_nm=_systems.min_image_distance(pos[:n_pep], edge))
+    # Heavy atoms of the peptide, in topology order, and dihedral quads among them.
+    mdtop = md.Topology.from_openmm(topology)
+    heavy = [a.index for a in mdtop.atoms if a.index < n_pep and a.element.symbol != "H"]
+    mapping = get_mapping(s.system, "heavy-atom")
+    where = {int(a): i for i, a in enumerate(heavy)}
+    bead = [where[int(a)] for a in mapping.atom_indices(mdtop)]
+    derived.update(
+        n_atoms=topology.getNumAtoms(), n_peptide_atoms=n_pep,
+        n_waters=sum(r.name == "HOH" for r in topology.residues()),
+        heavy_atom_indices=heavy,
+        heavy_atom_names=[f"{mdtop.atom(a).residue.name}{mdtop.atom(a).residue.index}-"
+                          f"{mdtop.atom(a).name}" for a in heavy],
+        phi_quads_heavy=[[bead[b] for b in q] for q in mapping.phi],
+        psi_quads_heavy=[[bead[b] for b in q] for q in mapping.psi],
+        residues=list(mapping.residues),
+        equilibration_energy_kj_per_mol=energy, equilibration_wall_seconds=eq_wall,
+        steps=s.steps(),
+    )
+    _serialize_gz(out_dir / "system.xml.gz", openmm.XmlSerializer.serialize(system))
+    buf = io.StringIO()
+    app.PDBFile.writeFile(topology, pos * u.nanometer, buf, keepIds=True)
+    _serialize_gz(out_dir / "start.pdb.gz", buf.getvalue())
+    solute = md.Trajectory(pos[heavy][None], mdtop.subset(heavy))
+    with atomic_path(out_dir / "solute.pdb") as tmp:
+        solute.save_pdb(str(tmp))
+    if static is not None:
+        atomic_savez(out_dir / "static_bias.npz", grid_kj_per_mol=static["grid"],
+                     axis_rad=_metad.grid_axis(static["grid"].shape[0]),
+                     residue=np.int64(static["residue"]), source=np.array(static["path"]))
+    # Checkpoint 0: the equilibrated state, no chunks yet.
+    ckpt_state = openmm.XmlSerializer.serialize(state)
+    arrays = {"state_xml": np.array(ckpt_state), "step": np.int64(0), "chunks_done": np.int64(0)}
+    if s.bias == "wtmetad":
+        n = s.metad.grid_points
+        arrays["metad_grid"] = np.zeros((n, n))
+    atomic_savez(out_dir / "checkpoint.npz", **arrays)
+    return derived
+
+
+def run(settings: RunSettings, out_dir: str | os.PathLike, ns: float, threads: int = 1,
+        platform: str = "auto", bias_from: str | os.PathLike | None = None,
+        command: str | None = None) -> int:
+    """Run (or continue) until ``ns`` nanoseconds of production are stored; returns chunks done."""
+    out_dir = Path(out_dir)
+    settings = settings.resolved()
+    static = None
+    if settings.bias == "static":
+        if bias_from is None:
+            if not (out_dir / "static_bias.npz").exists():
+                raise MDError("--bias static needs --bias-from DIR (a wtmetad run, or its bias.npz)")
+            static = _load_static_grid(out_dir / "static_bias.npz")
+        else:
+            static = _load_static_grid(Path(bias_from))
+        if settings.bias_residue != static["residue"] and dataclasses.replace(
+                settings, bias_residue=None).resolved().bias_residue == settings.bias_residue:
+            settings = dataclasses.replace(settings, bias_residue=static["residue"])
+        if settings.bias_residue != static["residue"]:
+            raise MDError(f"static bias grid is on residue {static['residue']}, "
+                          f"--bias-residue asks {settings.bias_residue}")
+        grid_sha = _grid_sha(static["grid"])
+        settings = dataclasses.replace(settings, static_bias_sha256=grid_sha)
+    elif bias_from is not None:
+        raise MDError("--bias-from only goes with --bias static")
+    wanted = settings.to_dict()
+    n_target = int(math.ceil(ns * 1000.0 / settings.chunk_ps - 1e-9))
+    plat, props = _systems.make_platform(platform, threads)
+    sidecar_path = out_dir / "run.json"
+    with _lock(out_dir):
+        if sidecar_path.exists():
+            sidecar = json.loads(sidecar_path.read_text())
+            _compare(sidecar["settings"], wanted, out_dir)
+            if not (out_dir / "checkpoint.npz").exists():
+                raise MDError(f"{out_dir}: run.json without checkpoint.npz; the run cannot resume")
+        else:
+            log.info("setting up %s/%s bias=%s in %s", settings.system, settings.solvent,
+                     settings.bias, out_dir)
+            derived = _setup(settings, out_dir, plat, props, static)
+            sidecar = {"format": FORMAT, "created": _now(), "settings": wanted,
+                       "derived": derived, "chunk_keys": CHUNK_KEYS, "sessions": []}
+        ckpt = _read_checkpoint(out_dir)
+        done = int(ckpt["chunks_done"])
+        sidecar["sessions"].append({
+            "started": _now(), "command": command, "ns_target": ns, "threads": threads,
+            "platform": plat.getName(), "host": _platform.node(), "machine": _platform.machine(),
+            "versions": _versions(), "first_chunk": done,
+        })
+        atomic_write_text(sidecar_path, json.dumps(sidecar, indent=1) + "\n")
+        if done >= n_target:
+            log.info("%s already has %d chunks (%.3f ns); nothing to do", out_dir, done,
+                     done * settings.chunk_ps / 1000)
+            return done
+        engine = _Engine(settings, out_dir, sidecar["derived"], plat, props,
+                         static["grid"] if static else None)
+        engine.restore(ckpt)
+        log.info("%s: chunk %d of %d on %s (%s threads)", out_dir, done, n_target,
+                 plat.getName(), threads)
+        while done < n_target:
+            data = engine.run_chunk(done)
+            atomic_savez(_chunk_path(out_dir, done), **data)
+            done += 1
+            engine.checkpoint(done)
+            ns_day = settings.chunk_ps / 1000.0 / float(data["wall_seconds"]) * 86400.0
+            log.info("chunk %d done: %.3f ns total, %.1f ns/day", done - 1,
+                     done * settings.chunk_ps / 1000.0, ns_day)
+        return done
+
+
+def _grid_sha(grid: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(grid, dtype=np.float64).tobytes()).hexdigest()
+
+
+def run_status(out_dir: str | os.PathLike) -> dict:
+    """Summary of a run directory: ns done, ns/day (latest chunk and mean), latest chunk."""
+    out_dir = Path(out_dir)
+    sidecar_path = out_dir / "run.json"
+    if not sidecar_path.exists():
+        raise MDError(f"{out_dir} is not an md run directory (no run.json)")
+    sidecar = json.loads(sidecar_path.read_text())
+    s = sidecar["settings"]
+    done = int(_read_checkpoint(out_dir)["chunks_done"]) if (out_dir / "checkpoint.npz").exists() else 0
+    paths = chunk_paths(out_dir)[:done]
+    walls = []
+    for p in paths:
+        with np.load(p) as z:
+            walls.append(float(z["wall_seconds"]))
+    chunk_ns = s["chunk_ps"] / 1000.0
+    out = {
+        "dir": str(out_dir), "system": s["system"], "solvent": s["solvent"], "bias": s["bias"],
+        "chunks_done": done, "ns_done": done * chunk_ns,
+        "ns_target": sidecar["sessions"][-1]["ns_target"] if sidecar["sessions"] else None,
+        "ns_per_day_latest": chunk_ns / walls[-1] * 86400.0 if walls else None,
+        "ns_per_day_mean": chunk_ns * len(walls) / sum(walls) * 86400.0 if walls else None,
+        "latest_chunk": paths[-1].name if paths else None,
+        "latest_chunk_written": (_dt.datetime.fromtimestamp(paths[-1].stat().st_mtime,
+                                                            _dt.timezone.utc).isoformat(timespec="seconds")
+                                 if paths else None),
+        "platform": sidecar["sessions"][-1]["platform"] if sidecar["sessions"] else None,
+        "threads": sidecar["sessions"][-1]["threads"] if sidecar["sessions"] else None,
+    }
+    return out
