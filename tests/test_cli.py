@@ -1,0 +1,50 @@
+"""The command line end to end, on the synthetic toy task."""
+
+import json
+
+import pytest
+
+from cgbg_bench.cli import main
+
+
+@pytest.fixture
+def tasks_env(toy_root, monkeypatch):
+    monkeypatch.setenv("CGBG_BENCH_TASKS", str(toy_root))
+    return toy_root
+
+
+def test_evaluate_prints_table_and_writes_json_and_plot(tasks_env, tmp_path, capsys):
+    out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
+    code = main(["evaluate", str(tasks_env / "exact.pt2"), "--task", "toy", "--n-bootstrap", "50",
+                 "--json", str(out_json), "--plot", str(out_png)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "| JS" in text and "ESS" in text and "exact.pt2" in text
+    result = json.loads(out_json.read_text())
+    assert result["task"] == "toy" and result["task_version"] == 3
+    assert set(result["metrics"]) >= {"js", "pmf_error", "ess", "js_floor", "fe_rmse"}
+    assert len(result["submission_sha256"]) == 64 and result["device"] == "cpu"
+    assert out_png.stat().st_size > 1000
+
+
+def test_evaluate_refuses_a_pickle_with_exit_code_2(tasks_env, tmp_path, capsys):
+    import torch
+
+    bad = tmp_path / "model.pt"
+    torch.save(torch.nn.Linear(1, 1), bad)
+    assert main(["evaluate", str(bad), "--task", "toy"]) == 2
+    err = capsys.readouterr().err
+    assert "UnsupportedFormat" in err and "export_pmf" in err
+
+
+def test_unknown_task_and_bad_option(tasks_env, capsys):
+    assert main(["info", "toyy"]) == 2
+    assert "did you mean toy" in capsys.readouterr().err
+    assert main(["evaluate", str(tasks_env / "exact.pt2"), "--task", "toy", "--batch-size", "0"]) == 2
+
+
+def test_list_and_info(tasks_env, capsys):
+    assert main(["list"]) == 0
+    assert "toy" in capsys.readouterr().out
+    assert main(["info", "toy", "--verify"]) == 0
+    assert "hashes match" in capsys.readouterr().out
