@@ -164,18 +164,23 @@ def test_export_round_trip(factory, tmp_path):
 
 
 # ------------------------------------------------------------ Langevin ---
-def _block_means(values: np.ndarray, weights: np.ndarray, block: int) -> np.ndarray:
-    """Weighted means of consecutive blocks of ``block`` frames, per chain."""
+def _assert_within_se(values: np.ndarray, weights: np.ndarray, block: int, exact: float, what: str):
+    """Weighted mean sum(w v) / sum(w) over all frames, SE by jackknife over blocks.
+
+    Blocks are ``block`` consecutive frames of one chain (a trailing partial block
+    is dropped); they must be long against the correlation time. The global
+    ratio estimator is used, not a mean of per-block ratios, which would carry
+    an O(1/block) ratio bias when weights vary.
+    """
     n_chains, n = values.shape
     nb = n // block
-    v = values[:, : nb * block].reshape(n_chains, nb, block)
-    w = weights[:, : nb * block].reshape(n_chains, nb, block)
-    return ((v * w).sum(-1) / w.sum(-1)).reshape(-1)
-
-
-def _assert_within_se(block_means: np.ndarray, exact: float, what: str):
-    est = block_means.mean()
-    se = block_means.std(ddof=1) / math.sqrt(block_means.size)
+    v = values[:, : nb * block].reshape(n_chains * nb, block)
+    w = weights[:, : nb * block].reshape(n_chains * nb, block)
+    swv, sw = (w * v).sum(1), w.sum(1)
+    est = swv.sum() / sw.sum()
+    m = swv.size
+    loo = (swv.sum() - swv) / (sw.sum() - sw)  # leave one block out
+    se = math.sqrt((m - 1) / m * np.sum((loo - loo.mean()) ** 2))
     assert abs(est - exact) < K_SIGMA * se, f"{what}: {est:.4f} vs exact {exact:.4f}, SE {se:.4f}"
 
 
@@ -190,10 +195,10 @@ def test_langevin_harmonic_boltzmann():
     x, y = tr.x[:, 40:], tr.y[:, 40:]  # burn-in: 40 frames = 400 time units = 40 / friction
     ones = np.ones_like(x)
     block = 76  # 760 time units >> correlation time ~ 2 / friction = 20
-    _assert_within_se(_block_means(x, ones, block), 25.0, "<x>")
-    _assert_within_se(_block_means((x - 25.0) ** 2, ones, block), 1.0, "<(x-25)^2>")
-    _assert_within_se(_block_means(y, ones, block), 20.0, "<y>")
-    _assert_within_se(_block_means((y - 20.0) ** 2, ones, block), 4.0, "<(y-20)^2>")
+    _assert_within_se(x, ones, block, 25.0, "<x>")
+    _assert_within_se((x - 25.0) ** 2, ones, block, 1.0, "<(x-25)^2>")
+    _assert_within_se(y, ones, block, 20.0, "<y>")
+    _assert_within_se((y - 20.0) ** 2, ones, block, 4.0, "<(y-20)^2>")
     # stored forces are -grad of the potential passed in
     np.testing.assert_allclose(tr.force_x, -(tr.x - 25.0))
 
@@ -209,8 +214,34 @@ def test_langevin_reflecting_walls_give_uniform():
         assert coord.min() >= 0.0 and coord.max() <= 10.0
         v = coord[:, 20:]
         ones = np.ones_like(v)
-        _assert_within_se(_block_means(v, ones, 58), 5.0, "mean")
-        _assert_within_se(_block_means((v - 5.0) ** 2, ones, 58), 100.0 / 12.0, "variance")
+        _assert_within_se(v, ones, 58, 5.0, "mean")
+        _assert_within_se((v - 5.0) ** 2, ones, 58, 100.0 / 12.0, "variance")
+
+
+@pytest.fixture(scope="module")
+def mb_runs():
+    return {bias: mb.langevin(1000, seed=11, bias=bias) for bias in (None, "gaussian")}
+
+
+def test_langevin_harmonic_with_gaussian_bias_reweights():
+    """x harmonic (k = 0.1, sd 3.16) plus the Gaussian bias at 32: the raw frames
+    follow exp(-V - B), and reweighting with exp(+B) recovers N(25, 10)."""
+
+    def grad(x, y):
+        return 0.1 * (x - 25.0), 0.25 * (y - 20.0)
+
+    tr = mb.langevin(800, seed=2, bias="gaussian", gradient_fn=grad, domain=(-1e3, 1e3))
+    x = tr.x[:, 40:]
+    ones = np.ones_like(x)
+    xs = np.linspace(-30.0, 80.0, 110001)
+    log_pb = -0.05 * (xs - 25.0) ** 2 - mb.gaussian_bias(xs)
+    pb = np.exp(log_pb - log_pb.max())
+    biased_mean = float(np.sum(xs * pb) / pb.sum())
+    assert biased_mean > 28.0  # the bias pulls towards 32: the check has teeth
+    _assert_within_se(x, ones, 76, biased_mean, "<x> biased")
+    w = np.exp(tr.bias_energy[:, 40:])
+    _assert_within_se(x, w, 76, 25.0, "<x> reweighted")
+    _assert_within_se((x - 25.0) ** 2, w, 76, 10.0, "<(x-25)^2> reweighted")
 
 
 @pytest.fixture(scope="module")
@@ -220,8 +251,9 @@ def mb_runs():
 
 @pytest.mark.parametrize("bias", [None, "gaussian"])
 def test_langevin_mueller_brown_marginal(mb_runs, bias):
-    """Mean of x (and x^2) over the main basin region x in [10, 30] against the exact
-    marginal; the biased run is reweighted with exp(+B(x))."""
+    """Mean of x and x^2 over the main basin region x in [10, 30] against the exact
+    marginal; the biased run is reweighted with exp(+B(x)). Basin hopping is slow
+    (more so in the biased run), so each chain is one block: 10 independent chains."""
     tr = mb_runs[bias]
     x = tr.x[:, 100:]
     w = np.exp(tr.bias_energy[:, 100:]) * ((x >= 10.0) & (x < 30.0))
@@ -229,8 +261,8 @@ def test_langevin_mueller_brown_marginal(mb_runs, bias):
     p = np.exp(-mb.exact_free_energy(xg))
     mean = np.trapezoid(xg * p, xg) / np.trapezoid(p, xg)
     second = np.trapezoid(xg**2 * p, xg) / np.trapezoid(p, xg)
-    _assert_within_se(_block_means(x, w, 300), mean, f"<x | 10<=x<30> ({bias})")
-    _assert_within_se(_block_means(x**2, w, 300), second, f"<x^2 | 10<=x<30> ({bias})")
+    _assert_within_se(x, w, x.shape[1], mean, f"<x | 10<=x<30> ({bias})")
+    _assert_within_se(x**2, w, x.shape[1], second, f"<x^2 | 10<=x<30> ({bias})")
 
 
 def test_langevin_biased_forces_are_unbiased(mb_runs):
