@@ -44,6 +44,16 @@ def add_parser(subparsers) -> None:
     s.add_argument("dir", metavar="DIR")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.set_defaults(func=_status)
+
+    b = sub.add_parser("bench", help="measure ns/day of short runs, print a markdown table")
+    b.add_argument("--system", nargs="+", default=["ala2", "ala3", "ala6"],
+                   choices=["ala2", "ala3", "ala6"])
+    b.add_argument("--solvent", nargs="+", default=["explicit", "obc1", "obc2", "vacuum"],
+                   choices=["explicit", "obc1", "obc2", "vacuum"])
+    b.add_argument("--bias", nargs="+", default=["none"], choices=["none", "wtmetad"])
+    b.add_argument("--threads", type=int, default=1)
+    b.add_argument("--platform", default="auto", choices=["auto", "CPU", "CUDA", "Reference"])
+    b.set_defaults(func=_bench)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -77,4 +87,18 @@ def _status(args) -> int:
     print(f"  ns/day       {rate(st['ns_per_day_latest'])} (latest chunk), "
           f"{rate(st['ns_per_day_mean'])} (mean), {st['platform']} x{st['threads']}")
     print(f"  latest chunk {st['latest_chunk']} ({st['latest_chunk_written']})")
+    return 0
+
+
+def _bench(args) -> int:
+    from cgbg_bench.md.throughput import measure_ns_per_day
+
+    print("| system | solvent | bias | atoms | ns/day | platform x threads |")
+    print("|---|---|---|---|---|---|")
+    for system in args.system:
+        for solvent in args.solvent:
+            for bias in args.bias:
+                r = measure_ns_per_day(system, solvent, bias, args.threads, args.platform)
+                print(f"| {system} | {solvent} | {bias} | {r['n_atoms']} | {r['ns_per_day']:.0f} "
+                      f"| {r['platform']} x{r['threads']} |", flush=True)
     return 0
