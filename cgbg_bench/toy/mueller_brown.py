@@ -85,8 +85,8 @@ FRICTION = 0.1
 MASS = 1.0
 STRIDE = 100
 N_CHAINS = 10
-#: frames per chain of the shipped training data (10 x 5000 frames = 5e6 steps
-#: of each chain); the task builder uses this number.
+#: frames per chain of the training data (5000 frames x 100 steps = 5e5 steps
+#: per chain, 10 chains); the task builder uses this number.
 N_FRAMES = 5000
 
 # --- reference histogram (science.md, section 4) -----------------------------
