@@ -103,3 +103,9 @@ def test_box_keeps_images_apart():
         q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
         assert min_image_distance(pep.positions_nm @ q.T, edge) >= 1.2
     assert sum(r.name == "HOH" for r in top.residues()) > 200
+
+
+def test_build_is_reproducible():
+    a = build_peptide("ala3")
+    b = build_peptide("ala3")
+    np.testing.assert_array_equal(a.positions_nm, b.positions_nm)

@@ -8,6 +8,7 @@ relaxes the result. Positions are returned in nm as a numpy array.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,7 +118,14 @@ def build_peptide(system: str, phi_deg: float = -80.0, psi_deg: float = 150.0,
     topology.createStandardBonds()
     forcefield = app.ForceField("amber99sbildn.xml")
     modeller = app.Modeller(topology, positions * u.nanometer)
-    modeller.addHydrogens(forcefield)
+    # addHydrogens starts hydrogens it cannot place from Python's global `random`;
+    # seed it (and restore the caller's state) so that a build is reproducible.
+    saved = random.getstate()
+    try:
+        random.seed(0)
+        modeller.addHydrogens(forcefield, platform=openmm.Platform.getPlatformByName("Reference"))
+    finally:
+        random.setstate(saved)
     pos = np.asarray(modeller.getPositions().value_in_unit(u.nanometer))
     if minimize:
         system_ = forcefield.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff,
