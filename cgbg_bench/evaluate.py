@@ -77,7 +77,7 @@ def compute_energies(
     module: torch.nn.Module,
     positions: np.ndarray,
     *,
-    batch_size: int = 65536,
+    batch_size: int = 16384,
     device: str = "cpu",
     progress: bool = False,
 ) -> np.ndarray:
@@ -173,7 +173,7 @@ def evaluate(
     task: Task,
     *,
     device: str | None = None,
-    batch_size: int = 65536,
+    batch_size: int = 16384,
     n_bootstrap: int | None = None,
     seed: int = 0,
     n_samples: int | None = None,

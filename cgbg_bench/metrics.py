@@ -124,18 +124,21 @@ def pmf_error(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def fe_rmse(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """RMS error (kT) of the free-energy profile -ln q against -ln p.
+    """RMS error (kT) of the free-energy profile -ln q against -ln p, weighted by p.
 
-    Over the bins occupied in both; the free additive constant is removed by
-    subtracting the mean difference over those bins (the least-squares shift).
-    Returns NaN where fewer than two bins are shared.
+    Over the bins occupied in both, with weights p renormalized there; the free
+    additive constant is removed by subtracting the p-weighted mean difference
+    (the weighted least-squares shift). Weighting by the reference keeps barely
+    populated tail bins, where -ln q is noisy, from dominating. Returns NaN where
+    fewer than two bins are shared.
     """
     p = np.asarray(p, np.float64)
     q = np.asarray(q, np.float64)
     both = (p > 0) & (q > 0)
     diff = np.where(both, np.log(np.where(both, q, 1.0)) - np.log(np.where(both, p, 1.0)), 0.0)
-    n = both.sum(axis=-1)
+    wts = np.where(both, p, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = diff.sum(axis=-1) / n
-        sq = np.where(both, (diff - mean[..., None]) ** 2, 0.0).sum(axis=-1) / n
-        return np.where(n >= 2, np.sqrt(sq), np.nan)
+        wts = wts / wts.sum(axis=-1, keepdims=True)
+        mean = (wts * diff).sum(axis=-1)
+        sq = (wts * (diff - mean[..., None]) ** 2).sum(axis=-1)
+        return np.where(both.sum(axis=-1) >= 2, np.sqrt(sq), np.nan)

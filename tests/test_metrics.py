@@ -117,8 +117,11 @@ def test_fe_rmse_ignores_constant_and_hand_value():
     assert M.fe_rmse(p, p) == pytest.approx(0.0, abs=1e-12)
     q = p * np.exp([0.0, 0.0, 1.0, 1.0])
     q /= q.sum()
-    # ln q - ln p = (0, 0, 1, 1) + c: deviations from the mean are +-0.5
-    assert M.fe_rmse(p, q) == pytest.approx(0.5)
+    # ln q - ln p = (0, 0, 1, 1) + c; p-weighted mean 0.7: deviations -0.7 (weight 0.3), 0.3 (weight 0.7)
+    assert M.fe_rmse(p, q) == pytest.approx(math.sqrt(0.3 * 0.49 + 0.7 * 0.09))
+    # a bin empty on one side is left out
+    q2 = np.array([0.0, 0.2, 0.3, 0.5])
+    assert M.fe_rmse(p, q2) == pytest.approx(M.fe_rmse(p[1:] / p[1:].sum(), q2[1:]))
 
 
 def test_normalize_adds_eps():

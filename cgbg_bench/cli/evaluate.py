@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
     p.add_argument("pmf", help="the submitted PMF file")
     p.add_argument("--task", required=True, help="task name (see `cgbg-bench list`)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--batch-size", type=int, default=65536, help="samples per forward pass (default 65536)")
+    p.add_argument("--batch-size", type=int, default=16384, help="samples per forward pass (default 16384)")
     p.add_argument("--n-bootstrap", type=int, default=None, help="bootstrap replicates (default: the task's)")
     p.add_argument("--n-samples", type=int, default=None, help="use only the first N samples of the bank")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
