@@ -59,6 +59,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BIASES = ("none", "wtmetad", "static")
+#: Iteration cap of the setup minimization (0: until converged). Not a run setting:
+#: equilibration follows, and tests lower it to keep explicit-solvent setup short.
+SETUP_MINIMIZE_MAX_ITERATIONS = 0
 FORMAT = "cgbg-bench md run v1"
 CHUNK_KEYS = {
     "time_ps": "(D,) float64, time of each dihedral sample",
@@ -393,7 +396,7 @@ def _setup(settings: RunSettings, out_dir: Path, platform, props, static: dict |
     integrator.setRandomNumberSeed(_seed(s.seed, 1))
     sim = app.Simulation(topology, eq_system, integrator, platform, props)
     sim.context.setPositions(positions * u.nanometer)
-    sim.minimizeEnergy()
+    sim.minimizeEnergy(maxIterations=SETUP_MINIMIZE_MAX_ITERATIONS)
     sim.context.setVelocitiesToTemperature(s.temperature_kelvin * u.kelvin, _seed(s.seed, 0))
     n_eq = int(round(s.equilibration_ps / (s.timestep_fs / 1000.0)))
     t0 = time.perf_counter()
