@@ -125,3 +125,10 @@ def test_static_bias_from_metad_run(metad_run, tmp_path):
     # resuming without --bias-from uses the copy in the run directory
     run(settings, out, ns=0.004, platform="CPU")
     assert len(chunk_paths(out)) == 2
+    # a different grid (e.g. the source run went on) is refused
+    from cgbg_bench.errors import RunSettingsMismatch
+
+    other = tmp_path / "other_bias.npz"
+    np.savez(other, grid_kj_per_mol=grid + 1.0, residue=np.int64(1))
+    with pytest.raises(RunSettingsMismatch, match="static_bias_sha256"):
+        run(settings, out, ns=0.006, bias_from=other, platform="CPU")

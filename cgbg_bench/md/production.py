@@ -460,7 +460,6 @@ def run(settings: RunSettings, out_dir: str | os.PathLike, ns: float, threads: i
         command: str | None = None) -> int:
     """Run (or continue) until ``ns`` nanoseconds of production are stored; returns chunks done."""
     out_dir = Path(out_dir)
-    settings = settings.resolved()
     static = None
     if settings.bias == "static":
         if bias_from is None:
@@ -469,16 +468,15 @@ def run(settings: RunSettings, out_dir: str | os.PathLike, ns: float, threads: i
             static = _load_static_grid(out_dir / "static_bias.npz")
         else:
             static = _load_static_grid(Path(bias_from))
-        if settings.bias_residue != static["residue"] and dataclasses.replace(
-                settings, bias_residue=None).resolved().bias_residue == settings.bias_residue:
+        if settings.bias_residue is None:  # default: the residue the grid was made on
             settings = dataclasses.replace(settings, bias_residue=static["residue"])
         if settings.bias_residue != static["residue"]:
-            raise MDError(f"static bias grid is on residue {static['residue']}, "
+            raise MDError(f"the static bias grid is on residue {static['residue']}, "
                           f"--bias-residue asks {settings.bias_residue}")
-        grid_sha = _grid_sha(static["grid"])
-        settings = dataclasses.replace(settings, static_bias_sha256=grid_sha)
+        settings = dataclasses.replace(settings, static_bias_sha256=_grid_sha(static["grid"]))
     elif bias_from is not None:
         raise MDError("--bias-from only goes with --bias static")
+    settings = settings.resolved()
     wanted = settings.to_dict()
     n_target = int(math.ceil(ns * 1000.0 / settings.chunk_ps - 1e-9))
     plat, props = _systems.make_platform(platform, threads)

@@ -18,11 +18,11 @@ from cgbg_bench.md.production import RunSettings, chunk_paths, run
 
 __all__ = ["measure_ns_per_day", "default_chunk_ps"]
 
-#: Chunk lengths (ps) that take seconds, not minutes, on a 2-core CPU.
-_CHUNK_PS = {"explicit": {"ala2": 4.0, "ala3": 2.0, "ala6": 1.0},
-             "obc1": {"ala2": 20.0, "ala3": 10.0, "ala6": 5.0},
-             "obc2": {"ala2": 20.0, "ala3": 10.0, "ala6": 5.0},
-             "vacuum": {"ala2": 40.0, "ala3": 20.0, "ala6": 10.0}}
+#: Chunk lengths (ps) of ~5-30 s on a 2-core CPU.
+_CHUNK_PS = {"explicit": {"ala2": 10.0, "ala3": 4.0, "ala6": 2.0},
+             "obc1": {"ala2": 100.0, "ala3": 50.0, "ala6": 25.0},
+             "obc2": {"ala2": 100.0, "ala3": 50.0, "ala6": 25.0},
+             "vacuum": {"ala2": 200.0, "ala3": 100.0, "ala6": 50.0}}
 
 
 def default_chunk_ps(system: str, solvent: str) -> float:
