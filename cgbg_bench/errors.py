@@ -17,6 +17,13 @@ __all__ = [
     "MDError",
     "RunSettingsMismatch",
     "RunLocked",
+    "LeaderboardError",
+    "EntrySchemaError",
+    "EntryFileMissing",
+    "EntryHashMismatch",
+    "StaleResults",
+    "MissingResults",
+    "ReproductionMismatch",
 ]
 
 
@@ -74,3 +81,31 @@ class RunSettingsMismatch(MDError, ValueError):
 
 class RunLocked(MDError):
     """Another process is writing to the same run directory."""
+
+
+class LeaderboardError(CgbgError, ValueError):
+    """A leaderboard entry (``leaderboard/submissions/*.yaml``) is wrong, stale or incomplete."""
+
+
+class EntrySchemaError(LeaderboardError):
+    """An entry has an unknown key, a missing key, a value of the wrong type, or a TODO left in."""
+
+
+class EntryFileMissing(LeaderboardError, FileNotFoundError):
+    """A model file that an entry lists by repository path is not on disk."""
+
+
+class EntryHashMismatch(LeaderboardError):
+    """A model file's sha256 differs from the one the entry records (or its results were made with another file)."""
+
+
+class StaleResults(LeaderboardError):
+    """Stored results were computed for another task version (or from outdated baseline scores)."""
+
+
+class MissingResults(LeaderboardError):
+    """An entry has a model for a task but no results for it, or results without a model."""
+
+
+class ReproductionMismatch(LeaderboardError):
+    """Re-evaluating an entry moved a metric beyond its stored error bar."""

@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
     p.add_argument("--plot", metavar="PATH", help="draw reweighted free-energy profiles (png/pdf/svg)")
+    p.add_argument("--record", metavar="PATH",
+                   help="write or update this task's model and results in a leaderboard entry "
+                        "(leaderboard/submissions/NAME.yaml); needs the whole bank and the task's replicates")
     p.set_defaults(func=run)
 
 
@@ -55,6 +58,11 @@ def run(args) -> int:
     task = load_task(args.task)
     proposal = task.load_proposal()
     reference = task.load_reference()
+    if args.record:
+        from cgbg_bench.leaderboard import check_record
+
+        check_record(args.record, task, n_samples=args.n_samples, n_bootstrap=args.n_bootstrap,
+                     bank_size=len(proposal.positions))
     result, log_w = evaluate(
         args.pmf, task, device=args.device, batch_size=args.batch_size, n_bootstrap=args.n_bootstrap,
         seed=args.seed, n_samples=args.n_samples, progress=True,
@@ -76,4 +84,11 @@ def run(args) -> int:
         positions = proposal.positions[: result.n_samples]
         plot_profiles(task, reference, observable_index(task, positions), log_w, args.plot, label=str(args.pmf))
         print(f"wrote {args.plot}")
+    if args.record:
+        from cgbg_bench.leaderboard import record_result, repo_root
+
+        record_result(args.record, result, task, model_path=args.pmf, bank_size=len(proposal.positions),
+                      root=repo_root())
+        print(f"recorded {task.name} in {args.record}; fill in any TODO, then run "
+              "`cgbg-bench leaderboard validate` and `cgbg-bench leaderboard render`")
     return 0

@@ -1,0 +1,141 @@
+"""`cgbg-bench leaderboard validate|render|reproduce NAME|add-baselines`."""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("leaderboard", help="validate, render and reproduce the leaderboard entries")
+    p.add_argument("--dir", type=Path, default=None,
+                   help="leaderboard folder (default: leaderboard/ in the repository)")
+    lsub = p.add_subparsers(dest="leaderboard_command", metavar="ACTION", required=True)
+
+    v = lsub.add_parser("validate", help="check every entry: schema, hashes, task versions, results present")
+    v.set_defaults(func=run_validate)
+
+    r = lsub.add_parser("render", help="write LEADERBOARD.md and index.html (ranks computed here)")
+    r.add_argument("--no-plots", action="store_true", help="do not draw missing plots (no model is evaluated)")
+    r.add_argument("--replot", action="store_true", help="redraw every plot")
+    r.add_argument("--device", default="cpu", help="torch device for the plots' energies (default cpu)")
+    r.set_defaults(func=run_render)
+
+    rp = lsub.add_parser("reproduce", help="re-evaluate entries' in-repo models and compare with stored results")
+    rp.add_argument("names", nargs="*", metavar="NAME", help="entry names (file names without .yaml)")
+    rp.add_argument("--all", action="store_true", help="every entry")
+    rp.add_argument("--task", action="append", default=None, help="only this task (repeatable)")
+    rp.add_argument("--n-samples", type=int, default=None,
+                    help="quick check on the first N samples of the bank: values are then not compared")
+    rp.add_argument("--n-bootstrap", type=int, default=None,
+                    help="bootstrap replicates (default: the stored count)")
+    rp.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    rp.set_defaults(func=run_reproduce)
+
+    b = lsub.add_parser("add-baselines", help="write an entry per shipped baseline from the stored baseline scores")
+    b.set_defaults(func=run_add_baselines)
+
+
+def _dirs(args) -> tuple[Path, Path, Path]:
+    from cgbg_bench.leaderboard.paths import leaderboard_dir, repo_root, submissions_dir
+
+    root = repo_root()
+    lb_dir = (args.dir or leaderboard_dir(root)).resolve()
+    return root, lb_dir, submissions_dir(lb_dir)
+
+
+def _report_problems(problems: dict) -> int:
+    n = sum(len(v) for v in problems.values())
+    for found in problems.values():
+        for exc in found:
+            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+    return n
+
+
+def run_validate(args) -> int:
+    from cgbg_bench.leaderboard.validate import validate_all
+
+    root, _, submissions = _dirs(args)
+    entries, problems = validate_all(submissions, root=root)
+    n = _report_problems(problems)
+    if not entries and not problems:
+        print(f"no entries in {submissions}", file=sys.stderr)
+        return 1
+    if n:
+        print(f"{n} problem(s) in {len(problems)} file(s)", file=sys.stderr)
+        return 1
+    print(f"{len(entries)} entries valid ({submissions})")
+    return 0
+
+
+def run_render(args) -> int:
+    from cgbg_bench.leaderboard.render import render
+    from cgbg_bench.leaderboard.validate import validate_all
+
+    root, lb_dir, submissions = _dirs(args)
+    entries, problems = validate_all(submissions, root=root)
+    if problems:
+        _report_problems(problems)
+        print("render refused: fix the entries first (`cgbg-bench leaderboard validate`)", file=sys.stderr)
+        return 1
+    for path in render(lb_dir, entries, root=root, plots=not args.no_plots, replot=args.replot):
+        print(f"wrote {path}")
+    return 0
+
+
+def run_reproduce(args) -> int:
+    from tabulate import tabulate
+
+    from cgbg_bench.errors import CgbgError
+    from cgbg_bench.leaderboard.reproduce import reproduce_entry
+    from cgbg_bench.leaderboard.schema import entry_paths, load_entry
+
+    root, _, submissions = _dirs(args)
+    for name, value in (("--n-samples", args.n_samples), ("--n-bootstrap", args.n_bootstrap)):
+        if value is not None and value < 1:
+            raise CgbgError(f"{name} must be a positive integer, got {value}")
+    available = {p.stem: p for p in entry_paths(submissions)}
+    names = sorted(available) if args.all else args.names
+    if not names:
+        print("name an entry, or give --all", file=sys.stderr)
+        return 2
+    failed = 0
+    for name in names:
+        if name not in available:
+            close = difflib.get_close_matches(name, sorted(available), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            print(f"no entry {name!r} in {submissions}{hint}", file=sys.stderr)
+            failed += 1
+            continue
+        rep = reproduce_entry(load_entry(available[name]), root=root, n_samples=args.n_samples,
+                              n_bootstrap=args.n_bootstrap, device=args.device, tasks=args.task)
+        print(f"== {name}")
+        if rep.checks:
+            print(tabulate([c.row() for c in rep.checks],
+                           headers=["task", "metric", "stored", "reproduced", "shift / error", "status"],
+                           tablefmt="github"))
+        for note in rep.notes:
+            print(f"note: {note}")
+        for exc in rep.problems:
+            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        for c in rep.moved:
+            print(f"{name}: {c.task} {c.metric} moved beyond its error bar", file=sys.stderr)
+        failed += not rep.ok
+    print(f"{len(names) - failed} of {len(names)} entries reproduced")
+    return 1 if failed else 0
+
+
+def run_add_baselines(args) -> int:
+    from cgbg_bench.leaderboard.baselines import add_baselines
+
+    root, _, submissions = _dirs(args)
+    written, removed = add_baselines(submissions, root)
+    for p in written:
+        print(f"wrote {p}")
+    for p in removed:
+        print(f"removed {p} (its baseline is no longer shipped)")
+    print("now run `cgbg-bench leaderboard render`")
+    return 0
