@@ -57,7 +57,7 @@ def _result(task_version: int, r: Mapping[str, Any]) -> TaskResult:
         cgbg_bench_version=str(r["cgbg_bench_version"]),
         device=str(r["device"]),
         runtime_s=round(float(r["runtime_s"]), 3),
-        torch_version=r.get("torch_version"),
+        torch_version=str(r["torch_version"]) if r.get("torch_version") is not None else None,
     )
 
 

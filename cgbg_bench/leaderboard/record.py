@@ -71,8 +71,8 @@ def record_result(path: str | Path, result, task, *, model_path: str | Path, ban
     stored = TaskResult(
         task_version=result.task_version, model_sha256=sha, metrics=metrics, n_samples=result.n_samples,
         n_bootstrap=result.scores.n_bootstrap, seed=int(info.get("seed", 0)),
-        cgbg_bench_version=info["cgbg_bench_version"], device=result.device,
-        runtime_s=round(result.runtime_s, 3), torch_version=info.get("torch_version"),
+        cgbg_bench_version=str(info["cgbg_bench_version"]), device=str(result.device),
+        runtime_s=round(result.runtime_s, 3), torch_version=str(info["torch_version"]),
     )
     entry = dataclasses.replace(entry, models={**entry.models, task.name: model},
                                 results={**entry.results, task.name: stored})
