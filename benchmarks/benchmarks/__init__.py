@@ -1,0 +1,172 @@
+"""asv benchmarks of cgbg-bench, and the inputs they share.
+
+Everything here runs in a benchmark's ``setup`` (never at import time), so no
+timing includes it. Two kinds of input:
+
+- the shipped tasks (``tasks/*``), scored with one of their force-matched MLP
+  baselines (an MLP is what a submission usually is; the exact Mueller-Brown PMF
+  is a 1001-point quadrature per sample and would time the quadrature);
+- a **synthetic stand-in for ala2-core-beta** (6 beads x 3 coordinates, one
+  (phi, psi) dihedral_pair observable with 100 x 100 bins, a block-histogram
+  reference, an exported MLP PMF on the 15 pairwise distances), written once per
+  bank size under a cache folder. It has the real task's shapes and settings, not
+  its data: use it for cost, never for scores. Replace it by the real task when
+  ``tasks/ala2-core-beta`` ships.
+
+``CGBG_ASV_QUICK=1`` (set by benchmarks/gate_speed.py) shrinks the parameter
+lists to the quick set that the CI speed gate times.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+import timeit
+from pathlib import Path
+
+import torch
+
+__all__ = ["QUICK", "TIMER", "quick", "gate_mode", "shipped_tasks", "cache_dir", "DistanceMLP",
+           "synthetic_ala2", "mlp_baseline"]
+
+#: True in the CI speed gate's run: parameter lists keep only their quick values.
+QUICK = os.environ.get("CGBG_ASV_QUICK", "") not in ("", "0")
+
+#: The speed gate times CPU seconds of this process (one torch thread): on a shared,
+#: loaded machine they move far less than wall-clock seconds. Full runs time wall-clock.
+TIMER = time.process_time if QUICK else timeit.default_timer
+
+#: Bump when the synthetic task's recipe changes, so stale caches are not reused.
+SYNTHETIC_VERSION = 1
+
+
+def quick(full: list, fast: list) -> list:
+    """``fast`` in the speed gate's quick run, else ``full``."""
+    return fast if QUICK else full
+
+
+def shipped_tasks() -> list[str]:
+    """Names of the tasks under tasks/ (a directory listing, cheap enough for import time)."""
+    from cgbg_bench.task import list_tasks
+
+    return list_tasks()
+
+
+def cache_dir() -> Path:
+    """Where synthetic inputs are kept between benchmark processes ($CGBG_ASV_CACHE overrides)."""
+    env = os.environ.get("CGBG_ASV_CACHE")
+    return Path(env) if env else Path(tempfile.gettempdir()) / "cgbg-bench-asv"
+
+
+def gate_mode() -> None:
+    """In the quick run, one torch thread: the gate times code, not the scheduler of a shared machine."""
+    if QUICK:
+        torch.set_num_threads(1)
+
+
+def mlp_baseline(task) -> Path:
+    """The task's first force-matched (``fm-*``) PMF baseline, else its first PMF baseline."""
+    pmfs = [b for b in task.baselines if b.kind == "pmf"]
+    if not pmfs:
+        raise LookupError(f"task {task.name} has no PMF baseline to score")
+    fm = [b for b in pmfs if b.name.startswith("fm-")]
+    return (fm or pmfs)[0].file.verify()
+
+
+class DistanceMLP(torch.nn.Module):
+    """PMF on the 15 pairwise distances of 6 beads: distances -> SiLU MLP (128, 128) -> energy."""
+
+    def __init__(self, n_beads: int = 6, hidden: tuple[int, ...] = (128, 128), seed: int = 0):
+        super().__init__()
+        i, j = torch.triu_indices(n_beads, n_beads, offset=1)
+        self.register_buffer("i", i)
+        self.register_buffer("j", j)
+        layers, n_in = [], len(i)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for h in hidden:
+                layers += [torch.nn.Linear(n_in, h), torch.nn.SiLU()]
+                n_in = h
+            layers.append(torch.nn.Linear(n_in, 1))
+            self.mlp = torch.nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = torch.linalg.vector_norm(x[:, self.i] - x[:, self.j], dim=-1)
+        return self.mlp(d)[:, 0]
+
+
+def _chain(rng, n: int, n_beads: int = 6, bond_nm: float = 0.15):
+    """Random bead chains: fixed bond length, bond angle near 110 degrees, uniform torsions."""
+    import numpy as np
+
+    x = np.zeros((n, n_beads, 3))
+    x[:, 1, 0] = bond_nm
+    x[:, 2] = x[:, 1] + bond_nm * np.array([math.cos(math.radians(70)), math.sin(math.radians(70)), 0.0])
+    for k in range(3, n_beads):
+        b1 = x[:, k - 1] - x[:, k - 2]
+        b0 = x[:, k - 2] - x[:, k - 3]
+        e1 = b1 / np.linalg.norm(b1, axis=1, keepdims=True)
+        nrm = np.cross(b0, e1)
+        nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+        m = np.cross(nrm, e1)
+        theta = math.radians(110.0) + 0.1 * rng.standard_normal(n)
+        tors = rng.uniform(-math.pi, math.pi, n)
+        step = (-np.cos(theta)[:, None] * e1 + (np.sin(theta) * np.cos(tors))[:, None] * m
+                + (np.sin(theta) * np.sin(tors))[:, None] * nrm)
+        x[:, k] = x[:, k - 1] + bond_nm * step
+    x += 0.005 * rng.standard_normal(x.shape)
+    return x.astype(np.float32)
+
+
+def synthetic_ala2(n: int, *, n_ref_blocks: int = 100, seed: int = 0):
+    """The synthetic ala2-core-beta stand-in with an n-sample bank: (Task, path of its MLP PMF).
+
+    Built once under :func:`cache_dir` (through a temporary folder renamed into place,
+    so concurrent benchmark processes never see half a task), then loaded.
+    """
+    import numpy as np
+    import yaml
+
+    from cgbg_bench._io import atomic_savez, sha256_file
+    from cgbg_bench.task import load_task
+
+    final = cache_dir() / f"ala2-core-beta-synthetic-v{SYNTHETIC_VERSION}-n{n}"
+    if not (final / "task.yaml").is_file():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        try:
+            rng = np.random.default_rng(seed)
+            positions = np.concatenate([_chain(rng, min(200_000, n - s)) for s in range(0, n, 200_000)])
+            log_q = rng.normal(0.0, 1.0, n) - 20.0
+            atomic_savez(tmp / "proposal.npz", positions=positions, log_q=log_q)
+            # reference: 100 MD-like time blocks of 5000 frames on 100 x 100 bins
+            centre = rng.dirichlet(np.full(10_000, 0.05))
+            block_hist = rng.multinomial(5000, centre, size=(n_ref_blocks, 1)).astype(np.float64)
+            atomic_savez(tmp / "reference.npz", block_hist=block_hist, exact=False)
+            from cgbg_bench.pmf import export_program
+
+            export_program(DistanceMLP(), torch.as_tensor(positions[:7]), tmp / "mlp.pt2")
+            data = {
+                "name": "ala2-core-beta-synthetic", "version": SYNTHETIC_VERSION,
+                "description": "SYNTHETIC stand-in for ala2-core-beta (random chains; cost only, not scores)",
+                "system": "synthetic", "representation": "core-beta", "n_beads": 6, "input_shape": [6, 3],
+                "energy_unit": "kJ/mol", "temperature_kelvin": 300.0, "kT": 2.494339,
+                "observables": [{"name": "phi_psi", "kind": "dihedral_pair", "phi": [0, 1, 2, 3],
+                                 "psi": [1, 2, 3, 4], "bins": 100}],
+                "metrics": {"clip_percentile": 99.0, "n_bootstrap": 500, "proposal_blocks": 100},
+                "proposal": {"path": "proposal.npz", "sha256": sha256_file(tmp / "proposal.npz")},
+                "reference": {"path": "reference.npz", "sha256": sha256_file(tmp / "reference.npz")},
+                "baselines": [{"name": "mlp", "kind": "pmf", "path": "mlp.pt2",
+                               "sha256": sha256_file(tmp / "mlp.pt2")}],
+            }
+            (tmp / "task.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+            try:
+                os.rename(tmp, final)
+            except OSError:  # another process won the race: use its copy
+                pass
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return load_task(final / "task.yaml"), final / "mlp.pt2"

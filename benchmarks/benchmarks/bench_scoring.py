@@ -1,0 +1,147 @@
+"""Scoring a PMF: on every shipped task, and on the synthetic ala2-core-beta stand-in.
+
+Setup (loading the PMF, reading banks, computing energies for the overhead split) is
+outside the timings. ``time_forward`` is the PMF's own forward passes over the bank;
+``time_overhead`` is everything else ``evaluate`` does (load and hash-check the bank
+and reference, log-weights and clipping, bin indices, block histograms, 500 bootstrap
+replicates); ``track_cost_over_forward`` is the whole evaluation over the forward
+passes, measured in one process (the performance target is <= 1.5).
+"""
+
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from benchmarks import TIMER, gate_mode, mlp_baseline, quick, shipped_tasks, synthetic_ala2
+from cgbg_bench import metrics as M
+from cgbg_bench.evaluate import compute_energies, evaluate, observable_index, score_log_weights
+from cgbg_bench.pmf import load_pmf
+from cgbg_bench.task import Proposal, load_task
+
+SIZES = quick([10**4, 10**6], [10**4])
+
+
+def _resize(proposal: Proposal, n: int) -> Proposal:
+    """The first n samples, or the bank repeated up to n (same cost per sample as a bigger bank)."""
+    reps = -(-n // len(proposal.log_q))
+    return Proposal(np.tile(proposal.positions, (reps,) + (1,) * (proposal.positions.ndim - 1))[:n],
+                    np.tile(proposal.log_q, reps)[:n])
+
+
+class ScoreShipped:
+    """evaluate() with the bank and reference in memory, on each shipped task."""
+
+    params = [quick(shipped_tasks(), shipped_tasks()[:1]), SIZES]
+    param_names = ["task", "n_samples"]
+    timer = TIMER
+    timeout = 900
+
+    def setup(self, task, n_samples):
+        gate_mode()
+        self.task = load_task(task)
+        self.module = load_pmf(mlp_baseline(self.task), "cpu")
+        self.proposal = _resize(self.task.load_proposal(), n_samples)
+        self.reference = self.task.load_reference()
+
+    def time_evaluate(self, task, n_samples):
+        evaluate(self.module, self.task, device="cpu", proposal=self.proposal, reference=self.reference)
+
+    def time_forward(self, task, n_samples):
+        compute_energies(self.module, self.proposal.positions, device="cpu")
+
+
+class ScoreAla2Synthetic:
+    """evaluate() from disk on the SYNTHETIC ala2-core-beta stand-in (MLP on pairwise distances)."""
+
+    params = [SIZES]
+    param_names = ["n_samples"]
+    timer = TIMER
+    timeout = 900
+
+    def setup_cache(self):
+        for n in SIZES:  # build (once per cache folder) in its own process, outside every timing
+            synthetic_ala2(n)
+
+    def setup(self, n_samples):
+        gate_mode()
+        self.task, self.pmf_path = synthetic_ala2(n_samples)
+        self.module = load_pmf(self.pmf_path, "cpu")
+        self.positions = self.task.load_proposal().positions
+        self.energies = compute_energies(self.module, self.positions, device="cpu")
+
+    def time_evaluate(self, n_samples):
+        evaluate(self.module, self.task, device="cpu")
+
+    def time_forward(self, n_samples):
+        compute_energies(self.module, self.positions, device="cpu")
+
+    def time_overhead(self, n_samples):
+        _overhead(self.task, self.energies)
+
+    def time_load_pmf(self, n_samples):
+        load_pmf(self.pmf_path, "cpu")
+
+    def track_cost_over_forward(self, n_samples):
+        """min over 3 interleaved repeats of (evaluate time) / (forward time), wall-clock."""
+        t_eval, t_fwd = [], []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            evaluate(self.module, self.task, device="cpu")
+            t1 = time.perf_counter()
+            compute_energies(self.module, self.positions, device="cpu")
+            t_eval.append(t1 - t0)
+            t_fwd.append(time.perf_counter() - t1)
+        return min(t_eval) / min(t_fwd)
+
+    track_cost_over_forward.unit = "x forward"
+
+
+def _overhead(task, energies):
+    """What evaluate() does besides the forward passes (and the 7-sample contract check)."""
+    proposal = task.load_proposal()
+    reference = task.load_reference()
+    log_w = M.log_weights(energies, proposal.log_q, task.kT)
+    return score_log_weights(task, log_w, observable_index(task, proposal.positions), reference)
+
+
+class PeakMemAla2Synthetic:
+    """Peak resident memory of a whole evaluation from disk (PMF file, bank, reference)."""
+
+    params = [SIZES]
+    param_names = ["n_samples"]
+    timeout = 900
+
+    def setup_cache(self):
+        for n in SIZES:
+            synthetic_ala2(n)
+
+    def setup(self, n_samples):
+        gate_mode()
+        self.task, self.pmf_path = synthetic_ala2(n_samples)  # reads only task.yaml
+
+    def peakmem_evaluate(self, n_samples):
+        evaluate(str(self.pmf_path), self.task, device="cpu")
+
+
+class CLIEvaluateMuellerBrown:
+    """`cgbg-bench evaluate baselines/mueller-brown/exact.pt2 --task mueller-brown`, process start included."""
+
+    number = 1
+    repeat = (1, 3, 120.0)
+    rounds = 1
+    warmup_time = 0.0
+    timeout = 900
+
+    def setup(self):
+        if "mueller-brown" not in shipped_tasks():
+            raise NotImplementedError("task mueller-brown is not shipped")
+        self.exact = load_task("mueller-brown").baseline("exact").file.verify()
+        script = shutil.which("cgbg-bench")  # the installed console script, as a user runs it
+        self.command = [script] if script else [sys.executable, "-m", "cgbg_bench"]
+
+    def time_cli_evaluate(self):
+        subprocess.run(self.command + ["evaluate", str(self.exact), "--task", "mueller-brown"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
