@@ -41,8 +41,10 @@ def test_resume_continues_from_checkpoint(tmp_path, capsys):
     d = load_chunks(out)
     np.testing.assert_allclose(d["time_ps"], np.arange(1, 81) * 0.1, atol=1e-9)
     np.testing.assert_allclose(d["frame_time_ps"], np.arange(1, 9), atol=1e-9)
-    # The metadynamics bias carried over: no reset to zero at the resume point.
-    assert d["bias_energy_kj_per_mol"][20] > 0
+    # The metadynamics bias carried over: no reset to zero at the resume point (sample 40
+    # is the first of the resumed session), and the grid kept growing.
+    assert d["bias_energy_kj_per_mol"][40] > 0
+    assert _read_checkpoint(out)["metad_grid"].sum() > ckpt["metad_grid"].sum()
     sidecar = json.loads((out / "run.json").read_text())
     assert [s["first_chunk"] for s in sidecar["sessions"]] == [0, 2]
     assert sidecar["settings"]["forcefield_files"] == ["amber99sbildn.xml"]
