@@ -64,8 +64,10 @@ def _baselines(trajs, out: Path, quick: bool) -> dict[str, dict]:
     """Export every Mueller-Brown baseline PMF; return name -> {path, description, training}."""
     example = torch.linspace(15.0, 45.0, 7).reshape(7, 1)
     entries = {
-        "exact": (mb.ExactPMF(), "exact PMF by quadrature over y (1001-point grid)", None),
-        "potential-minimum": (mb.PotentialMinimumPMF(), "deliberately wrong: min_y V(x, y), energy "
+        # 201 y points: the trapezoid sum is converged to float32 precision (max deviation from the
+        # 4001-point quadrature 8e-6 kT on [10, 50]) and 5x cheaper than 1001 points
+        "exact": (mb.ExactPMF(n_y=201), "exact PMF by quadrature over y (201-point grid)", None),
+        "potential-minimum": (mb.PotentialMinimumPMF(n_y=401), "deliberately wrong: min_y V(x, y), energy "
                               "instead of free energy", None),
     }
     for kind in ("unbiased", "biased"):
