@@ -273,30 +273,40 @@ class _Engine:
                                            settings.temperature_kelvin, self.steps["pace"])
         elif settings.bias == "static":
             _metad.add_static_bias(system, phi_atoms, psi_atoms, static_grid)
-        self.integrator = openmm.LangevinMiddleIntegrator(
-            settings.temperature_kelvin, settings.friction_per_ps, settings.timestep_fs / 1000.0)
-        self.sim = app.Simulation(topology, system, self.integrator, platform, props)
+        self.system, self.topology = system, topology
+        self.platform, self.props = platform, props
         self.platform_name = platform.getName()
+        self.sim = None
+        self._state_xml = None
 
     def restore(self, ckpt: dict) -> None:
-        import openmm
-
         if self.meta is not None:
-            _metad.set_metad_grid(self.meta, ckpt["metad_grid"], self.sim.context)
-        self.sim.context.setState(openmm.XmlSerializer.deserialize(str(ckpt["state_xml"])))
-        self.sim.currentStep = int(ckpt["step"])
+            # Before any Context exists: the System's bias table now holds the saved grid.
+            _metad.set_metad_grid(self.meta, ckpt["metad_grid"])
+        self._state_xml = str(ckpt["state_xml"])
+        self._step = int(ckpt["step"])
 
-    def _reseed(self, chunk: int) -> None:
-        # A fresh Langevin random stream per chunk, so a resumed run draws the same
-        # seeds as an uninterrupted one.
-        self.integrator.setRandomNumberSeed(_seed(self.s.seed, 2, chunk))
-        self.sim.context.reinitialize(preserveState=True)
+    def _start_chunk(self, chunk: int) -> None:
+        """A fresh Context for each chunk, its Langevin seed derived from (seed, chunk),
+        started from the serialized state of the previous chunk's end (the checkpoint's):
+        an uninterrupted run and a resumed one take the same path (reinitialize() would
+        not pick up a new seed)."""
+        import openmm
+        import openmm.app as app
+
+        s = self.s
+        integrator = openmm.LangevinMiddleIntegrator(
+            s.temperature_kelvin, s.friction_per_ps, s.timestep_fs / 1000.0)
+        integrator.setRandomNumberSeed(_seed(s.seed, 2, chunk))
+        self.sim = app.Simulation(self.topology, self.system, integrator, self.platform, self.props)
+        self.sim.context.setState(openmm.XmlSerializer.deserialize(self._state_xml))
+        self.sim.currentStep = self._step
 
     def run_chunk(self, chunk: int) -> dict:
         import openmm.unit as u
 
         s, st = self.s, self.steps
-        self._reseed(chunk)
+        self._start_chunk(chunk)
         t0 = time.perf_counter()
         dt_ps = s.timestep_fs / 1000.0
         n_dih = st["chunk"] // st["dihedral"]
@@ -356,8 +366,10 @@ class _Engine:
 
         state = self.sim.context.getState(getPositions=True, getVelocities=True,
                                           getParameters=True, enforcePeriodicBox=False)
-        arrays = {"state_xml": np.array(openmm.XmlSerializer.serialize(state)),
-                  "step": np.int64(self.sim.currentStep), "chunks_done": np.int64(chunks_done)}
+        self._state_xml = openmm.XmlSerializer.serialize(state)
+        self._step = int(self.sim.currentStep)
+        arrays = {"state_xml": np.array(self._state_xml),
+                  "step": np.int64(self._step), "chunks_done": np.int64(chunks_done)}
         if self.meta is not None:
             grid = np.asarray(self.meta._totalBias, dtype=np.float64)
             arrays["metad_grid"] = grid
