@@ -132,3 +132,15 @@ def test_static_bias_from_metad_run(metad_run, tmp_path):
     np.savez(other, grid_kj_per_mol=grid + 1.0, residue=np.int64(1))
     with pytest.raises(RunSettingsMismatch, match="static_bias_sha256"):
         run(settings, out, ns=0.006, bias_from=other, platform="CPU")
+
+
+@pytest.mark.parametrize("rep,n_beads", [("heavy-atom", 10), ("core-beta", 6)])
+def test_load_cg(metad_run, rep, n_beads):
+    from cgbg_bench.md import load_cg
+    from cgbg_bench.observables import dihedral
+
+    d = load_cg(metad_run, rep)
+    assert d["positions_nm"].shape == (4, n_beads, 3) == d["forces_kj_per_mol_nm"].shape
+    m = d["mapping"]
+    phi = dihedral(d["positions_nm"], m.phi[0])
+    np.testing.assert_allclose(np.angle(np.exp(1j * (phi - d["phi"][9::10, 0]))), 0, atol=1e-5)

@@ -52,6 +52,7 @@ __all__ = [
     "run",
     "run_status",
     "load_chunks",
+    "load_cg",
     "chunk_paths",
     "CHUNK_KEYS",
 ]
@@ -176,6 +177,28 @@ def load_chunks(out_dir: str | os.PathLike, keys: tuple[str, ...] | None = None)
                 if z[k].ndim:
                     parts.setdefault(k, []).append(z[k])
     return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def load_cg(out_dir: str | os.PathLike, representation: str) -> dict:
+    """The finished chunks of a run mapped to a CG representation.
+
+    Returns ``positions_nm`` and ``forces_kj_per_mol_nm`` (F, n_beads, 3) float32 (the
+    unbiased force on each kept atom), their ``frame_time_ps``, and the per-0.1 ps
+    ``time_ps``, ``phi``, ``psi`` (every alanine) and ``bias_energy_kj_per_mol``; plus
+    ``mapping``, the CGMapping used (its ``residues`` are alanine numbers 1..n: column
+    r - 1 of ``phi``/``psi``).
+    """
+    import mdtraj as md
+
+    out_dir = Path(out_dir)
+    system = json.loads((out_dir / "run.json").read_text())["settings"]["system"]
+    mapping = get_mapping(system, representation)
+    beads = mapping.atom_indices(md.load(str(out_dir / "solute.pdb")).topology)
+    data = load_chunks(out_dir)
+    for key in ("positions_nm", "forces_kj_per_mol_nm"):
+        data[key] = np.ascontiguousarray(data[key][:, beads])
+    data["mapping"] = mapping
+    return data
 
 
 def _versions() -> dict:
