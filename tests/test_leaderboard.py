@@ -203,6 +203,9 @@ def test_bad_entries_give_typed_errors(toy_recorded, toy_root, tmp_path):
     # stale task version
     problems = _problems(mutated(lambda d: d["results"]["toy"].update(task_version=2)), toy_root, tmp_path)
     assert [type(p) for p in problems] == [StaleResults] and "task version 2, the task is version 3" in str(problems[0])
+    # same version, other task data or settings (a bank rebuilt without a version bump)
+    problems = _problems(mutated(lambda d: d["results"]["toy"].update(task_fingerprint="1" * 64)), toy_root, tmp_path)
+    assert [type(p) for p in problems] == [StaleResults] and "other task data or settings" in str(problems[0])
     # missing results
     assert kinds(mutated(lambda d: d.update(results={}))) == {MissingResults}
     # model file not in the repository

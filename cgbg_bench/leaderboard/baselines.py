@@ -18,7 +18,8 @@ import yaml
 
 from cgbg_bench.errors import LeaderboardError, StaleResults
 from cgbg_bench.leaderboard.schema import (
-    METRIC_ORDER, Entry, Method, ModelFile, StoredMetric, TaskResult, entry_paths, load_entry, write_entry,
+    METRIC_ORDER, Entry, Method, ModelFile, StoredMetric, TaskResult, entry_paths, load_entry, task_fingerprint,
+    write_entry,
 )
 
 __all__ = ["BASELINE_PREFIX", "baseline_entries", "add_baselines"]
@@ -43,12 +44,13 @@ def _approach(kind: str, description: str, training: Mapping[str, Any] | None) -
     return "not trained"
 
 
-def _result(task_version: int, r: Mapping[str, Any]) -> TaskResult:
+def _result(task_version: int, fingerprint: str, r: Mapping[str, Any]) -> TaskResult:
     metrics = {k: StoredMetric(float(r["metrics"][k]["value"]), float(r["metrics"][k]["error"]))
                for k in METRIC_ORDER if k in r["metrics"]
                and math.isfinite(r["metrics"][k]["value"]) and math.isfinite(r["metrics"][k]["error"])}
     return TaskResult(
         task_version=int(task_version),
+        task_fingerprint=fingerprint,
         model_sha256=str(r["submission_sha256"]),
         metrics=metrics,
         n_samples=int(r["n_samples"]),
@@ -91,7 +93,9 @@ def baseline_entries(root: Path, tasks_root: Path | None = None) -> list[Entry]:
             meta = meta.get(b.name, {}) or {}
             training = meta.get("training")
             description = b.description or str(meta.get("description", ""))
-            result = _result(scores.get("task_version", task.version), scores["baselines"][b.name])
+            # the scores file is hash-checked in task.yaml, so it belongs to this bank and reference
+            result = _result(scores.get("task_version", task.version), task_fingerprint(task),
+                             scores["baselines"][b.name])
             e = acc.setdefault(f"{BASELINE_PREFIX}{group}-{b.name}", {
                 "model_name": b.name, "description": description, "kind": b.kind, "training": training,
                 "dates": [], "models": {}, "results": {},

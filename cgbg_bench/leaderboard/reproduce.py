@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cgbg_bench._io import sha256_file
 from cgbg_bench.errors import EntryFileMissing, EntryHashMismatch, LeaderboardError, StaleResults
-from cgbg_bench.leaderboard.schema import Entry, StoredMetric
+from cgbg_bench.leaderboard.schema import Entry, StoredMetric, task_fingerprint
 from cgbg_bench.report import METRIC_LABELS, format_value_error
 
 __all__ = ["MetricCheck", "Reproduction", "reproduce_entry"]
@@ -97,6 +97,10 @@ def reproduce_entry(entry: Entry, *, root: Path, tasks_root: Path | None = None,
         if stored.task_version != task.version:
             problems.append(StaleResults(f"{where}: results.{task_name} are for task version "
                                          f"{stored.task_version}, the task is version {task.version}"))
+            continue
+        if stored.task_fingerprint != task_fingerprint(task):
+            problems.append(StaleResults(f"{where}: results.{task_name} were computed on other task data or "
+                                         "settings (same version); they cannot be reproduced: re-evaluate"))
             continue
         nb = n_bootstrap or stored.n_bootstrap
         if model.format == "pmf":

@@ -23,6 +23,7 @@ Example (``leaderboard/submissions/my-pmf.yaml``)::
     results:
       mueller-brown:
         task_version: 1
+        task_fingerprint: <64 hex>    # hash of the task's bank, reference and metric settings
         model_sha256: <64 hex>        # the file these numbers were computed from
         n_samples: 100000
         n_bootstrap: 500
@@ -70,6 +71,7 @@ __all__ = [
     "load_entries",
     "write_entry",
     "entry_paths",
+    "task_fingerprint",
 ]
 
 SCHEMA_VERSION = 1
@@ -114,6 +116,7 @@ class StoredMetric:
 @dataclass(frozen=True)
 class TaskResult:
     task_version: int
+    task_fingerprint: str  # see task_fingerprint(): catches a task changed without a version bump
     model_sha256: str
     metrics: Mapping[str, StoredMetric]
     n_samples: int
@@ -190,6 +193,7 @@ def _model_dict(m: ModelFile) -> dict:
 def _result_dict(r: TaskResult) -> dict:
     out: dict[str, Any] = {
         "task_version": r.task_version,
+        "task_fingerprint": r.task_fingerprint,
         "model_sha256": r.model_sha256,
         "n_samples": r.n_samples,
         "n_bootstrap": r.n_bootstrap,
@@ -202,6 +206,26 @@ def _result_dict(r: TaskResult) -> dict:
     out["metrics"] = {k: {"value": m.value, "error": m.error}
                       for k in _ordered(r.metrics) for m in [r.metrics[k]]}
     return out
+
+
+def task_fingerprint(task) -> str:
+    """sha256 of everything in a task that a score depends on: the bank, the reference,
+    the observables and the metric settings (not descriptions or baselines)."""
+    import dataclasses
+    import hashlib
+    import json
+
+    facts = {
+        "name": task.name,
+        "version": task.version,
+        "kT": task.kT,
+        "input_shape": list(task.input_shape),
+        "observables": [dataclasses.asdict(o) for o in task.observables],
+        "metrics": dataclasses.asdict(task.metrics),
+        "proposal": task.proposal.sha256,
+        "reference": task.reference.sha256,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
 def _ordered(metrics: Mapping[str, Any]) -> list[str]:
@@ -289,13 +313,14 @@ def _metric(d: Any, where: str) -> StoredMetric:
 
 def _result(d: Any, where: str) -> TaskResult:
     d = _keys(d, where,
-              {"task_version", "model_sha256", "metrics", "n_samples", "n_bootstrap", "cgbg_bench_version",
+              {"task_version", "task_fingerprint", "model_sha256", "metrics", "n_samples", "n_bootstrap", "cgbg_bench_version",
                "device", "runtime_s"},
               {"seed", "torch_version"})
     m = _keys(d["metrics"], f"{where}.metrics", set(REQUIRED_METRICS), set(METRIC_ORDER))
     metrics = {k: _metric(m[k], f"{where}.metrics.{k}") for k in _ordered(m)}
     return TaskResult(
         task_version=_int(d["task_version"], f"{where}.task_version"),
+        task_fingerprint=_sha(d["task_fingerprint"], f"{where}.task_fingerprint"),
         model_sha256=_sha(d["model_sha256"], f"{where}.model_sha256"),
         metrics=metrics,
         n_samples=_int(d["n_samples"], f"{where}.n_samples", minimum=1),

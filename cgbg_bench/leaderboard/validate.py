@@ -15,7 +15,7 @@ from cgbg_bench.errors import (
     CgbgError, EntryFileMissing, EntryHashMismatch, EntrySchemaError, LeaderboardError, MissingResults,
     StaleResults,
 )
-from cgbg_bench.leaderboard.schema import TODO, Entry, entry_paths, load_entry
+from cgbg_bench.leaderboard.schema import TODO, Entry, entry_paths, load_entry, task_fingerprint
 
 __all__ = ["check_entry", "validate_all"]
 
@@ -66,6 +66,11 @@ def check_entry(entry: Entry, *, root: Path, tasks_root: Path | None = None,
                 f"{where}: results.{task_name} are for task version {result.task_version}, the task is "
                 f"version {task.version}; re-evaluate with `cgbg-bench evaluate ... --task {task_name} "
                 f"--record {where}`"))
+        elif task is not None and result is not None and result.task_fingerprint != task_fingerprint(task):
+            problems.append(StaleResults(
+                f"{where}: results.{task_name} were computed on other task data or settings (bank, reference, "
+                f"observables or metric settings changed, still version {task.version}); re-evaluate with "
+                f"`cgbg-bench evaluate ... --task {task_name} --record {where}`"))
         if model is not None and model.path is not None:
             file = root / model.path
             if not file.is_file():
