@@ -10,6 +10,7 @@ from cgbg_bench.cg.mappings import BENCHMARK_REPRESENTATIONS, get_mapping
 from cgbg_bench.cg.zmatrix import zmatrix_for
 from cgbg_bench.flows.internal import ICFlow, random_rotations, train_ic_flow
 from cgbg_bench.observables import dihedral
+from tests.toys import AnalyticChain
 
 
 def _chain(z, n, seed=0):
@@ -70,32 +71,6 @@ def test_metric_phi_psi_are_internal_coordinates(system, rep):
     for quads in (m.phi, m.psi):
         for q in quads:
             np.testing.assert_allclose(d[:, z.dihedral_index(q)].numpy(), dihedral(x.numpy(), q), atol=1e-12)
-
-
-class AnalyticChain(torch.nn.Module):
-    """U/kT = -log p_ic(ic) + log J(ic): independent normal bonds/angles, von Mises dihedrals.
-
-    Its Boltzmann distribution has exactly these internal-coordinate marginals.
-    """
-
-    def __init__(self, z, kappa=2.0):
-        super().__init__()
-        self.z, self.kappa = z, kappa
-        self.mu = torch.linspace(-2.0, 2.0, z.n_dihedrals, dtype=torch.float64)
-
-    def forward(self, x):
-        b, a, d = self.z.to_internal(x.to(torch.float64))
-        u = ((b - 0.15) ** 2 / (2 * 0.01**2)).sum(-1) + ((a - 1.95) ** 2 / (2 * 0.1**2)).sum(-1)
-        u = u - self.kappa * torch.cos(d - self.mu).sum(-1)
-        return u + self.z.log_jacobian(b, a)
-
-    def sample(self, n, seed):
-        rng = np.random.default_rng(seed)
-        z = self.z
-        b = 0.15 + 0.01 * rng.normal(size=(n, z.n_bonds))
-        a = 1.95 + 0.1 * rng.normal(size=(n, z.n_angles))
-        d = rng.vonmises(self.mu.numpy(), self.kappa, size=(n, z.n_dihedrals))
-        return z.to_cartesian(*(torch.tensor(v) for v in (b, a, d))).numpy()
 
 
 def test_reweighted_bank_recovers_analytic_marginals():
