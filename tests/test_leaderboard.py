@@ -122,7 +122,11 @@ def test_render_shows_ties_and_marks_baselines(toy_entry, toy_root):
                                    results={"toy": dataclasses.replace(r, metrics=metrics)})
 
     entries = [variant("c", 0.0125, 0.001), variant("a", 0.010, 0.001, kind="baseline"), variant("b", 0.011, 0.001)]
+    entries[0] = dataclasses.replace(entries[0], links={"paper": None, "code": "https://x.org/c?a=1&b=2"})
     md = render_markdown(entries, tasks_root=toy_root)
+    page = render_html(entries, tasks_root=toy_root)
+    assert "[code](https://x.org/c?a=1&b=2)" in md and '<a href="https://x.org/c?a=1&amp;b=2">code</a>' in page
+    assert '<tr class="baseline"><td>=1</td><td>a (baseline)</td>' in page
     assert "## toy (task version 3; noise floor JS" in md
     rows = [line for line in md.splitlines() if line.startswith(("| =1 ", "| 3 "))]
     assert [r.split(" | ")[:2] for r in rows] == [["| =1", "a (baseline)"], ["| =1", "b v1.0"], ["| 3", "c v1.0"]]
@@ -221,6 +225,7 @@ def test_bad_entries_give_typed_errors(toy_recorded, toy_root, tmp_path):
         (lambda d: d["models"]["toy"].update(sha256="abc"), "64 lowercase hex"),
         (lambda d: d["models"]["toy"].update(url="https://x.org/m.pt2"), "exactly one of 'path'"),
         (lambda d: d["method"].update(training_data="unbiassed"), "not one of"),
+        (lambda d: d["links"].update(code="javascript:alert(1)"), "not an http"),
         (lambda d: d["results"]["toy"]["metrics"]["js"].update(value=float("nan")), "finite"),
     ]:
         with pytest.raises(EntrySchemaError, match=pattern):

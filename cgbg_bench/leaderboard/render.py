@@ -102,7 +102,7 @@ def _entries_table(entries: Sequence[Entry]) -> tuple[list[str], list[list[str]]
               "license", "links", "description"]
     rows = []
     for e in sorted(entries, key=lambda e: (e.is_baseline, e.name)):
-        links = " ".join(f"[{k}]({v})" for k, v in e.links.items() if v)
+        links = tuple((k, v) for k, v in e.links.items() if v)  # formatted per output, see _links
         rows.append([e.label, f"submissions/{e.name}.yaml", ", ".join(e.authors), e.date, e.method.approach,
                      e.method.architecture or "-", e.method.training_data,
                      "-" if e.method.n_parameters is None else str(e.method.n_parameters), e.license,
@@ -110,9 +110,21 @@ def _entries_table(entries: Sequence[Entry]) -> tuple[list[str], list[list[str]]
     return header, rows
 
 
+def _md_cell(c) -> str:
+    if isinstance(c, tuple):  # links: ((label, url), ...)
+        return " ".join(f"[{k}]({v})" for k, v in c)
+    return str(c).replace("|", "\\|").replace("\n", " ")
+
+
+def _html_cell(c) -> str:
+    if isinstance(c, tuple):
+        return " ".join(f'<a href="{html.escape(v)}">{html.escape(k)}</a>' for k, v in c)
+    return html.escape(str(c))
+
+
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     def line(cells):
-        return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+        return "| " + " | ".join(_md_cell(c) for c in cells) + " |"
 
     return [line(header), "|" + "|".join("---" for _ in header) + "|", *(line(r) for r in rows)]
 
@@ -158,7 +170,6 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; 
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
 th { background: #f2f2f2; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.baseline td { color: #555; font-style: italic; }
 figure { display: inline-block; margin: 0.5em; width: 380px; vertical-align: top; }
 figure img { width: 100%; border: 1px solid #ddd; }
@@ -172,7 +183,7 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, table_i
            "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead>", "<tbody>"]
     for i, row in enumerate(rows):
         cls = ' class="baseline"' if i < len(baseline_rows) and baseline_rows[i] else ""
-        out.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>")
+        out.append(f"<tr{cls}>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>")
     out.append("</tbody></table>")
     return out
 

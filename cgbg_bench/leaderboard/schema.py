@@ -247,6 +247,13 @@ def _opt_str(value: Any, where: str) -> str | None:
     return None if value is None else _req(value, str, where)
 
 
+def _url(value: Any, where: str) -> str | None:
+    url = _opt_str(value, where)
+    if url is not None and not url.startswith(("https://", "http://")):
+        raise EntrySchemaError(f"{where}: {url!r} is not an http(s) URL")
+    return url
+
+
 def _sha(value: Any, where: str) -> str:
     sha = _req(value, str, where)
     if not _SHA_RE.match(sha):
@@ -379,7 +386,7 @@ def parse_entry(data: Any, where: str = "entry", source: Path | None = None) -> 
             n_parameters=None if n_params is None else _int(n_params, f"{where}: method.n_parameters"),
         ),
         license=_req(d["license"], str, f"{where}: license"),
-        links={k: _opt_str(links.get(k), f"{where}: links.{k}") for k in ("paper", "code")},
+        links={k: _url(links.get(k), f"{where}: links.{k}") for k in ("paper", "code")},
         models=_task_map(d["models"], f"{where}: models", _model_file),
         results=_task_map(d["results"], f"{where}: results", _result),
         source=source,
