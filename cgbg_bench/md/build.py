@@ -87,7 +87,8 @@ def _heavy_atoms(n: int, phi_deg: float, psi_deg: float) -> list[tuple[int, str,
                                     _BOND["CA-CB"], _ANGLE["N-CA-CB"], _CB_TORSION_L)
         prev_ca, prev_c = (k, "CA"), (k, "C")
     order = {"ACE": ("CH3", "C", "O"), "ALA": ("N", "CA", "CB", "C", "O"), "NME": ("N", "C")}
-    return [(k, resnames[k], name, xyz[(k, name)]) for k in range(n + 2) for name in order[resnames[k]]]
+    return [(k, resnames[k], name, xyz[(k, name)])
+            for k in range(n + 2) for name in order[resnames[k]]]
 
 
 def build_peptide(system: str, phi_deg: float = -80.0, psi_deg: float = 150.0,

@@ -584,9 +584,9 @@ def run_status(out_dir: str | os.PathLike) -> dict:
         "ns_per_day_latest": chunk_ns / walls[-1] * 86400.0 if walls else None,
         "ns_per_day_mean": chunk_ns * len(walls) / sum(walls) * 86400.0 if walls else None,
         "latest_chunk": paths[-1].name if paths else None,
-        "latest_chunk_written": (_dt.datetime.fromtimestamp(paths[-1].stat().st_mtime,
-                                                            _dt.timezone.utc).isoformat(timespec="seconds")
-                                 if paths else None),
+        "latest_chunk_written": (
+            _dt.datetime.fromtimestamp(paths[-1].stat().st_mtime, _dt.timezone.utc)
+            .isoformat(timespec="seconds") if paths else None),
         "platform": sidecar["sessions"][-1]["platform"] if sidecar["sessions"] else None,
         "threads": sidecar["sessions"][-1]["threads"] if sidecar["sessions"] else None,
     }

@@ -81,7 +81,8 @@ def min_image_distance(positions_nm: np.ndarray, box_edge_nm: float) -> float:
     return best
 
 
-def solvate(peptide, distance_nm: float = SOLUTE_IMAGE_DISTANCE_NM, margin_nm: float = BOX_MARGIN_NM):
+def solvate(peptide, distance_nm: float = SOLUTE_IMAGE_DISTANCE_NM,
+            margin_nm: float = BOX_MARGIN_NM):
     """Put ``peptide`` in a cubic TIP3P box of edge = diameter + ``distance_nm`` + ``margin_nm``.
 
     OpenMM's ``addSolvent(padding=...)`` would give diameter + padding too, but we
@@ -105,7 +106,8 @@ def solvate(peptide, distance_nm: float = SOLUTE_IMAGE_DISTANCE_NM, margin_nm: f
     return modeller.topology, out, edge, dist
 
 
-def create_system(topology, solvent: str, barostat: bool = False, temperature_kelvin: float = 300.0):
+def create_system(topology, solvent: str, barostat: bool = False,
+                  temperature_kelvin: float = 300.0):
     """The unbiased System (no bias force) for ``solvent``; optional MC barostat at 1 bar."""
     import openmm
     import openmm.app as app
@@ -118,7 +120,8 @@ def create_system(topology, solvent: str, barostat: bool = False, temperature_ke
         system = forcefield.createSystem(topology, nonbondedMethod=app.PME,
                                          nonbondedCutoff=PME_CUTOFF_NM * u.nanometer, **kwargs)
         if barostat:
-            system.addForce(openmm.MonteCarloBarostat(1.0 * u.bar, temperature_kelvin * u.kelvin, 25))
+            system.addForce(
+                openmm.MonteCarloBarostat(1.0 * u.bar, temperature_kelvin * u.kelvin, 25))
     else:
         if barostat:
             raise MDError("a barostat needs periodic (explicit) solvent")

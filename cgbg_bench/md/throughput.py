@@ -44,6 +44,7 @@ def measure_ns_per_day(system: str, solvent: str, bias: str = "none", threads: i
 
         sidecar = json.loads((Path(tmp) / "run.json").read_text())
     return {"system": system, "solvent": solvent, "bias": bias, "threads": threads,
-            "platform": sidecar["sessions"][-1]["platform"], "n_atoms": sidecar["derived"]["n_atoms"],
+            "platform": sidecar["sessions"][-1]["platform"],
+            "n_atoms": sidecar["derived"]["n_atoms"],
             "chunk_ps": chunk_ps, "wall_seconds": wall,
             "ns_per_day": chunk_ps / 1000.0 / wall * 86400.0, "machine": _platform.machine()}
