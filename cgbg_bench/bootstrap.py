@@ -76,6 +76,12 @@ def _resample_counts(rng: np.random.Generator, n_blocks: int, n_rep: int) -> np.
     return rng.multinomial(n_blocks, np.full(n_blocks, 1.0 / n_blocks), size=n_rep).astype(np.float64)
 
 
+def _resampled_sums(counts: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """sum_b counts[r, b] * blocks[b, o, k] as one matrix product: (r, n_obs, n_bins)."""
+    flat = np.ascontiguousarray(blocks).reshape(blocks.shape[0], -1)
+    return (counts @ flat).reshape((counts.shape[0],) + blocks.shape[1:])
+
+
 def _summary(reps: np.ndarray, point: float) -> Metric:
     reps = reps[np.isfinite(reps)]
     if reps.size == 0:
@@ -115,12 +121,12 @@ def bootstrap_scores(
     for start in range(0, n_bootstrap, chunk):
         r = min(chunk, n_bootstrap - start)
         cq = _resample_counts(rng, q_blocks.shape[0], r)
-        q = M.normalize(np.einsum("rb,bok->rok", cq, q_blocks, optimize=True))
+        q = M.normalize(_resampled_sums(cq, q_blocks))
         if p_exact:
             p = np.broadcast_to(p_hat, q.shape)
         else:
             cp = _resample_counts(rng, p_blocks.shape[0], r)
-            p = M.normalize(np.einsum("rb,bok->rok", cp, p_blocks, optimize=True))
+            p = M.normalize(_resampled_sums(cp, p_blocks))
         sl = slice(start, start + r)
         reps["js"][sl] = M.js_divergence(p, q)
         reps["pmf_error"][sl] = M.pmf_error(p, q)
