@@ -190,7 +190,7 @@ def evaluate(
     device = device or default_device()
     is_path = isinstance(pmf, (str, os.PathLike))
     module = load_pmf(pmf, device) if is_path else pmf
-    proposal = proposal or task.load_proposal()
+    proposal = proposal or task.load_proposal(n_samples)
     reference = reference or task.load_reference()
     positions, log_q = proposal.positions, proposal.log_q
     if n_samples is not None:

@@ -25,6 +25,7 @@ from cgbg_bench.errors import DataError, HashMismatch, TaskFileMissing, TaskNotF
 __all__ = [
     "Observable",
     "DataFile",
+    "BankSpec",
     "Baseline",
     "MetricSettings",
     "Task",
@@ -88,6 +89,22 @@ class DataFile:
 
 
 @dataclass(frozen=True)
+class BankSpec:
+    """A proposal bank generated on first use from shipped flow weights, then cached.
+
+    fingerprint: statistics of the full bank (mean/std of log q, mean radius of gyration)
+    that a regenerated bank must reproduce to relative tolerance ``rtol``, so every user
+    scores against the same bank.
+    """
+
+    generator: str
+    n_samples: int
+    seed: int
+    fingerprint: Mapping[str, float]
+    rtol: float
+
+
+@dataclass(frozen=True)
 class Baseline:
     name: str
     kind: str  # "pmf": a .pt2 scored like a submission; "md-histogram": unweighted MD histograms
@@ -148,11 +165,18 @@ class Task:
     baselines: tuple[Baseline, ...]
     baseline_scores: DataFile | None
     root: Path
+    bank: BankSpec | None = None
 
-    def load_proposal(self) -> Proposal:
-        with np.load(self.proposal.verify()) as z:
-            positions = z["positions"]
-            log_q = z["log_q"].astype(np.float64)
+    def load_proposal(self, n_samples: int | None = None) -> Proposal:
+        """The proposal bank (the first ``n_samples`` of it, or a generated bank of that size)."""
+        if self.bank is not None:
+            from cgbg_bench.bank import generated_bank
+
+            positions, log_q = generated_bank(self, n_samples)
+        else:
+            with np.load(self.proposal.verify()) as z:
+                positions = z["positions"][:n_samples]
+                log_q = z["log_q"][:n_samples].astype(np.float64)
         if positions.shape[1:] != self.input_shape:
             raise DataError(
                 f"{self.proposal.path}: positions have per-sample shape {positions.shape[1:]}, "
@@ -227,8 +251,8 @@ def load_task(name_or_path: str | os.PathLike, root: Path | None = None) -> Task
     return parse_task(data, yaml_path.parent, where=str(yaml_path))
 
 
-def _data_file(d: Any, base: Path, where: str) -> DataFile:
-    check_keys(d, where=where, required={"path", "sha256"}, optional={"provenance", "n_samples"})
+def _data_file(d: Any, base: Path, where: str, extra: frozenset = frozenset()) -> DataFile:
+    check_keys(d, where=where, required={"path", "sha256"}, optional={"provenance"} | set(extra))
     require(d["path"], str, where=f"{where}.path")
     sha = require(d["sha256"], str, where=f"{where}.sha256")
     if len(sha) != 64:
@@ -331,6 +355,19 @@ def parse_task(data: Any, base: Path, where: str = "task.yaml") -> Task:
         baselines.append(Baseline(require(b["name"], str, where=f"{bw}.name"), b["kind"], f,
                                   str(b.get("description", ""))))
     scores = d.get("baseline_scores")
+    bank = None
+    gen = d["proposal"].get("generate") if isinstance(d["proposal"], dict) else None
+    if gen is not None:
+        gw = f"{where}: proposal.generate"
+        check_keys(gen, where=gw, required={"generator", "n_samples", "seed", "fingerprint", "rtol"})
+        fp = require(gen["fingerprint"], dict, where=f"{gw}.fingerprint")
+        bank = BankSpec(
+            generator=require(gen["generator"], str, where=f"{gw}.generator"),
+            n_samples=require(gen["n_samples"], int, where=f"{gw}.n_samples"),
+            seed=require(gen["seed"], int, where=f"{gw}.seed"),
+            fingerprint={k: float(require(v, (int, float), where=f"{gw}.fingerprint.{k}")) for k, v in fp.items()},
+            rtol=float(require(gen["rtol"], (int, float), where=f"{gw}.rtol")),
+        )
     return Task(
         name=name,
         version=require(d["version"], int, where=f"{where}: version"),
@@ -344,9 +381,10 @@ def parse_task(data: Any, base: Path, where: str = "task.yaml") -> Task:
         kT=kT,
         observables=observables,
         metrics=metrics,
-        proposal=_data_file(d["proposal"], base, f"{where}: proposal"),
+        proposal=_data_file(d["proposal"], base, f"{where}: proposal", extra=frozenset({"generate"})),
         reference=_data_file(d["reference"], base, f"{where}: reference"),
         baselines=tuple(baselines),
         baseline_scores=_data_file(scores, base, f"{where}: baseline_scores") if scores else None,
         root=base.resolve(),
+        bank=bank,
     )

@@ -56,7 +56,7 @@ def run(args) -> int:
     _positive("--n-bootstrap", args.n_bootstrap)
     _positive("--n-samples", args.n_samples)
     task = load_task(args.task)
-    proposal = task.load_proposal()
+    proposal = task.load_proposal(args.n_samples)
     reference = task.load_reference()
     if args.record:
         from cgbg_bench.leaderboard import check_record

@@ -1,0 +1,95 @@
+"""Generated proposal banks: made on first use, fingerprint-checked, cached, never silently wrong."""
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from cgbg_bench import bank as bank_mod
+from cgbg_bench._io import sha256_file
+from cgbg_bench.bank import bank_fingerprint
+from cgbg_bench.cg.zmatrix import zmatrix_for
+from cgbg_bench.errors import DataError
+from cgbg_bench.flows.internal import train_ic_flow
+from cgbg_bench.task import load_task
+from tests.toys import AnalyticChain
+
+N = 2000
+
+
+@pytest.fixture(scope="module")
+def flow_task(tmp_path_factory):
+    root = tmp_path_factory.mktemp("banktasks")
+    d = root / "chain"
+    d.mkdir()
+    z = zmatrix_for(("ala2", "core-beta"))
+    toy = AnalyticChain(z)
+    flow, _ = train_ic_flow(z, toy.sample(500, seed=0), seed=0, epochs=1, transforms=1, hidden=16)
+    flow.save(d / "flow.pt")
+    positions, log_q = flow.sample_bank(N, seed=7)
+    np.savez_compressed(d / "reference.npz", block_hist=np.ones((2, 1, 100)), exact=False)
+    data = {
+        "name": "chain", "version": 1, "description": "toy chain", "system": "toy", "representation": "core-beta",
+        "n_beads": 6, "input_shape": [6, 3], "energy_unit": "kJ/mol", "temperature_kelvin": 300.0, "kT": 2.4943,
+        "observables": [{"name": "res1", "kind": "dihedral_pair", "phi": [0, 1, 2, 4], "psi": [1, 2, 4, 5],
+                         "bins": 10}],
+        "metrics": {"clip_percentile": 99.0, "n_bootstrap": 20, "proposal_blocks": 10},
+        "proposal": {"path": "flow.pt", "sha256": sha256_file(d / "flow.pt"),
+                     "generate": {"generator": "ic-flow", "n_samples": N, "seed": 7,
+                                  "fingerprint": bank_fingerprint(positions, log_q), "rtol": 1e-6}},
+        "reference": {"path": "reference.npz", "sha256": sha256_file(d / "reference.npz")},
+    }
+    (d / "task.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return root, positions, log_q
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CGBG_BENCH_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_generated_on_first_use_then_cached(flow_task, cache, monkeypatch):
+    root, positions, log_q = flow_task
+    task = load_task("chain", root=root)
+    bank = task.load_proposal()
+    np.testing.assert_array_equal(bank.positions, positions)
+    np.testing.assert_array_equal(bank.log_q, log_q)
+    assert len(list(cache.glob("*.npz"))) == 1
+
+    def fail(*args):
+        raise AssertionError("regenerated although cached")
+
+    monkeypatch.setitem(bank_mod.GENERATORS, "ic-flow", fail)
+    np.testing.assert_array_equal(task.load_proposal().positions, positions)
+
+
+def test_damaged_cache_is_regenerated(flow_task, cache):
+    root, positions, _ = flow_task
+    task = load_task("chain", root=root)
+    task.load_proposal()
+    (path,) = cache.glob("*.npz")
+    with np.load(path) as z:
+        np.savez(path, positions=z["positions"] * 1.01, log_q=z["log_q"])
+    np.testing.assert_array_equal(task.load_proposal().positions, positions)
+
+
+def test_fingerprint_mismatch_raises_and_caches_nothing(flow_task, cache, monkeypatch):
+    root, positions, log_q = flow_task
+    monkeypatch.setitem(bank_mod.GENERATORS, "ic-flow", lambda w, n, s: (positions, log_q + 0.1))
+    with pytest.raises(DataError, match="does not match the fingerprint"):
+        load_task("chain", root=root).load_proposal()
+    assert not cache.exists() or not list(cache.glob("*.npz"))
+
+
+def test_small_bank_for_quick_checks(flow_task, cache):
+    root, _, _ = flow_task
+    small = load_task("chain", root=root).load_proposal(n_samples=300)
+    assert small.positions.shape == (300, 6, 3) and np.isfinite(small.log_q).all()
+    # its log q is the flow's exact density of its own samples
+    from cgbg_bench.flows.internal import ICFlow
+
+    flow = ICFlow.load(root / "chain" / "flow.pt")
+    with torch.no_grad():
+        lq = flow.log_prob(torch.as_tensor(small.positions[:5], dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(lq, small.log_q[:5], rtol=1e-10)
