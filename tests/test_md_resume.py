@@ -153,3 +153,17 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     a, b = load_chunks(tmp_path / "straight"), load_chunks(tmp_path / "resumed")
     for key in ("phi", "psi", "positions_nm", "forces_kj_per_mol_nm", "bias_energy_kj_per_mol"):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_status_reports_a_live_writer(tmp_path):
+    from cgbg_bench.md.production import _lock, run_status
+
+    out = tmp_path / "run"
+    run(RunSettings("ala2", "vacuum", chunk_ps=1.0, equilibration_ps=0.4), out, ns=0.001,
+        platform="CPU")
+    assert run_status(out)["running_pid"] is None
+    with _lock(out):  # this process (pytest, whose command line has no "md run") holds it
+        with pytest.raises(RunLocked):
+            run(RunSettings("ala2", "vacuum", chunk_ps=1.0, equilibration_ps=0.4), out,
+                ns=0.002, platform="CPU")
+        assert (out / ".lock").read_text() == str(os.getpid())  # the refused one kept it

@@ -87,6 +87,8 @@ def _status(args) -> int:
     print(f"  ns/day       {rate(st['ns_per_day_latest'])} (latest chunk), "
           f"{rate(st['ns_per_day_mean'])} (mean), {st['platform']} x{st['threads']}")
     print(f"  latest chunk {st['latest_chunk']} ({st['latest_chunk_written']})")
+    running = f"yes, pid {st['running_pid']}" if st["running_pid"] else "no"
+    print(f"  running      {running}")
     return 0
 
 

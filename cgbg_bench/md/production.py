@@ -220,13 +220,15 @@ def _lock(out_dir: Path):
     import fcntl
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(out_dir / ".lock", "w")
+    fh = open(out_dir / ".lock", "a+")  # not "w": a refused writer must not erase the pid
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise RunLocked(f"{out_dir} is being written by another process; wait for it or "
                             "stop it before resuming") from None
+        fh.seek(0)
+        fh.truncate()
         fh.write(str(os.getpid()))
         fh.flush()
         yield
@@ -562,6 +564,16 @@ def _grid_sha(grid: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(grid, dtype=np.float64).tobytes()).hexdigest()
 
 
+def _running_pid(out_dir: Path) -> int | None:
+    """Pid of a live ``md run`` writing ``out_dir`` (from .lock), else None (Linux /proc)."""
+    try:
+        pid = int((out_dir / ".lock").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except (OSError, ValueError):
+        return None
+    return pid if b"md" in cmdline and b"run" in cmdline else None
+
+
 def run_status(out_dir: str | os.PathLike) -> dict:
     """Summary of a run directory: ns done, ns/day (latest chunk and mean), latest chunk."""
     out_dir = Path(out_dir)
@@ -587,6 +599,7 @@ def run_status(out_dir: str | os.PathLike) -> dict:
         "latest_chunk_written": (
             _dt.datetime.fromtimestamp(paths[-1].stat().st_mtime, _dt.timezone.utc)
             .isoformat(timespec="seconds") if paths else None),
+        "running_pid": _running_pid(out_dir),
         "platform": sidecar["sessions"][-1]["platform"] if sidecar["sessions"] else None,
         "threads": sidecar["sessions"][-1]["threads"] if sidecar["sessions"] else None,
     }
