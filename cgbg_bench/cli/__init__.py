@@ -21,6 +21,7 @@ _COMMAND_MODULES = [
     "cgbg_bench.cli.make",
     "cgbg_bench.cli.golden",
     "cgbg_bench.cli.leaderboard",
+    "cgbg_bench.cli.train_pmf",
 ]
 
 
