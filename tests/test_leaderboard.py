@@ -306,3 +306,40 @@ def test_record_refuses_baseline_entries_and_bad_names(toy_root, tmp_path, shipp
         check_record(tmp_path / "x.yaml", task, n_samples=None, n_bootstrap=7, bank_size=20000)
     with pytest.raises(EntrySchemaError, match=r"\.yaml"):
         check_record(tmp_path / "x.json", task, n_samples=None, n_bootstrap=None, bank_size=20000)
+
+
+def test_md_histogram_baselines_have_no_ess_and_reproduce(tmp_path):
+    """The alanine tasks' GB reference rows are MD histograms, not PMFs: built, rendered with a
+    dash for ESS, validated and reproduced through the same path (on the harmonic toy)."""
+    import numpy as np
+
+    from cgbg_bench._io import sha256_file
+    from cgbg_bench.build.scores import rescore_baselines
+    from tests.conftest import BINS, HI, LO, write_toy_task
+
+    tasks = tmp_path / "tasks"
+    rng = np.random.default_rng(1)
+    hist = np.stack([np.histogram(rng.normal(size=2000), bins=BINS, range=(LO, HI))[0] for _ in range(10)])
+    (tmp_path / "baselines").mkdir()
+    np.savez(tmp_path / "baselines" / "md.npz", block_hist=hist[:, None, :].astype(np.float64))
+
+    task_dir = write_toy_task(tasks, name="toy", n_bootstrap=20)
+    data = yaml.safe_load((task_dir / "task.yaml").read_text())
+    data["baselines"].append({"name": "gb", "kind": "md-histogram", "path": "../../baselines/md.npz",
+                              "sha256": sha256_file(tmp_path / "baselines" / "md.npz"),
+                              "description": "implicit-solvent MD histogram"})
+    (task_dir / "task.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    rescore_baselines(task_dir, command="test")
+    sub = tmp_path / "leaderboard" / "submissions"
+    written, _ = add_baselines(sub, tmp_path, tasks)
+    gb = load_entry(sub / "baseline-baselines-gb.yaml")
+    assert gb.models["toy"].format == "md-histogram" and "ess" not in gb.results["toy"].metrics
+    assert gb.method.approach.startswith("MD histogram")
+    for p in written:
+        assert check_entry(load_entry(p), root=tmp_path, tasks_root=tasks,
+                           baselines={e.name: e for e in baseline_entries(tmp_path, tasks)}) == []
+    md = render_markdown([load_entry(p) for p in written], tasks_root=tasks)
+    gb_row = next(line for line in md.splitlines() if re.match(r"\| =?\d \| gb \(baseline\) \|", line))
+    assert gb_row.split(" | ")[5] == "-"  # rank, entry, JS, PMF err, FE RMSE, ESS
+    rep = reproduce_entry(gb, root=tmp_path, tasks_root=tasks, device="cpu")
+    assert rep.ok and rep.checks and all(c.compared for c in rep.checks)
