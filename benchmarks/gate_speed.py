@@ -18,7 +18,7 @@ machine barely moves (wall-clock time doubles when a core is shared).
 asv writes into a temporary folder (config, results, and its machine file under a
 temporary HOME): the run leaves nothing behind.
 
-FACTOR was chosen from measured run-to-run spread; see docs/benchmarks.md.
+FACTOR (2.0) was chosen from the measured run-to-run spread; see below and docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -44,7 +44,14 @@ BASELINE = HERE / "speed_baseline.json"
 CALIBRATION = "bench_calibration.Calibration.time_kernel"
 
 #: A quick benchmark fails when (its ratio to the calibration) / (the stored ratio) > FACTOR.
-FACTOR = 1.5
+#: Measured: over 5 runs of the quick set on a 2-core VM with load average 7-8, single-run
+#: ratios deviated from their 5-run median by at most 1.34x (max/min per benchmark 1.08-1.73),
+#: while the calibration kernel itself moved by 3% (CPU time). 2.0 leaves room for that tail
+#: and for a different CI CPU (numpy vs torch speed differ by machine); a real regression
+#: (a Python loop over samples, a lost vectorization) costs far more than 2x.
+FACTOR = 2.0
+#: Slowdowns above WARN (but within FACTOR) are printed as warnings, not failures.
+WARN = 1.5
 
 #: The quick set (asv --bench regexes); with CGBG_ASV_QUICK=1 their parameters shrink to one
 #: cheap value each (see benchmarks/benchmarks/__init__.py). About 2 minutes on 2 loaded cores.
@@ -198,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         print("speed gate: bench_calibration.py changed since the ratios were stored; re-record them with "
               "`python benchmarks/gate_speed.py --update --runs 3`", file=sys.stderr)
         return 1
+    warnings = [k for k, old in stored["ratios"].items()
+                if WARN < median.get(k, 0.0) / old <= args.factor]
+    for k in warnings:
+        print(f"speed gate: warning: {k} is {median[k] / stored['ratios'][k]:.2f}x its stored ratio "
+              f"(noise up to 1.34x was measured; fails above {args.factor}x)")
     failures = compare(median, stored["ratios"], args.factor)
     if failures:
         print(f"speed gate FAILED ({len(failures)}):\n  " + "\n  ".join(failures), file=sys.stderr)
