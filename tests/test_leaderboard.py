@@ -145,7 +145,7 @@ def toy_recorded(toy_root, tmp_path_factory):
     task = load_task("toy", root=toy_root)
     result, _ = evaluate(toy_root / "exact.pt2", task, device="cpu")
     path = tmp_path_factory.mktemp("submissions") / "toy-pmf.yaml"
-    record_result(path, result, task, model_path=toy_root / "exact.pt2", bank_size=20000, root=toy_root)
+    record_result(path, result, task, model_path=toy_root / "exact.pt2", root=toy_root)
     fresh = load_entry(path)
     data = yaml.safe_load(path.read_text())
     data.update(authors=["A. Person"], description="harmonic", license="MIT",
@@ -301,11 +301,11 @@ def test_record_refuses_baseline_entries_and_bad_names(toy_root, tmp_path, shipp
     b = next(iter(shipped_baselines.values()))
     path = write_entry(b, tmp_path / f"{b.name}.yaml")
     with pytest.raises(LeaderboardError, match="baseline entry"):
-        check_record(path, task, n_samples=None, n_bootstrap=None, bank_size=20000)
+        check_record(path, task, n_samples=None, n_bootstrap=None)
     with pytest.raises(LeaderboardError, match="replicates"):
-        check_record(tmp_path / "x.yaml", task, n_samples=None, n_bootstrap=7, bank_size=20000)
+        check_record(tmp_path / "x.yaml", task, n_samples=None, n_bootstrap=7)
     with pytest.raises(EntrySchemaError, match=r"\.yaml"):
-        check_record(tmp_path / "x.json", task, n_samples=None, n_bootstrap=None, bank_size=20000)
+        check_record(tmp_path / "x.json", task, n_samples=None, n_bootstrap=None)
 
 
 def test_md_histogram_baselines_have_no_ess_and_reproduce(tmp_path):

@@ -61,8 +61,7 @@ def run(args) -> int:
     if args.record:
         from cgbg_bench.leaderboard import check_record
 
-        check_record(args.record, task, n_samples=args.n_samples, n_bootstrap=args.n_bootstrap,
-                     bank_size=len(proposal.positions))
+        check_record(args.record, task, n_samples=args.n_samples, n_bootstrap=args.n_bootstrap)
     result, log_w = evaluate(
         args.pmf, task, device=args.device, batch_size=args.batch_size, n_bootstrap=args.n_bootstrap,
         seed=args.seed, n_samples=args.n_samples, progress=True,
@@ -87,8 +86,7 @@ def run(args) -> int:
     if args.record:
         from cgbg_bench.leaderboard import record_result, repo_root
 
-        record_result(args.record, result, task, model_path=args.pmf, bank_size=len(proposal.positions),
-                      root=repo_root())
+        record_result(args.record, result, task, model_path=args.pmf, root=repo_root())
         print(f"recorded {task.name} in {args.record}; fill in any TODO, then run "
               "`cgbg-bench leaderboard validate` and `cgbg-bench leaderboard render`")
     return 0

@@ -19,17 +19,26 @@ from cgbg_bench.leaderboard.schema import (
     write_entry,
 )
 
-__all__ = ["check_record", "record_result"]
+__all__ = ["bank_size", "check_record", "record_result"]
 
 
-def check_record(path: str | Path, task, *, n_samples: int | None, n_bootstrap: int | None,
-                 bank_size: int) -> None:
+def bank_size(task) -> int:
+    """Samples in the task's full proposal bank (a generated bank is not generated for this)."""
+    if getattr(task, "bank", None) is not None:
+        return int(task.bank.n_samples)
+    import numpy as np
+
+    with np.load(task.proposal.verify()) as z:
+        return int(len(z["log_q"]))
+
+
+def check_record(path: str | Path, task, *, n_samples: int | None, n_bootstrap: int | None) -> None:
     """Refuse, before any work, settings whose results the leaderboard cannot compare."""
     path = Path(path)
     if path.suffix != ".yaml":
         raise EntrySchemaError(f"--record {path}: entries are .yaml files named after the entry")
-    if n_samples is not None and n_samples < bank_size:
-        raise LeaderboardError(f"--record needs the whole bank ({bank_size} samples of task {task.name}); "
+    if n_samples is not None and n_samples != bank_size(task):
+        raise LeaderboardError(f"--record needs the whole bank ({bank_size(task)} samples of task {task.name}); "
                                f"drop --n-samples {n_samples}")
     if n_bootstrap is not None and n_bootstrap != task.metrics.n_bootstrap:
         raise LeaderboardError(f"--record needs the task's {task.metrics.n_bootstrap} bootstrap replicates; "
@@ -48,12 +57,10 @@ def _skeleton(name: str) -> Entry:
     )
 
 
-def record_result(path: str | Path, result, task, *, model_path: str | Path, bank_size: int,
-                  root: Path) -> Path:
+def record_result(path: str | Path, result, task, *, model_path: str | Path, root: Path) -> Path:
     """Store ``result`` (an :class:`~cgbg_bench.evaluate.Result`) of ``model_path`` on ``task`` in the entry."""
     path = Path(path)
-    check_record(path, task, n_samples=result.n_samples, n_bootstrap=result.scores.n_bootstrap,
-                 bank_size=bank_size)
+    check_record(path, task, n_samples=result.n_samples, n_bootstrap=result.scores.n_bootstrap)
     entry = load_entry(path) if path.is_file() else _skeleton(path.stem)
     model_path = Path(model_path).resolve()
     sha = sha256_file(model_path)

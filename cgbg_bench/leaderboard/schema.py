@@ -209,8 +209,8 @@ def _result_dict(r: TaskResult) -> dict:
 
 
 def task_fingerprint(task) -> str:
-    """sha256 of everything in a task that a score depends on: the bank, the reference,
-    the observables and the metric settings (not descriptions or baselines)."""
+    """sha256 of everything in a task that a score depends on: the bank (file or generator
+    spec), the reference, the observables and the metric settings (not descriptions or baselines)."""
     import dataclasses
     import hashlib
     import json
@@ -225,6 +225,8 @@ def task_fingerprint(task) -> str:
         "proposal": task.proposal.sha256,
         "reference": task.reference.sha256,
     }
+    if getattr(task, "bank", None) is not None:  # a bank generated from shipped flow weights
+        facts["bank"] = dataclasses.asdict(task.bank)
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
