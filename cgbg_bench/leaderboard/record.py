@@ -77,8 +77,9 @@ def record_result(path: str | Path, result, task, *, model_path: str | Path, roo
                for m in [result.scores.metrics.get(k)] if m is not None and math.isfinite(m.value)}
     info = result.as_dict()
     stored = TaskResult(
-        task_version=result.task_version, task_fingerprint=task_fingerprint(task), model_sha256=sha, metrics=metrics, n_samples=result.n_samples,
-        n_bootstrap=result.scores.n_bootstrap, seed=int(info.get("seed", 0)),
+        task_version=result.task_version, task_fingerprint=task_fingerprint(task), model_sha256=sha,
+        metrics=metrics, n_samples=result.n_samples, n_bootstrap=result.scores.n_bootstrap,
+        seed=int(info.get("seed", 0)),
         cgbg_bench_version=str(info["cgbg_bench_version"]), device=str(result.device),
         runtime_s=round(result.runtime_s, 3), torch_version=str(info["torch_version"]),
     )

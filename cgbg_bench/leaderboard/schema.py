@@ -322,8 +322,8 @@ def _metric(d: Any, where: str) -> StoredMetric:
 
 def _result(d: Any, where: str) -> TaskResult:
     d = _keys(d, where,
-              {"task_version", "task_fingerprint", "model_sha256", "metrics", "n_samples", "n_bootstrap", "cgbg_bench_version",
-               "device", "runtime_s"},
+              {"task_version", "task_fingerprint", "model_sha256", "metrics", "n_samples", "n_bootstrap",
+               "cgbg_bench_version", "device", "runtime_s"},
               {"seed", "torch_version"})
     m = _keys(d["metrics"], f"{where}.metrics", set(REQUIRED_METRICS), set(METRIC_ORDER))
     metrics = {k: _metric(m[k], f"{where}.metrics.{k}") for k in _ordered(m)}
