@@ -93,3 +93,29 @@ def test_small_bank_for_quick_checks(flow_task, cache):
     with torch.no_grad():
         lq = flow.log_prob(torch.as_tensor(small.positions[:5], dtype=torch.float64)).numpy()
     np.testing.assert_allclose(lq, small.log_q[:5], rtol=1e-10)
+
+
+class _ScaledChain(torch.nn.Module):
+    """The analytic chain in kJ/mol (the task's energy unit)."""
+
+    def __init__(self):
+        super().__init__()
+        self.toy = AnalyticChain(zmatrix_for(("ala2", "core-beta")))
+
+    def forward(self, x):
+        return 2.4943 * self.toy(x)
+
+
+def test_evaluate_and_plot_a_dihedral_task(flow_task, cache, tmp_path):
+    from cgbg_bench.evaluate import evaluate, observable_index
+    from cgbg_bench.plot import plot_profiles
+
+    root, _, _ = flow_task
+    task = load_task("chain", root=root)
+    result, log_w = evaluate(_ScaledChain(), task, device="cpu")
+    assert set(result.scores.metrics) == {"js", "pmf_error", "js_floor", "ess"}
+    assert 0 < result.scores.metrics["ess"].value <= 1
+    bank = task.load_proposal()
+    out = plot_profiles(task, task.load_reference(), observable_index(task, bank.positions), log_w,
+                        tmp_path / "fes.png")
+    assert out.stat().st_size > 5000
