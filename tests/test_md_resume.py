@@ -162,7 +162,8 @@ def test_status_reports_a_live_writer(tmp_path):
     run(RunSettings("ala2", "vacuum", chunk_ps=1.0, equilibration_ps=0.4), out, ns=0.001,
         platform="CPU")
     assert run_status(out)["running_pid"] is None
-    with _lock(out):  # this process (pytest, whose command line has no "md run") holds it
+    with _lock(out):
+        assert run_status(out)["running_pid"] == os.getpid()
         with pytest.raises(RunLocked):
             run(RunSettings("ala2", "vacuum", chunk_ps=1.0, equilibration_ps=0.4), out,
                 ns=0.002, platform="CPU")

@@ -26,6 +26,7 @@ def test_implicit_runs(tmp_path, system, solvent, bias):
     d = load_chunks(tmp_path)
     assert d["phi"].shape == (10, n) and d["positions_nm"].shape == (1, 5 + 5 * n, 3)
     assert np.all(np.isfinite(d["forces_kj_per_mol_nm"]))
+    assert np.all(np.isnan(d["min_image_distance_nm"]))  # no periodic box
     sidecar = json.loads((tmp_path / "run.json").read_text())
     assert sidecar["settings"]["forcefield_files"][1] == f"implicit/{solvent}.xml"
     assert sidecar["settings"]["bias_residue"] == (n + 1) // 2
@@ -57,6 +58,7 @@ def test_explicit_run_box_and_unbiased_forces(tmp_path, monkeypatch):
     with np.load(chunk_paths(tmp_path)[-1]) as z:
         stored = z["forces_kj_per_mol_nm"][-1].astype(np.float64)
         assert z["bias_energy_kj_per_mol"][-1] > 0.5  # the bias is on
+        assert np.all(z["min_image_distance_nm"] >= 1.2)  # checked on every stored frame
     with gzip.open(tmp_path / "system.xml.gz", "rt") as fh:
         system = openmm.XmlSerializer.deserialize(fh.read())
     state = openmm.XmlSerializer.deserialize(str(_read_checkpoint(tmp_path)["state_xml"]))

@@ -73,6 +73,8 @@ CHUNK_KEYS = {
     "positions_nm": "(F, n_heavy, 3) float32, solute heavy atoms (solute.pdb order)",
     "forces_kj_per_mol_nm": "(F, n_heavy, 3) float32, forces of the UNBIASED Hamiltonian",
     "potential_energy_kj_per_mol": "(F,) float64, unbiased potential energy",
+    "min_image_distance_nm": "(F,) float32, smallest distance between a peptide atom "
+                             "(H included) and a periodic image of the peptide; NaN without PBC",
     "chunk_index": "() int, 0-based",
     "wall_seconds": "() float, wall time spent on this chunk",
     "cpu_seconds": "() float, CPU time of the process on this chunk (all threads)",
@@ -299,6 +301,8 @@ class _Engine:
                                            settings.temperature_kelvin, self.steps["pace"])
         elif settings.bias == "static":
             _metad.add_static_bias(system, phi_atoms, psi_atoms, static_grid)
+        self.n_peptide = int(derived["n_peptide_atoms"])
+        self.box_edge = derived.get("box_edge_nm")  # explicit solvent only (NVT: fixed box)
         self.system, self.topology = system, topology
         self.platform, self.props = platform, props
         self.platform_name = platform.getName()
@@ -347,6 +351,7 @@ class _Engine:
         pos_out = np.empty((n_frames, n_heavy, 3), np.float32)
         frc_out = np.empty((n_frames, n_heavy, 3), np.float32)
         epot = np.empty(n_frames)
+        image_dist = np.full(n_frames, np.nan, np.float32)
         ctx = self.sim.context
         biased = s.bias != "none"
         groups_bias = {_metad.BIAS_FORCE_GROUP}
@@ -355,7 +360,8 @@ class _Engine:
             self.sim.step(st["dihedral"])
             step = self.sim.currentStep
             state = ctx.getState(getPositions=True, getEnergy=biased, groups=groups_bias)
-            xyz = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)[self.heavy][None]
+            all_xyz = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)
+            xyz = all_xyz[self.heavy][None]
             times[i] = step * dt_ps
             phi[i] = [dihedral(xyz, q)[0] for q in self.phi_q]
             psi[i] = [dihedral(xyz, q)[0] for q in self.psi_q]
@@ -375,6 +381,8 @@ class _Engine:
                 frc = fstate.getForces(asNumpy=True).value_in_unit(u.kilojoule_per_mole / u.nanometer)
                 ftimes[j] = times[i]
                 pos_out[j] = xyz[0]
+                if self.box_edge is not None:
+                    image_dist[j] = _min_image_distance(all_xyz[: self.n_peptide], self.box_edge)
                 frc_out[j] = frc[self.heavy]
                 epot[j] = fstate.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)
         if not (np.all(np.isfinite(pos_out)) and np.all(np.isfinite(frc_out))):
@@ -382,7 +390,8 @@ class _Engine:
         return {
             "time_ps": times, "phi": phi, "psi": psi, "bias_energy_kj_per_mol": vbias,
             "frame_time_ps": ftimes, "positions_nm": pos_out, "forces_kj_per_mol_nm": frc_out,
-            "potential_energy_kj_per_mol": epot, "chunk_index": np.int64(chunk),
+            "potential_energy_kj_per_mol": epot, "min_image_distance_nm": image_dist,
+            "chunk_index": np.int64(chunk),
             "wall_seconds": np.float64(time.perf_counter() - t0),
             "cpu_seconds": np.float64(time.process_time() - c0),
         }
@@ -560,6 +569,15 @@ def run(settings: RunSettings, out_dir: str | os.PathLike, ns: float, threads: i
         return done
 
 
+_SHIFTS = np.array([s for s in np.ndindex(3, 3, 3) if s != (1, 1, 1)], dtype=np.float64) - 1.0
+
+
+def _min_image_distance(pos: np.ndarray, edge: float) -> float:
+    """Smallest peptide-image distance in a cubic box (the 26 neighbouring images)."""
+    d = pos[None, :, None, :] - pos[None, None, :, :] + edge * _SHIFTS[:, None, None, :]
+    return float(np.sqrt((d * d).sum(-1).min()))
+
+
 def _grid_sha(grid: np.ndarray) -> str:
     import hashlib
 
@@ -567,13 +585,24 @@ def _grid_sha(grid: np.ndarray) -> str:
 
 
 def _running_pid(out_dir: Path) -> int | None:
-    """Pid of a live ``md run`` writing ``out_dir`` (from .lock), else None (Linux /proc)."""
-    try:
-        pid = int((out_dir / ".lock").read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-    except (OSError, ValueError):
+    """Pid of the ``md run`` holding the directory's lock, else None.
+
+    Probes the flock for an instant (a writer starting in that instant is refused with
+    RunLocked and can simply be re-run).
+    """
+    import fcntl
+
+    path = out_dir / ".lock"
+    if not path.exists():
         return None
-    return pid if b"md" in cmdline and b"run" in cmdline else None
+    with open(path) as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            text = fh.read().strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None
 
 
 def run_status(out_dir: str | os.PathLike) -> dict:
