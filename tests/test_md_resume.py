@@ -168,3 +168,18 @@ def test_status_reports_a_live_writer(tmp_path):
             run(RunSettings("ala2", "vacuum", chunk_ps=1.0, equilibration_ps=0.4), out,
                 ns=0.002, platform="CPU")
         assert (out / ".lock").read_text() == str(os.getpid())  # the refused one kept it
+
+
+def test_load_chunks_with_keys_missing_in_old_chunks(tmp_path):
+    out = tmp_path / "run"
+    run(RunSettings("ala2", "vacuum", chunk_ps=1.0, equilibration_ps=0.4), out, ns=0.002,
+        platform="CPU")
+    first = chunk_paths(out)[0]
+    with np.load(first) as z:  # rewrite chunk 0 as older code wrote it
+        old = {k: z[k] for k in z.files if k != "min_image_distance_nm"}
+    np.savez_compressed(first, **old)
+    d = load_chunks(out)
+    assert "min_image_distance_nm" not in d and d["phi"].shape == (20, 1)
+    with pytest.raises(MDError, match="min_image_distance_nm"):
+        load_chunks(out, keys=("phi", "min_image_distance_nm"))
+    assert set(load_chunks(out, keys=("phi",))) == {"phi"}

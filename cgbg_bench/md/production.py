@@ -165,21 +165,34 @@ def _chunk_path(out_dir: Path, index: int) -> Path:
 
 
 def load_chunks(out_dir: str | os.PathLike, keys: tuple[str, ...] | None = None) -> dict:
-    """Concatenate the finished chunks of a run (those covered by the checkpoint)."""
+    """Concatenate the array keys of the finished chunks (those the checkpoint covers).
+
+    Without ``keys``: the keys that every chunk has (chunks written by older code may
+    lack newer keys such as ``min_image_distance_nm``). A key in ``keys`` that some
+    chunk lacks raises MDError.
+    """
     out_dir = Path(out_dir)
-    done = _read_checkpoint(out_dir)["chunks_done"] if (out_dir / "checkpoint.npz").exists() else None
+    done = None
+    if (out_dir / "checkpoint.npz").exists():
+        done = _read_checkpoint(out_dir)["chunks_done"]
     paths = chunk_paths(out_dir)
     if done is not None:
         paths = paths[:done]
     if not paths:
         raise MDError(f"{out_dir}: no finished chunks")
     parts: dict[str, list] = {}
+    common: set[str] | None = None
     for p in paths:
         with np.load(p) as z:
-            for k in keys or z.files:
-                if z[k].ndim:
-                    parts.setdefault(k, []).append(z[k])
-    return {k: np.concatenate(v) for k, v in parts.items()}
+            arrays = {k: z[k] for k in z.files if z[k].ndim}
+        missing = set(keys or ()) - set(arrays)
+        if missing:
+            raise MDError(f"{p.name} has no {sorted(missing)}")
+        common = set(arrays) if common is None else common & set(arrays)
+        for k, v in arrays.items():
+            if keys is None or k in keys:
+                parts.setdefault(k, []).append(v)
+    return {k: np.concatenate(v) for k, v in parts.items() if k in common}
 
 
 def load_cg(out_dir: str | os.PathLike, representation: str) -> dict:
