@@ -18,7 +18,7 @@ machine barely moves (wall-clock time doubles when a core is shared).
 asv writes into a temporary folder (config, results, and its machine file under a
 temporary HOME): the run leaves nothing behind.
 
-FACTOR (2.0) was chosen from the measured run-to-run spread; see below and docs/benchmarks.md.
+FACTOR (2.0) was chosen from the measured run-to-run spread: see its comment and docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -54,7 +53,7 @@ FACTOR = 2.0
 WARN = 1.5
 
 #: The quick set (asv --bench regexes); with CGBG_ASV_QUICK=1 their parameters shrink to one
-#: cheap value each (see benchmarks/benchmarks/__init__.py). About 2 minutes on 2 loaded cores.
+#: cheap value each (see benchmarks/benchmarks/__init__.py). 3-4 minutes on 2 loaded cores.
 QUICK_SET = [
     r"^bench_calibration\.",
     r"^bench_bootstrap\.",
