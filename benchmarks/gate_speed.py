@@ -75,8 +75,9 @@ def _conf(tmp: Path) -> Path:
     text = "\n".join(line for line in (HERE / "asv.conf.json").read_text().splitlines()
                      if not line.lstrip().startswith("//"))
     conf = json.loads(text)
-    conf.update(repo=str(REPO), benchmark_dir=str(HERE / "benchmarks"), env_dir=str(tmp / "env"),
-                results_dir=str(tmp / "results"), html_dir=str(tmp / "html"))
+    # branches: HEAD, so a detached or differently named CI checkout works (asv resolves each branch)
+    conf.update(repo=str(REPO), branches=["HEAD"], benchmark_dir=str(HERE / "benchmarks"),
+                env_dir=str(tmp / "env"), results_dir=str(tmp / "results"), html_dir=str(tmp / "html"))
     path = tmp / "asv.conf.json"
     path.write_text(json.dumps(conf, indent=2))
     return path
