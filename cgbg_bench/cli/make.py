@@ -1,21 +1,54 @@
-"""`cgbg-bench make-task NAME`: regenerate a task family's shipped files from scratch."""
+"""`cgbg-bench make-task FAMILY`: regenerate a task family's shipped files from scratch.
+
+    cgbg-bench make-task mueller-brown
+    cgbg-bench make-task ala2 --unbiased DIR... --static DIR... --metad DIR... --gb obc1=DIR --gb obc2=DIR
+"""
 
 from __future__ import annotations
 
-import importlib
+from pathlib import Path
 
-_BUILDERS = {"mueller-brown": "cgbg_bench.build.mueller_brown"}
+from cgbg_bench.errors import CgbgError
+
+_FAMILIES = ("mueller-brown", "ala2", "ala3", "ala6")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("make-task", help="regenerate a task family's data, proposal, reference and baselines")
-    p.add_argument("family", choices=sorted(_BUILDERS), help="task family to rebuild")
-    p.add_argument("--quick", action="store_true", help="tiny runs for testing the pipeline (not for shipping)")
+    p.add_argument("family", choices=_FAMILIES, help="task family to rebuild")
+    p.add_argument("--quick", action="store_true", help="mueller-brown: tiny runs to test the pipeline (not for shipping)")
+    md = p.add_argument_group("alanine peptides (MD run directories made by `cgbg-bench md run`)")
+    md.add_argument("--unbiased", nargs="+", default=[], type=Path, help="unbiased explicit-solvent runs")
+    md.add_argument("--static", nargs="+", default=[], type=Path, help="static-bias explicit-solvent runs")
+    md.add_argument("--metad", nargs="+", default=[], type=Path, help="metadynamics runs (biased training data)")
+    md.add_argument("--gb", action="append", default=[], metavar="NAME=DIR", help="implicit-solvent run, e.g. obc2=DIR")
+    md.add_argument("--bank-size", type=int, default=1_000_000, help="proposal bank size (default 10^6)")
+    md.add_argument("--block-ps", type=float, default=1000.0, help="reference block length in ps (default 1000)")
+    md.add_argument("--discard-ps", type=float, default=0.0, help="drop this much of each run's start")
+    md.add_argument("--version", type=int, default=1, help="task version to write (bump on every change)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    builder = importlib.import_module(_BUILDERS[args.family])
-    for path in builder.build(quick=args.quick):
+    if args.family == "mueller-brown":
+        from cgbg_bench.build import mueller_brown
+
+        written = mueller_brown.build(quick=args.quick)
+    else:
+        from cgbg_bench.build.alanine import AlanineSources, build
+
+        gb: dict[str, tuple[Path, ...]] = {}
+        for item in args.gb:
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                raise CgbgError(f"--gb {item!r}: expected NAME=DIR, e.g. obc2=data/ala2/obc2")
+            gb[name] = gb.get(name, ()) + (Path(path),)
+        sources = AlanineSources(tuple(args.unbiased), tuple(args.static), tuple(args.metad), gb)
+        try:
+            written = build(args.family, sources, bank_size=args.bank_size, block_ps=args.block_ps,
+                            discard_ps=args.discard_ps, task_version=args.version)
+        except ValueError as exc:
+            raise CgbgError(str(exc)) from exc
+    for path in written:
         print(f"built {path}")
     return 0

@@ -1,0 +1,170 @@
+"""Build the alanine-peptide tasks from MD runs: reference, GB rows, IC flows, generated banks.
+
+    cgbg-bench make-task ala2 --unbiased DIR... --static DIR... --metad DIR... \
+        [--gb obc1=DIR] [--gb obc2=DIR]
+
+For each CG representation of the system (ala2: heavy-atom and core-beta) and each
+proposal variant, it writes ``tasks/<system>-<representation>[-biased]/`` with:
+- ``reference.npz``: per-block (phi, psi) histograms of every residue with both angles,
+  from the unbiased runs and the exactly reweighted static-bias runs (cgbg_bench.reference);
+- ``gb-<name>.npz``: the implicit-solvent runs' unweighted block histograms (baseline rows
+  scored without ESS);
+- ``flow.pt``: an internal-coordinate flow trained on the CG frames of the unbiased runs
+  (plain variant) or of the metadynamics runs (``-biased``), and in task.yaml the spec and
+  fingerprint of the bank generated from it on first use (cgbg_bench.bank);
+- ``task.yaml`` with hashes and provenance, and ``baseline_scores.json``.
+Runs with an evolving bias never enter the reference. Every step is seeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cgbg_bench._io import atomic_savez
+from cgbg_bench.bank import bank_fingerprint, cache_dir
+from cgbg_bench.build.provenance import file_entry, provenance, write_task_yaml
+from cgbg_bench.build.scores import rescore_baselines
+from cgbg_bench.cg.mappings import BENCHMARK_REPRESENTATIONS, get_mapping
+from cgbg_bench.cg.zmatrix import zmatrix_for
+from cgbg_bench.flows.internal import train_ic_flow
+from cgbg_bench.reference import combine_runs, load_run_dihedrals
+from cgbg_bench.units import kT_kj_per_mol
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AlanineSources", "FlowSettings", "build"]
+
+TEMPERATURE_K = 300.0
+SEEDS = {"flow": 21, "bank": 22}
+
+
+@dataclass(frozen=True)
+class AlanineSources:
+    unbiased: tuple[Path, ...]
+    static: tuple[Path, ...]
+    metad: tuple[Path, ...]
+    gb: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    epochs: int = 60
+    transforms: int = 6
+    bins: int = 16
+    hidden: int = 128
+    batch_size: int = 512
+    lr: float = 1e-3
+
+
+def _frames(dirs, representation: str) -> np.ndarray:
+    from cgbg_bench.md.production import load_cg
+
+    return np.concatenate([load_cg(d, representation)["positions_nm"] for d in dirs])
+
+
+def _command(system: str, sources: AlanineSources) -> str:
+    parts = ["cgbg-bench", "make-task", system]
+    for flag, dirs in (("--unbiased", sources.unbiased), ("--static", sources.static), ("--metad", sources.metad)):
+        if dirs:
+            parts += [flag, *map(str, dirs)]
+    for name, dirs in sources.gb.items():
+        parts += [a for d in dirs for a in ("--gb", f"{name}={d}")]
+    return shlex.join(parts)
+
+
+def build(system: str, sources: AlanineSources, *, root: Path | None = None, bank_size: int = 1_000_000,
+          block_ps: float = 1000.0, flow: FlowSettings = FlowSettings(), discard_ps: float = 0.0,
+          task_version: int = 1) -> list[Path]:
+    """Build every task of ``system``; returns the task folders written."""
+    if not (sources.unbiased or sources.static):
+        raise ValueError("the reference needs at least one unbiased or static-bias run (--unbiased/--static)")
+    if not sources.unbiased or not sources.metad:
+        raise ValueError("both proposal variants need training data: --unbiased and --metad runs")
+    root = root or Path(__file__).resolve().parents[2]
+    kT = kT_kj_per_mol(TEMPERATURE_K)
+    command = _command(system, sources)
+    ref_runs = [load_run_dihedrals(d, kT, discard_ps=discard_ps) for d in (*sources.unbiased, *sources.static)]
+    gb_runs = {name: [load_run_dihedrals(d, kT, discard_ps=discard_ps) for d in dirs]
+               for name, dirs in sources.gb.items()}
+    written = []
+    for sys_name, rep in BENCHMARK_REPRESENTATIONS:
+        if sys_name != system:
+            continue
+        mapping = get_mapping(system, rep)
+        z = zmatrix_for(mapping)
+        columns = [r - 1 for r in mapping.residues]  # alanine r is column r-1 of phi/psi
+        reference = combine_runs(ref_runs, block_ps, columns)
+        gb_hists = {name: combine_runs(runs, block_ps, columns) for name, runs in gb_runs.items()}
+        for suffix, train_dirs, kind in (("", sources.unbiased, "unbiased"), ("-biased", sources.metad, "metad")):
+            name = f"{system}-{rep}{suffix}"
+            task_dir = root / "tasks" / name
+            task_dir.mkdir(parents=True, exist_ok=True)
+            atomic_savez(task_dir / "reference.npz", block_hist=reference, exact=np.array(False))
+            baselines = []
+            for gb, hist in gb_hists.items():
+                atomic_savez(task_dir / f"gb-{gb}.npz", block_hist=hist)
+                baselines.append({"name": f"gb-{gb}", "kind": "md-histogram",
+                                  **file_entry(task_dir / f"gb-{gb}.npz", task_dir, provenance(command, None)),
+                                  "description": f"implicit solvent GB {gb.upper()} MD, unweighted"})
+            frames = _frames(train_dirs, rep)
+            log.info("%s: training the IC flow on %d %s frames", name, len(frames), kind)
+            model, report = train_ic_flow(z, frames, seed=SEEDS["flow"], epochs=flow.epochs,
+                                          transforms=flow.transforms, bins=flow.bins, hidden=flow.hidden,
+                                          batch_size=flow.batch_size, lr=flow.lr)
+            model.save(task_dir / "flow.pt")
+            log.info("%s: generating the %d-sample bank for its fingerprint", name, bank_size)
+            positions, log_q = model.sample_bank(bank_size, seed=SEEDS["bank"])
+            fingerprint = bank_fingerprint(positions, log_q)
+            data = _task_yaml(name, system, rep, mapping, task_dir, task_version, command, kind, report,
+                              fingerprint, bank_size, baselines, train_dirs)
+            write_task_yaml(task_dir, data)
+            _prime_cache(task_dir, positions, log_q)
+            if baselines:
+                rescore_baselines(task_dir, command=command)
+            written.append(task_dir)
+    return written
+
+
+def _prime_cache(task_dir: Path, positions, log_q) -> None:
+    """Put the bank just generated into the cache so the first evaluation does not redo it."""
+    from cgbg_bench.task import load_task
+
+    task = load_task(task_dir / "task.yaml")
+    path = cache_dir() / f"{task.name}-v{task.version}-{task.proposal.sha256[:12]}-{task.bank.seed}-" \
+                         f"{task.bank.n_samples}.npz"
+    atomic_savez(path, compressed=False, positions=positions, log_q=log_q)
+
+
+def _task_yaml(name, system, rep, mapping, task_dir, version, command, kind, report, fingerprint,
+               bank_size, baselines, train_dirs) -> dict:
+    n = mapping.n_beads
+    return {
+        "name": name,
+        "version": version,
+        "description": f"{system} {rep} CG ({n} beads), explicit-solvent reference; proposal flow trained on "
+                       f"{kind} MD.",
+        "system": system,
+        "representation": rep,
+        "n_beads": n,
+        "input_shape": [n, 3],
+        "energy_unit": "kJ/mol",
+        "temperature_kelvin": TEMPERATURE_K,
+        "kT": kT_kj_per_mol(TEMPERATURE_K),
+        "observables": [{"name": f"ala{r}", "kind": "dihedral_pair", "phi": list(p), "psi": list(q), "bins": 100}
+                        for r, p, q in zip(mapping.residues, mapping.phi, mapping.psi)],
+        "metrics": {"clip_percentile": 99.0, "n_bootstrap": 500, "proposal_blocks": 200},
+        "proposal": {
+            **file_entry(task_dir / "flow.pt", task_dir, provenance(
+                command, SEEDS["flow"], flow_training={k: v for k, v in report.items() if k != "seed"},
+                training_data=[str(d) for d in train_dirs])),
+            "generate": {"generator": "ic-flow", "n_samples": bank_size, "seed": SEEDS["bank"],
+                         "fingerprint": fingerprint, "rtol": 1e-5},
+        },
+        "reference": file_entry(task_dir / "reference.npz", task_dir, provenance(command, None)),
+        "baselines": baselines,
+    }
