@@ -34,7 +34,7 @@ def _resize(proposal: Proposal, n: int) -> Proposal:
 class ScoreShipped:
     """evaluate() with the bank and reference in memory, on each shipped task."""
 
-    params = [quick(shipped_tasks(), shipped_tasks()[:1]), SIZES]
+    params = [quick(shipped_tasks(), ["mueller-brown"]), SIZES]  # quick: pinned, as speed_baseline.json
     param_names = ["task", "n_samples"]
     timer = TIMER
     timeout = 900
@@ -42,7 +42,10 @@ class ScoreShipped:
     def setup(self, task, n_samples):
         gate_mode()
         self.task = load_task(task)
-        self.module = load_pmf(mlp_baseline(self.task), "cpu")
+        try:
+            self.module = load_pmf(mlp_baseline(self.task), "cpu")
+        except LookupError as exc:  # a task without a PMF baseline: asv skips it
+            raise NotImplementedError(str(exc)) from exc
         self.proposal = _resize(self.task.load_proposal(), n_samples)
         self.reference = self.task.load_reference()
 
