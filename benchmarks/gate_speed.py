@@ -4,7 +4,7 @@ Run from anywhere (CI runs it before the tests):
 
     python benchmarks/gate_speed.py                 # check against benchmarks/speed_baseline.json
     python benchmarks/gate_speed.py --runs 5        # check, and print the run-to-run spread
-    python benchmarks/gate_speed.py --update --runs 3   # re-record the stored ratios (review the diff)
+    python benchmarks/gate_speed.py --update --runs 5   # re-record the stored ratios (review the diff)
 
 How it compares. Absolute seconds mean nothing across CI machines or on a loaded
 one, so every quick benchmark is divided by a fixed calibration kernel
@@ -18,7 +18,7 @@ machine barely moves (wall-clock time doubles when a core is shared).
 asv writes into a temporary folder (config, results, and its machine file under a
 temporary HOME): the run leaves nothing behind.
 
-FACTOR (2.0) was chosen from the measured run-to-run spread: see its comment and docs/benchmarks.md.
+FACTOR (2.5) was chosen from the measured run-to-run spread: see its comment and docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -43,13 +43,13 @@ BASELINE = HERE / "speed_baseline.json"
 CALIBRATION = "bench_calibration.Calibration.time_kernel"
 
 #: A quick benchmark fails when (its ratio to the calibration) / (the stored ratio) > FACTOR.
-#: Measured: over 5 runs of the quick set on a 2-core VM with load average 7-8, single-run
-#: ratios deviated from their 5-run median by at most 1.34x (max/min per benchmark 1.08-1.73),
-#: while the calibration kernel itself moved by 3% (CPU time); later checks of unchanged code
-#: reached 1.51x when the load dropped. 2.0 leaves room for that tail and for a different CI
-#: CPU (numpy vs torch speed differ by machine); an injected regression (bootstrap replicates
-#: one at a time) failed at 2.1-8.6x.
-FACTOR = 2.0
+#: Measured on unchanged code (2-core VM, load average 1.5-8): over 7 recorded runs, single-run
+#: ratios were 0.66-1.48x their 7-run median (the stored values); the worst single check seen,
+#: in an almost idle moment when the calibration kernel ran 36% faster than under load, was
+#: 1.62x. 2.5 keeps a 1.5x margin over that for an unseen tail and a CI CPU whose numpy/torch
+#: balance differs; an injected regression (bootstrap replicates one at a time) measures
+#: 2.7-7.8x against these stored ratios on three benchmarks, so it still fails. Slowdowns between WARN and FACTOR are printed.
+FACTOR = 2.5
 #: Slowdowns above WARN (but within FACTOR) are printed as warnings, not failures.
 WARN = 1.5
 
@@ -204,13 +204,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if stored.get("calibration_sha256") != calibration_sha256():
         print("speed gate: bench_calibration.py changed since the ratios were stored; re-record them with "
-              "`python benchmarks/gate_speed.py --update --runs 3`", file=sys.stderr)
+              "`python benchmarks/gate_speed.py --update --runs 5`", file=sys.stderr)
         return 1
     warnings = [k for k, old in stored["ratios"].items()
                 if WARN < median.get(k, 0.0) / old <= args.factor]
     for k in warnings:
         print(f"speed gate: warning: {k} is {median[k] / stored['ratios'][k]:.2f}x its stored ratio "
-              f"(noise up to 1.34x was measured; fails above {args.factor}x)")
+              f"(noise up to 1.62x was measured; fails above {args.factor}x)")
     failures = compare(median, stored["ratios"], args.factor)
     if failures:
         print(f"speed gate FAILED ({len(failures)}):\n  " + "\n  ".join(failures), file=sys.stderr)

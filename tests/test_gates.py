@@ -136,7 +136,7 @@ def test_speed_baseline_matches_the_quick_set():
     assert stored["calibration"] == gate.CALIBRATION
     assert stored["calibration_sha256"] == gate.calibration_sha256(), (
         "bench_calibration.py changed: every stored ratio is void; re-record with "
-        "`python benchmarks/gate_speed.py --update --runs 3`"
+        "`python benchmarks/gate_speed.py --update --runs 5`"
     )
     names = _benchmark_names()
     assert gate.CALIBRATION in names
