@@ -71,7 +71,8 @@ CHUNK_KEYS = {
     "bias_energy_kj_per_mol": "(D,) float32, bias energy V(phi, psi) (0 without bias)",
     "frame_time_ps": "(F,) float64, time of each position/force frame",
     "positions_nm": "(F, n_heavy, 3) float32, solute heavy atoms (solute.pdb order)",
-    "forces_kj_per_mol_nm": "(F, n_heavy, 3) float32, forces of the UNBIASED Hamiltonian",
+    "forces_kj_per_mol_nm": "(F, n_heavy, 3) float32, UNBIASED force on each heavy atom's group: the "
+                            "heavy atom plus its bonded (constrained) hydrogens",
     "potential_energy_kj_per_mol": "(F,) float64, unbiased potential energy",
     "min_image_distance_nm": "(F,) float32, smallest distance between a peptide atom "
                              "(H included) and a periodic image of the peptide; NaN without PBC",
@@ -145,6 +146,11 @@ class RunSettings:
         d["forcefield_files"] = list(_systems.forcefield_files(self.solvent))
         d["hydrogen_mass_amu"] = _systems.HYDROGEN_MASS_AMU
         d["constraints"] = "HBonds"
+        # With bonds to hydrogen constrained, the mapped force that estimates the mean force
+        # on a heavy-atom bead is the total force on the heavy atom and its hydrogens (the
+        # group moves together; constraint forces cancel inside it). The heavy atom's force
+        # alone misses the hydrogens' share (force aggregation; Kramer et al., JPCL 2023).
+        d["force_aggregation"] = "heavy atom + bonded hydrogens"
         d["integrator"] = "LangevinMiddleIntegrator"
         if self.solvent == "explicit":
             d["nonbonded"] = {"method": "PME", "cutoff_nm": _systems.PME_CUTOFF_NM}
@@ -315,6 +321,9 @@ class _Engine:
         elif settings.bias == "static":
             _metad.add_static_bias(system, phi_atoms, psi_atoms, static_grid)
         self.n_peptide = int(derived["n_peptide_atoms"])
+        # (n_heavy, n_peptide) 0/1 matrix: row k sums the forces of heavy atom k's group
+        owner = np.asarray(derived["force_owner"])
+        self.aggregate = (owner[None, :] == np.arange(len(self.heavy))[:, None]).astype(np.float64)
         self.box_edge = derived.get("box_edge_nm")  # explicit solvent only (NVT: fixed box)
         self.system, self.topology = system, topology
         self.platform, self.props = platform, props
@@ -396,7 +405,7 @@ class _Engine:
                 pos_out[j] = xyz[0]
                 if self.box_edge is not None:
                     image_dist[j] = _min_image_distance(all_xyz[: self.n_peptide], self.box_edge)
-                frc_out[j] = frc[self.heavy]
+                frc_out[j] = self.aggregate @ frc[: self.n_peptide]
                 epot[j] = fstate.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)
         if not (np.all(np.isfinite(pos_out)) and np.all(np.isfinite(frc_out))):
             raise MDError(f"chunk {chunk}: non-finite positions or forces (the run blew up)")
@@ -487,6 +496,7 @@ def _setup(settings: RunSettings, out_dir: Path, platform, props, static: dict |
         n_atoms=topology.getNumAtoms(), n_peptide_atoms=n_pep,
         n_waters=sum(r.name == "HOH" for r in topology.residues()),
         heavy_atom_indices=heavy,
+        force_owner=_force_owner(mdtop, heavy, n_pep),
         heavy_atom_names=[f"{mdtop.atom(a).residue.name}{mdtop.atom(a).residue.index}-"
                           f"{mdtop.atom(a).name}" for a in heavy],
         phi_quads_heavy=[[bead[b] for b in q] for q in mapping.phi],
@@ -514,6 +524,22 @@ def _setup(settings: RunSettings, out_dir: Path, platform, props, static: dict |
         arrays["metad_grid"] = np.zeros((n, n))
     atomic_savez(out_dir / "checkpoint.npz", **arrays)
     return derived
+
+
+def _force_owner(mdtop, heavy: list[int], n_peptide: int) -> list[int]:
+    """For each peptide atom, the heavy-atom slot whose force group it belongs to."""
+    slot = {a: k for k, a in enumerate(heavy)}
+    owner = [-1] * n_peptide
+    for a in heavy:
+        owner[a] = slot[a]
+    for b in mdtop.bonds:
+        i, j = b[0].index, b[1].index
+        for h, x in ((i, j), (j, i)):
+            if h < n_peptide and mdtop.atom(h).element.symbol == "H" and x in slot:
+                owner[h] = slot[x]
+    if -1 in owner:
+        raise MDError(f"peptide atom {owner.index(-1)} is neither heavy nor bonded to a heavy atom")
+    return owner
 
 
 def run(settings: RunSettings, out_dir: str | os.PathLike, ns: float, threads: int = 1,
