@@ -113,6 +113,13 @@ def bootstrap_scores(
     """
     rng = np.random.default_rng(seed)
     n_obs = q_blocks.shape[1]
+    # Work on the bins occupied on either side in any observable: a bin empty everywhere adds
+    # nothing to any metric (pmf_error is told how many were dropped). Alanine dipeptide
+    # occupies ~20% of the 100 x 100 bins, so this cuts the bootstrap's work ~5x.
+    occupied = ((q_blocks.sum(axis=0) > 0) | (p_blocks.sum(axis=0) > 0)).any(axis=0)
+    n_empty = int(occupied.size - occupied.sum())
+    if n_empty:
+        q_blocks, p_blocks = q_blocks[:, :, occupied], p_blocks[:, :, occupied]
     q_hat = M.normalize(q_blocks.sum(axis=0))
     p_hat = M.normalize(p_blocks.sum(axis=0))
     names = ["js", "pmf_error", "js_floor"] + (["fe_rmse"] if any(one_dimensional) else [])
@@ -129,7 +136,7 @@ def bootstrap_scores(
             p = M.normalize(_resampled_sums(cp, p_blocks))
         sl = slice(start, start + r)
         reps["js"][sl] = M.js_divergence(p, q)
-        reps["pmf_error"][sl] = M.pmf_error(p, q)
+        reps["pmf_error"][sl] = M.pmf_error(p, q, n_empty)
         reps["js_floor"][sl] = 2.0 * (M.js_divergence(q, q_hat) + M.js_divergence(p, p_hat))
         if "fe_rmse" in reps:
             for k in np.flatnonzero(one_dimensional):
@@ -141,7 +148,7 @@ def bootstrap_scores(
 
     point = {
         "js": M.js_divergence(p_hat, q_hat),
-        "pmf_error": M.pmf_error(p_hat, q_hat),
+        "pmf_error": M.pmf_error(p_hat, q_hat, n_empty),
         "js_floor": reps["js_floor"].mean(axis=0),  # no full-data analogue: the replicate mean
         "fe_rmse": np.array([M.fe_rmse(p_hat[k], q_hat[k]) if one_dimensional[k] else np.nan
                              for k in range(n_obs)]),

@@ -114,15 +114,17 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return 0.5 * _xlogy_ratio(p, m).sum(axis=-1) + 0.5 * _xlogy_ratio(q, m).sum(axis=-1)
 
 
-def pmf_error(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+def pmf_error(p: np.ndarray, q: np.ndarray, n_empty: int = 0) -> np.ndarray:
     """PMF error in kT^2: sum_b m_b (ln p_b - ln q_b)^2, empty bins filled with 1e-10.
 
-    m = (p_f + q_f) / 2 renormalized to sum 1.
+    m = (p_f + q_f) / 2 renormalized to sum 1. ``n_empty`` counts further bins, left out of
+    the arrays, that are empty on both sides: they add nothing to the sum but 1e-10 each
+    to the normalization of m, so the result equals that on the full histograms.
     """
     p_f = np.where(np.asarray(p, np.float64) > 0, p, EPS)
     q_f = np.where(np.asarray(q, np.float64) > 0, q, EPS)
     m = 0.5 * (p_f + q_f)
-    m = m / m.sum(axis=-1, keepdims=True)
+    m = m / (m.sum(axis=-1, keepdims=True) + n_empty * EPS)
     return np.sum(m * (np.log(p_f) - np.log(q_f)) ** 2, axis=-1)
 
 

@@ -26,12 +26,15 @@ def test_bootstrap_matches_naive_replicate_loop():
     rng = np.random.default_rng(1)
     q_blocks = rng.random((12, 2, 9)) * (rng.random((12, 2, 9)) > 0.3)
     p_blocks = rng.random((8, 2, 9))
+    # bins 2 and 6 empty on both sides in every block: the fast path drops them
+    q_blocks[:, :, [2, 6]] = 0.0
+    p_blocks[:, :, [2, 6]] = 0.0
     s1, s2 = rng.random(12), rng.random(12) * 0.1
     scores = bootstrap_scores(q_blocks, p_blocks, observable_names=["a", "b"], one_dimensional=[True, False],
                               n_bootstrap=30, seed=5, ess_blocks=(s1, s2), n_samples=1000, chunk=7)
     # naive: the same random stream, one replicate at a time, plain loops
     gen = np.random.default_rng(5)
-    js, ess, fe = [], [], []
+    js, ess, fe, pmf = [], [], [], []
     for start in range(0, 30, 7):
         r = min(7, 30 - start)
         cq = gen.multinomial(12, np.full(12, 1 / 12), size=r)
@@ -41,6 +44,7 @@ def test_bootstrap_matches_naive_replicate_loop():
             p = sum(cp[i, b] * p_blocks[b] for b in range(8))
             q, p = M.normalize(q), M.normalize(p)
             js.append(np.mean([M.js_divergence(p[k], q[k]) for k in range(2)]))
+            pmf.append(np.mean([M.pmf_error(p[k], q[k]) for k in range(2)]))
             fe.append(M.fe_rmse(p[0], q[0]))
             a = sum(cq[i, b] * s1[b] for b in range(12))
             c = sum(cq[i, b] * s2[b] for b in range(12))
@@ -49,6 +53,7 @@ def test_bootstrap_matches_naive_replicate_loop():
     assert scores.metrics["js"].error == pytest.approx(np.std(js, ddof=1), rel=1e-8)
     assert scores.metrics["ess"].value == pytest.approx(np.mean(ess), rel=1e-10)
     assert scores.metrics["fe_rmse"].value == pytest.approx(np.mean(fe), rel=1e-10)
+    assert scores.metrics["pmf_error"].value == pytest.approx(np.mean(pmf), rel=1e-10)
     assert set(scores.per_observable["b"]) == {"js", "pmf_error", "js_floor"}
 
 
@@ -77,3 +82,4 @@ def test_result_is_reproducible_with_seed(toy_task):
     a, _ = evaluate(Harmonic(), toy_task, device="cpu", seed=3, n_bootstrap=50)
     b, _ = evaluate(Harmonic(), toy_task, device="cpu", seed=3, n_bootstrap=50)
     assert a.scores.as_dict() == b.scores.as_dict()
+

@@ -128,3 +128,9 @@ def test_normalize_adds_eps():
     h = np.array([1.0, 3.0])
     np.testing.assert_allclose(M.normalize(h), h / (4 + 1e-10))
     assert M.normalize(np.zeros(3)).sum() == 0.0
+
+
+def test_pmf_error_with_empty_bins_left_out(pq):
+    p, q = pq
+    both_empty = np.r_[p, np.zeros(7)], np.r_[q, np.zeros(7)]
+    assert M.pmf_error(p, q, n_empty=7) == pytest.approx(M.pmf_error(*both_empty), rel=1e-14)
