@@ -205,7 +205,8 @@ def load_cg(out_dir: str | os.PathLike, representation: str) -> dict:
     """The finished chunks of a run mapped to a CG representation.
 
     Returns ``positions_nm`` and ``forces_kj_per_mol_nm`` (F, n_beads, 3) float32 (the
-    unbiased force on each kept atom), their ``frame_time_ps``, and the per-0.1 ps
+    unbiased force on each kept atom's group: the atom and its constrained hydrogens),
+    their ``frame_time_ps``, and the per-0.1 ps
     ``time_ps``, ``phi``, ``psi`` (every alanine) and ``bias_energy_kj_per_mol``; plus
     ``mapping``, the CGMapping used (its ``residues`` are alanine numbers 1..n: column
     r - 1 of ``phi``/``psi``).
