@@ -85,6 +85,27 @@ def toy_task(toy_root):
     return load_task("toy", root=toy_root)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread (heavy tests on the 2-core CI machine), then restore."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def assert_export_round_trip(module, sizes, make_input, tmp_path):
+    """Export with cgbg_bench's exporter, reload with its loader: outputs bit-identical."""
+    from cgbg_bench.pmf import load_pmf
+
+    path = export_program(module, make_input(4), tmp_path / "module.pt2")
+    loaded = load_pmf(path, "cpu")
+    for n in sizes:
+        x = make_input(n)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), module(x), rtol=0, atol=0)
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)

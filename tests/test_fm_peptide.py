@@ -49,12 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "data" / "ala2" / "explicit-wtmetad"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _torsion(phi, psi):

@@ -12,14 +12,10 @@ from torch import nn
 
 from cgbg_bench.errors import DataError
 from cgbg_bench.fm import RBFMLP, block_split, force_mse, train_force_matching
+from tests.conftest import assert_export_round_trip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _harmonic_data(n=4000, k=0.5, noise=1.0, seed=0):
@@ -173,14 +169,4 @@ def test_rbfmlp_contract_and_seeded_init():
 
 
 def test_rbfmlp_export_round_trip(tmp_path):
-    model = RBFMLP(seed=0)
-    program = torch.export.export(
-        model, (torch.zeros(4, 1),), dynamic_shapes={"x": {0: torch.export.Dim("batch")}}
-    )
-    path = tmp_path / "rbfmlp.pt2"
-    torch.export.save(program, path)
-    loaded = torch.export.load(path).module()
-    for n in (1, 5, 1000):
-        x = torch.rand(n, 1) * 50
-        with torch.no_grad():
-            torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    assert_export_round_trip(RBFMLP(seed=0), (1, 5, 1000), lambda n: torch.rand(n, 1) * 50, tmp_path)

@@ -14,16 +14,12 @@ import torch
 
 from cgbg_bench.errors import DataError
 from cgbg_bench.toy import mueller_brown as mb
+from tests.conftest import assert_export_round_trip
 
 K_SIGMA = 4.0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _hand_potential(x: float, y: float) -> float:
@@ -150,17 +146,7 @@ def test_potential_minimum_pmf_is_min_energy_and_wrong():
 
 @pytest.mark.parametrize("factory", [mb.ExactPMF, mb.PotentialMinimumPMF], ids=lambda f: f.__name__)
 def test_export_round_trip(factory, tmp_path):
-    module = factory(n_y=201)
-    program = torch.export.export(
-        module, (torch.zeros(4, 1),), dynamic_shapes={"x": {0: torch.export.Dim("batch")}}
-    )
-    path = tmp_path / "pmf.pt2"
-    torch.export.save(program, path)
-    loaded = torch.export.load(path).module()
-    for n in (1, 3, 257):
-        x = torch.linspace(0, 50, n)[:, None]
-        with torch.no_grad():
-            torch.testing.assert_close(loaded(x), module(x), rtol=0, atol=0)
+    assert_export_round_trip(factory(n_y=201), (1, 3, 257), lambda n: torch.linspace(0, 50, n)[:, None], tmp_path)
 
 
 # ------------------------------------------------------------ Langevin ---
