@@ -73,7 +73,7 @@ class ICFlow(torch.nn.Module):
         return torch.where(inside, lp, torch.full_like(lp, -math.inf))
 
     @torch.no_grad()
-    def sample_bank(self, n: int, seed: int, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    def sample_bank(self, n: int, seed: int, batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
         """n samples: positions (n, n_beads, 3) float32 (randomly rotated, centred) and log q (float64).
 
         log q is recomputed in float64 from the stored float32 positions, so it is exact
