@@ -22,6 +22,7 @@ from cgbg_bench import metrics as M
 from cgbg_bench.bootstrap import bootstrap_scores
 
 __all__ = ["RunDihedrals", "load_run_dihedrals", "block_histograms", "combine_runs", "quality_report",
+           "run_halves",
            "DIHEDRAL_BINS"]
 
 DIHEDRAL_BINS = 100
@@ -96,6 +97,11 @@ def combine_runs(runs: list[RunDihedrals], block_ps: float, residues: list[int] 
     return np.concatenate([block_histograms(r, block_ps, residues) for r in runs], axis=0)
 
 
+def run_halves(blocks_per_run: list[int]) -> np.ndarray:
+    """Mask over stacked blocks: True for the first half (in time) of each run's blocks."""
+    return np.concatenate([np.arange(n) < n // 2 for n in blocks_per_run]) if blocks_per_run else np.zeros(0, bool)
+
+
 def _population(hist: np.ndarray, phi_positive: bool = True) -> np.ndarray:
     """Fraction of weight with phi > 0 (bins whose centre has phi > 0), along the last axis."""
     phi_centre = -math.pi + (np.arange(DIHEDRAL_BINS) + 0.5) * 2 * math.pi / DIHEDRAL_BINS
@@ -104,12 +110,15 @@ def _population(hist: np.ndarray, phi_positive: bool = True) -> np.ndarray:
 
 
 def quality_report(block_hist: np.ndarray, *, n_bootstrap: int = 500, seed: int = 0,
-                   baselines: dict[str, np.ndarray] | None = None) -> dict:
+                   baselines: dict[str, np.ndarray] | None = None,
+                   first_half: np.ndarray | None = None) -> dict:
     """Statistical quality of a reference given as block histograms (n_blocks, n_res, n_bins).
 
     - self_js / self_pmf_error: bootstrap JS and PMF error of resampled references against
       the full one (mean, std): the reference's own noise;
-    - halves_js: JS between the first and second half of the blocks, per residue;
+    - halves_js: JS between two halves of the blocks, per residue: ``first_half`` (bool per
+      block) against the rest; default the first n_blocks // 2 blocks (use
+      :func:`run_halves` to split every run in time when several runs are stacked);
     - phi_positive: population of phi > 0 with its block-bootstrap standard error, per residue;
     - baselines: name -> scores of unweighted MD block histograms (e.g. GB runs) against it.
     """
@@ -120,8 +129,13 @@ def quality_report(block_hist: np.ndarray, *, n_bootstrap: int = 500, seed: int 
     reps = M.normalize(np.einsum("rb,bok->rok", counts, block_hist))
     self_js = M.js_divergence(reps, p_hat).mean(-1)
     self_pmf = M.pmf_error(p_hat, reps).mean(-1)
-    half = n_blocks // 2
-    halves = M.js_divergence(M.normalize(block_hist[:half].sum(0)), M.normalize(block_hist[half:].sum(0)))
+    if first_half is None:
+        first_half = np.arange(n_blocks) < n_blocks // 2
+    first_half = np.asarray(first_half, bool)
+    if first_half.shape != (n_blocks,) or first_half.all() or not first_half.any():
+        raise ValueError(f"first_half must be a boolean mask over the {n_blocks} blocks with both halves non-empty")
+    halves = M.js_divergence(M.normalize(block_hist[first_half].sum(0)),
+                             M.normalize(block_hist[~first_half].sum(0)))
     pop = _population(np.einsum("rb,bok->rok", counts, block_hist))
     report = {
         "n_blocks": int(n_blocks),

@@ -73,3 +73,23 @@ def test_gb_rows_are_stored_without_ess(built):
 def test_refuses_without_reference_runs(tmp_path):
     with pytest.raises(ValueError, match="reference needs"):
         build("ala2", AlanineSources(unbiased=(), static=(), metad=(tmp_path,)), root=tmp_path)
+
+
+def test_md_report_cli_on_the_same_runs(built, capsys):
+    import json
+
+    from cgbg_bench.cli import main
+
+    base = built[0].parent
+    argv = ["md", "report", "--reference", str(base / "unbiased"), str(base / "static"), str(base / "metad"),
+            "--gb", f"obc2={base / 'obc2'}", "--block-ps", "2", "--n-bootstrap", "20", "--json"]
+    assert main(argv) == 0
+    rep = json.loads(capsys.readouterr().out)
+    roles = {r["dir"].rsplit("/", 1)[-1]: r["role"] for r in rep["runs"]}
+    assert roles == {"unbiased": "reference", "static": "reference", "metad": "evolving bias (not used)",
+                     "obc2": "baseline obc2"}
+    assert rep["n_blocks"] == 6 and len(rep["halves_js"]) == 1 and len(rep["phi_positive"]) == 1
+    assert set(rep["baselines"]["obc2"]) >= {"js", "pmf_error"}
+    assert main(argv[:-1]) == 0 and "phi > 0 population" in capsys.readouterr().out
+    assert main(["md", "report", "--reference", str(base)]) == 2
+    assert "not a run directory" in capsys.readouterr().err

@@ -73,3 +73,21 @@ def test_wtmetad_runs_are_refused(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"settings": {"bias": "wtmetad", "dihedral_interval_ps": 0.1}}))
     with pytest.raises(ValueError, match="only unbiased and static-bias"):
         load_run_dihedrals(tmp_path, 2.4943)
+
+
+def test_halves_split_each_run_in_time():
+    from cgbg_bench.reference import run_halves
+
+    np.testing.assert_array_equal(run_halves([4, 3]), [1, 1, 0, 0, 1, 0, 0])
+    # run A samples bin 0 only in its first half, run B bin 1 only in its second half:
+    a = np.zeros((4, 1, 10_000)); a[:2, 0, 0] = 10; a[2:, 0, 2] = 10
+    b = np.zeros((2, 1, 10_000)); b[0, 0, 2] = 10; b[1, 0, 1] = 10
+    blocks = np.concatenate([a, b])
+    rep = quality_report(blocks, n_bootstrap=10, first_half=run_halves([4, 2]))
+    # first halves: bins {0: 20, 2: 10}; second halves: {2: 20, 1: 10}
+    p, q = np.array([2, 0, 1, 0]) / 3, np.array([0, 1, 2, 0]) / 3
+    m = (p + q) / 2
+    kl = lambda x: sum(xi * np.log(xi / mi) for xi, mi in zip(x, m) if xi > 0)  # noqa: E731
+    assert rep["halves_js"][0] == pytest.approx(0.5 * kl(p) + 0.5 * kl(q), rel=1e-6)
+    with pytest.raises(ValueError, match="both halves"):
+        quality_report(blocks, n_bootstrap=10, first_half=np.ones(6, bool))

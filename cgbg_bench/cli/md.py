@@ -54,6 +54,20 @@ def add_parser(subparsers) -> None:
     b.add_argument("--threads", type=int, default=1)
     b.add_argument("--platform", default="auto", choices=["auto", "CPU", "CUDA", "Reference"])
     b.set_defaults(func=_bench)
+
+    q = sub.add_parser("report", help="quality report of the reference data (ns, noise, halves, phi > 0, GB)",
+                       description="Block-bootstrap report of the reference built from unbiased and "
+                                   "static-bias runs: its own JS/PMF-error noise, JS between the first and "
+                                   "second half of every run, the phi > 0 population with its error, and "
+                                   "each implicit-solvent run scored against it.")
+    q.add_argument("--reference", nargs="+", required=True, metavar="DIR",
+                   help="unbiased and static-bias runs (metadynamics runs are listed, not used)")
+    q.add_argument("--gb", action="append", default=[], metavar="NAME=DIR", help="e.g. obc2=data/ala2/obc2")
+    q.add_argument("--block-ps", type=float, default=1000.0, help="bootstrap block length (ps, default 1000)")
+    q.add_argument("--discard-ps", type=float, default=0.0, help="drop this much of each run's start")
+    q.add_argument("--n-bootstrap", type=int, default=500)
+    q.add_argument("--json", action="store_true", help="print the report as JSON")
+    q.set_defaults(func=_report)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -89,6 +103,49 @@ def _status(args) -> int:
     print(f"  latest chunk {st['latest_chunk']} ({st['latest_chunk_written']})")
     running = f"yes, pid {st['running_pid']}" if st["running_pid"] else "no"
     print(f"  running      {running}")
+    return 0
+
+
+def _report(args) -> int:
+    from pathlib import Path
+
+    from cgbg_bench.errors import CgbgError
+    from cgbg_bench.md.report import data_report
+    from cgbg_bench.units import kT_kj_per_mol
+
+    gb: dict[str, list[Path]] = {}
+    for item in args.gb:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise CgbgError(f"--gb {item!r}: expected NAME=DIR, e.g. obc2=data/ala2/obc2")
+        gb.setdefault(name, []).append(Path(path))
+    for d in [*args.reference, *(p for v in gb.values() for p in v)]:
+        if not (Path(d) / "run.json").exists():
+            raise CgbgError(f"{d}: not a run directory (no run.json); make one with `cgbg-bench md run`")
+    try:
+        rep = data_report([Path(d) for d in args.reference], gb, kT=kT_kj_per_mol(300.0),
+                          block_ps=args.block_ps, discard_ps=args.discard_ps, n_bootstrap=args.n_bootstrap)
+    except ValueError as exc:
+        raise CgbgError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(rep, indent=1))
+        return 0
+    from tabulate import tabulate
+
+    ok = lambda v, e: f"{v:.4f} +- {e:.4f}"  # noqa: E731
+    print(tabulate([[r["dir"], r["role"], f"{r['ns']:.2f}", r["blocks"] if r["blocks"] is not None else ""]
+                    for r in rep["runs"]], headers=["run", "role", "ns", "blocks"], tablefmt="github"))
+    print(f"\nreference: {rep['n_blocks']} blocks of {rep['block_ps']:g} ps, {args.n_bootstrap} bootstraps")
+    print(f"  own noise JS        {ok(*rep['self_js'])}   (bootstrap replicate vs full reference)")
+    print(f"  own noise PMF error {ok(*rep['self_pmf_error'])}")
+    rows = [[f"residue {k + 1}", f"{h:.4f}", f"{p:.4f} +- {e:.4f}", f"{100 * e / p:.1f}%" if p > 0 else "n/a"]
+            for k, (h, (p, e)) in enumerate(zip(rep["halves_js"], rep["phi_positive"]))]
+    print(tabulate(rows, headers=["", "JS(1st half, 2nd half)", "phi > 0 population", "rel. error"],
+                   tablefmt="github"))
+    if rep.get("baselines"):
+        print()
+        print(tabulate([[name, ok(*m["js"]), ok(*m["pmf_error"])] for name, m in rep["baselines"].items()],
+                       headers=["implicit solvent", "JS", "PMF error"], tablefmt="github"))
     return 0
 
 
