@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from cgbg_bench.build.alanine import AlanineSources, FlowSettings, build
+from cgbg_bench.fm.pipeline import FMSettings
 from cgbg_bench.md.production import RunSettings, run
 from cgbg_bench.task import load_task
 
@@ -17,14 +18,15 @@ def built(tmp_path_factory):
     run(RunSettings("ala2", "vacuum", "wtmetad", seed=1, **short), metad, ns=0.006, platform="CPU")
     run(RunSettings("ala2", "vacuum", "static", seed=2, **short), static, ns=0.006, bias_from=metad,
         platform="CPU")
-    run(RunSettings("ala2", "vacuum", seed=3, **short), unbiased, ns=0.006, platform="CPU")
+    run(RunSettings("ala2", "vacuum", seed=3, **short), unbiased, ns=0.012, platform="CPU")  # >= 10 frames: FM prior
     run(RunSettings("ala2", "obc2", seed=4, **short), obc2, ns=0.004, platform="CPU")
     sources = AlanineSources(unbiased=(unbiased,), static=(static,), metad=(metad,), gb={"obc2": (obc2,)})
     cache = base / "cache"
     mp = pytest.MonkeyPatch()
     mp.setenv("CGBG_BENCH_CACHE", str(cache))
     written = build("ala2", sources, root=base / "repo", bank_size=3000, block_ps=2.0,
-                    flow=FlowSettings(epochs=2, transforms=1, hidden=16, batch_size=64))
+                    flow=FlowSettings(epochs=2, transforms=1, hidden=16, batch_size=64),
+                    fm=FMSettings(seed=1, max_epochs=2, n_rbf=4, hidden=(16,), block_ps=1.0))
     yield base / "repo", written, cache
     mp.undo()
 
@@ -39,7 +41,7 @@ def test_builds_four_tasks_with_the_fixed_observables(built):
     ha = load_task(root / "tasks" / "ala2-heavy-atom")
     assert ha.observables[0].indices == ((1, 3, 4, 6), (3, 4, 6, 8))
     ref = cb.load_reference()
-    assert not ref.exact and ref.block_hist.shape == (6, 1, 10_000)  # 3 x 2 ps blocks per run, 2 runs
+    assert not ref.exact and ref.block_hist.shape == (9, 1, 10_000)  # 6 + 3 blocks of 2 ps
 
 
 def test_generated_bank_is_cached_and_scores(built, monkeypatch):
@@ -59,6 +61,25 @@ def test_generated_bank_is_cached_and_scores(built, monkeypatch):
 
     result, _ = evaluate(Flat(), task, device="cpu", n_bootstrap=20)
     assert 0 < result.scores.metrics["js"].value <= np.log(2)
+
+
+def test_fm_baselines_are_shared_by_both_variants_and_scored(built):
+    import json
+
+    import yaml
+
+    root, _, _ = built
+    meta = yaml.safe_load((root / "baselines" / "ala2-core-beta" / "baselines.yaml").read_text())
+    assert list(meta) == ["fm-unbiased", "fm-biased", "prior-only"]
+    assert meta["fm-biased"]["training"]["data_kind"] == "biased"
+    assert [p.rsplit("/", 1)[-1] for p in meta["fm-biased"]["training"]["data"]] == ["metad", "static"]
+    assert meta["prior-only"]["training"]["n_parameters"] == 0
+    for name in ("ala2-core-beta", "ala2-core-beta-biased"):
+        task = load_task(root / "tasks" / name)
+        pmfs = {b.name: b.file.verify() for b in task.baselines if b.kind == "pmf"}
+        assert set(pmfs) == set(meta) and all(p.parent.name == "ala2-core-beta" for p in pmfs.values())
+        scores = json.loads((root / "tasks" / name / "baseline_scores.json").read_text())["baselines"]
+        assert {"js", "pmf_error", "ess"} <= set(scores["fm-biased"]["metrics"])
 
 
 def test_gb_rows_are_stored_without_ess(built):
@@ -88,7 +109,7 @@ def test_md_report_cli_on_the_same_runs(built, capsys):
     roles = {r["dir"].rsplit("/", 1)[-1]: r["role"] for r in rep["runs"]}
     assert roles == {"unbiased": "reference", "static": "reference", "metad": "evolving bias (not used)",
                      "obc2": "baseline obc2"}
-    assert rep["n_blocks"] == 6 and len(rep["halves_js"]) == 1 and len(rep["phi_positive"]) == 1
+    assert rep["n_blocks"] == 9 and len(rep["halves_js"]) == 1 and len(rep["phi_positive"]) == 1
     assert set(rep["baselines"]["obc2"]) >= {"js", "pmf_error"}
     assert main(argv[:-1]) == 0 and "phi > 0 population" in capsys.readouterr().out
     assert main(["md", "report", "--reference", str(base)]) == 2

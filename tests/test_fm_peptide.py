@@ -268,6 +268,40 @@ def test_cli_rejects_wrong_system(cli_run, tmp_path, capsys):
     assert "ala2 run" in capsys.readouterr().err
 
 
+def test_cli_task_form_and_errors(cli_run, tmp_path, capsys, monkeypatch):
+    """--task takes system and representation from the task; contradictions, missing
+    representation and unknown data keywords are named."""
+    from cgbg_bench.cli import main
+    from cgbg_bench.fm import pipeline
+
+    run, _ = cli_run
+    task = tmp_path / "t"
+    task.mkdir()
+    (task / "task.yaml").write_text("x")  # not loaded: load_task is replaced below
+    monkeypatch.setattr("cgbg_bench.task.load_task",
+                        lambda name: types.SimpleNamespace(name="ala2-core-beta", system="ala2",
+                                                           representation="core-beta"))
+    out = tmp_path / "p.pt2"
+    assert main(["train-pmf", "--task", "ala2-core-beta", "--data", str(run), "--out", str(out),
+                 "--prior-only"]) == 0
+    side = yaml.safe_load(out.with_suffix(".yaml").read_text())
+    assert side["model"]["system"] == "ala2" and side["model"]["representation"] == "core-beta"
+    assert main(["train-pmf", "--task", "ala2-core-beta", "--representation", "heavy-atom", "--data", str(run),
+                 "--out", str(out), "--prior-only"]) == 2
+    assert "contradicts task ala2-core-beta" in capsys.readouterr().err
+    assert main(["train-pmf", "--system", "ala2", "--data", str(run), "--out", str(out)]) == 2
+    assert "--task NAME, or both" in capsys.readouterr().err
+    # 'biased' resolves to the conventional run folders under data/ala2 (here: a fake repo)
+    fake = tmp_path / "repo"
+    (fake / "data" / "ala2" / "explicit-static").mkdir(parents=True)
+    (fake / "data" / "ala2" / "explicit-static" / "run.json").write_text("{}")
+    assert pipeline.runs_for("biased", "ala2", fake) == [fake / "data" / "ala2" / "explicit-static"]
+    with pytest.raises(Exception, match="none of"):
+        pipeline.runs_for("unbiased", "ala2", fake)
+    with pytest.raises(Exception, match="expected run directories or one of"):
+        pipeline.runs_for("metad", "ala2", fake)
+
+
 def _finite_difference_forces(module, x: torch.Tensor, h: float = 1e-4) -> torch.Tensor:
     """Central differences of a float32 module; divides by the step actually taken
     (x + h and x - h are rounded to float32)."""

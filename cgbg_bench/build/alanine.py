@@ -9,6 +9,11 @@ proposal variant, it writes ``tasks/<system>-<representation>[-biased]/`` with:
   from the unbiased runs and the exactly reweighted static-bias runs (cgbg_bench.reference);
 - ``gb-<name>.npz``: the implicit-solvent runs' unweighted block histograms (baseline rows
   scored without ESS);
+- ``baselines/<system>-<representation>/``: force-matched PMFs on the unbiased runs
+  (``fm-unbiased``, PMF_U) and on the biased runs, metadynamics and static-bias
+  (``fm-biased``, PMF_B), and the fitted prior alone (``prior-only``, the lower bar), each
+  a .pt2 with its training sidecar (.yaml) and an entry in ``baselines.yaml``; shared by
+  the plain and the -biased task of that representation;
 - ``flow.pt``: an internal-coordinate flow trained on the CG frames of the unbiased runs
   (plain variant) or of the metadynamics runs (``-biased``), and in task.yaml the spec and
   fingerprint of the bank generated from it on first use (cgbg_bench.bank);
@@ -40,7 +45,16 @@ log = logging.getLogger(__name__)
 __all__ = ["AlanineSources", "FlowSettings", "build"]
 
 TEMPERATURE_K = 300.0
-SEEDS = {"flow": 21, "bank": 22}
+SEEDS = {"flow": 21, "bank": 22, "fm": 23}
+
+# name -> (description, data kind); the data kind picks the runs (see _fm_runs)
+FM_BASELINES = {
+    "fm-unbiased": ("force-matched PMF_U: prior + MLP on the unbiased explicit-solvent runs", "unbiased"),
+    "fm-biased": ("force-matched PMF_B: prior + MLP on the metadynamics and static-bias runs "
+                  "(forces of the unbiased Hamiltonian)", "biased"),
+    "prior-only": ("the fitted prior alone (harmonic bonds/angles, improper, repulsion): the lower bar",
+                   "unbiased"),
+}
 
 
 @dataclass(frozen=True)
@@ -77,9 +91,44 @@ def _command(system: str, sources: AlanineSources) -> str:
     return shlex.join(parts)
 
 
+def _fm_runs(sources: AlanineSources, kind: str) -> tuple[Path, ...]:
+    return sources.unbiased if kind == "unbiased" else (*sources.metad, *sources.static)
+
+
+def train_fm_baselines(system: str, rep: str, sources: AlanineSources, out_dir: Path, command: str,
+                       fm: "FMSettings | None" = None) -> list[dict]:
+    """Train and export the force-matching baselines of one representation; returns task.yaml entries."""
+    import yaml
+
+    from cgbg_bench._io import atomic_write_text
+    from cgbg_bench.fm.pipeline import FMSettings, train_and_export
+
+    fm = fm or FMSettings(seed=SEEDS["fm"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta, entries = {}, []
+    for name, (description, kind) in FM_BASELINES.items():
+        runs = _fm_runs(sources, kind)
+        path = out_dir / f"{name}.pt2"
+        log.info("%s-%s: training baseline %s on %d run(s)", system, rep, name, len(runs))
+        side = train_and_export(system, rep, runs, path, settings=fm, prior_only=name == "prior-only",
+                                command=command, log=log.info)
+        rmse = side["force_rmse_kj_per_mol_nm"]
+        meta[name] = {"file": path.name, "description": description, "command": command,
+                      "training": {"data_kind": kind, "data": [str(d) for d in runs], "seed": fm.seed,
+                                   "sidecar": f"{name}.yaml", "val_force_rmse": rmse["val"],
+                                   "prior_val_force_rmse": rmse["prior_val"],
+                                   "n_parameters": side["model"]["n_parameters"],
+                                   **({} if side["training"] is None else
+                                      {"epochs": side["training"]["epochs"],
+                                       "best_epoch": side["training"]["best_epoch"]})}}
+        entries.append((name, description, path))
+    atomic_write_text(out_dir / "baselines.yaml", yaml.safe_dump(meta, sort_keys=False))
+    return entries
+
+
 def build(system: str, sources: AlanineSources, *, root: Path | None = None, bank_size: int = 1_000_000,
           block_ps: float = 1000.0, flow: FlowSettings = FlowSettings(), discard_ps: float = 0.0,
-          task_version: int = 1) -> list[Path]:
+          task_version: int = 1, fm: "FMSettings | None" = None) -> list[Path]:
     """Build every task of ``system``; returns the task folders written."""
     if not (sources.unbiased or sources.static):
         raise ValueError("the reference needs at least one unbiased or static-bias run (--unbiased/--static)")
@@ -100,12 +149,15 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
         columns = [r - 1 for r in mapping.residues]  # alanine r is column r-1 of phi/psi
         reference = combine_runs(ref_runs, block_ps, columns)
         gb_hists = {name: combine_runs(runs, block_ps, columns) for name, runs in gb_runs.items()}
+        fm_entries = train_fm_baselines(system, rep, sources, root / "baselines" / f"{system}-{rep}", command, fm)
         for suffix, train_dirs, kind in (("", sources.unbiased, "unbiased"), ("-biased", sources.metad, "metad")):
             name = f"{system}-{rep}{suffix}"
             task_dir = root / "tasks" / name
             task_dir.mkdir(parents=True, exist_ok=True)
             atomic_savez(task_dir / "reference.npz", block_hist=reference, exact=np.array(False))
-            baselines = []
+            baselines = [{"name": name, "kind": "pmf",
+                          **file_entry(path, task_dir, provenance(command, SEEDS["fm"])),
+                          "description": description} for name, description, path in fm_entries]
             for gb, hist in gb_hists.items():
                 atomic_savez(task_dir / f"gb-{gb}.npz", block_hist=hist)
                 baselines.append({"name": f"gb-{gb}", "kind": "md-histogram",

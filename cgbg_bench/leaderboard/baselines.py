@@ -32,8 +32,8 @@ BASELINE_LICENSE = "MIT"  # the repository's license (pyproject.toml)
 def _training_data(training: Mapping[str, Any] | None) -> str:
     if not training:
         return "none"
-    stem = Path(str(training.get("data", ""))).stem
-    return stem if stem in ("unbiased", "biased") else "other"
+    kind = training.get("data_kind") or Path(str(training.get("data", ""))).stem
+    return kind if kind in ("unbiased", "biased") else "other"
 
 
 def _approach(kind: str, description: str, training: Mapping[str, Any] | None) -> str:

@@ -1,0 +1,115 @@
+"""Train a CG peptide PMF by force matching on MD runs and export it with its sidecar.
+
+One function, :func:`train_and_export`, used by ``cgbg-bench train-pmf`` and by the
+task builder (baseline PMFs of the alanine tasks). Writes PATH.pt2 and PATH.yaml
+(training command, data runs with chunk count and sha256, seed, settings, parameter
+count, train/validation force RMSE of the model and of the prior alone, the fitted
+prior, versions).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["FMSettings", "train_and_export", "sidecar_path", "FORMAT", "DATA_KINDS", "runs_for"]
+
+FORMAT = "cgbg-bench force-matching pmf v1"
+
+# `--data unbiased|biased`: the conventional run folders under data/<system>/
+DATA_KINDS = {"unbiased": ("explicit-unbiased",), "biased": ("explicit-wtmetad", "explicit-static")}
+
+
+@dataclass(frozen=True)
+class FMSettings:
+    seed: int = 0
+    max_epochs: int = 200
+    patience: int = 20
+    lr: float = 1e-3
+    batch_size: int = 128
+    block_ps: float = 100.0
+    val_fraction: float = 0.2
+    n_rbf: int = 16
+    hidden: tuple[int, ...] = field(default=(128, 128))
+
+
+def sidecar_path(out) -> Path:
+    return Path(out).with_suffix(".yaml")
+
+
+def runs_for(kind: str, system: str, root: Path) -> list[Path]:
+    """The run folders of a data kind ('unbiased' or 'biased') that exist under root/data/system."""
+    from cgbg_bench.errors import DataError
+
+    if kind not in DATA_KINDS:
+        raise DataError(f"--data {kind!r}: expected run directories or one of {sorted(DATA_KINDS)}")
+    dirs = [root / "data" / system / name for name in DATA_KINDS[kind]]
+    found = [d for d in dirs if (d / "run.json").exists()]
+    if not found:
+        raise DataError(f"--data {kind}: none of {', '.join(map(str, dirs))} is a run directory; "
+                        "make them with `cgbg-bench md run` (docs/md.md) or pass the directories")
+    return found
+
+
+def train_and_export(system: str, representation: str, data_dirs, out, *, settings: FMSettings = FMSettings(),
+                     prior_only: bool = False, command: str, log=print) -> dict:
+    """Fit the prior and the network on the runs, export ``out`` (.pt2) and its sidecar; return the sidecar."""
+    import torch
+    import yaml
+
+    import cgbg_bench
+    from cgbg_bench._io import atomic_write_text, sha256_file
+    from cgbg_bench.errors import DataError
+    from cgbg_bench.fm.peptide import export_peptide_pmf, load_training_data, train_peptide_pmf
+
+    out = Path(out)
+    if out.suffix != ".pt2":
+        raise DataError(f"--out {out}: the model is saved as a torch.export program; use the suffix .pt2")
+    data = load_training_data(data_dirs, representation, system=system, block_ps=settings.block_ps)
+    log(f"data: {len(data.positions)} frames of {data.mapping.name} from {len(data.sources)} run(s), "
+        f"{len(set(data.block_ids.tolist()))} blocks of {settings.block_ps:g} ps")
+    result = train_peptide_pmf(
+        data, prior_only=prior_only, seed=settings.seed, val_fraction=settings.val_fraction, lr=settings.lr,
+        max_epochs=settings.max_epochs, patience=settings.patience, batch_size=settings.batch_size,
+        n_rbf=settings.n_rbf, hidden=tuple(settings.hidden),
+    )
+    # a few frames spread over the data as the export example
+    example = data.positions[:: max(1, len(data.positions) // 7)][:7]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_peptide_pmf(result.model, example, out)
+    rep = result.report
+    sidecar = {
+        "format": FORMAT,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "model": {"path": out.name, "sha256": sha256_file(out),
+                  "kind": "prior" if prior_only else "prior + MLP(RBF pair distances, cos/sin Z-matrix dihedrals)",
+                  "system": system, "representation": representation,
+                  "n_beads": data.mapping.n_beads, "input": "(B, n_beads, 3) float32 nm",
+                  "output": "(B,) kJ/mol", "n_parameters": result.n_parameters},
+        "data": [dict(s) for s in data.sources],
+        "seed": settings.seed,
+        "settings": result.settings,
+        "force_rmse_kj_per_mol_nm": {
+            "train": round(result.train_force_rmse, 4), "val": round(result.val_force_rmse, 4),
+            "prior_train": round(result.prior_train_force_rmse, 4),
+            "prior_val": round(result.prior_val_force_rmse, 4),
+            "note": "RMS per force component on the time-block split; mapped forces carry a large "
+                    "irreducible noise, so compare val with prior_val",
+        },
+        "training": None if rep is None else {
+            "epochs": rep.epochs, "best_epoch": rep.best_epoch, "stopped_early": rep.stopped_early,
+            "n_train": rep.n_train, "n_val": rep.n_val, "val_blocks": list(rep.val_blocks)},
+        "prior": (result.model if prior_only else result.model.prior).to_dict(),
+        "versions": {"cgbg_bench": cgbg_bench.__version__, "torch": str(torch.__version__)},
+    }
+    atomic_write_text(sidecar_path(out), yaml.safe_dump(sidecar, sort_keys=False))
+    log(f"force RMSE (kJ/mol/nm): val {result.val_force_rmse:.2f} (prior alone {result.prior_val_force_rmse:.2f}), "
+        f"train {result.train_force_rmse:.2f} (prior alone {result.prior_train_force_rmse:.2f})")
+    if rep is not None:
+        log(f"epochs {rep.epochs} (best {rep.best_epoch}), {result.n_parameters} parameters")
+    log(f"wrote {out} and {sidecar_path(out)}")
+    return sidecar
+
+
