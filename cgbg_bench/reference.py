@@ -44,7 +44,8 @@ class RunDihedrals:
         return len(self.phi) * self.dt_ps / 1000.0
 
 
-def load_run_dihedrals(run_dir: str | Path, kT: float, *, discard_ps: float = 0.0) -> RunDihedrals:
+def load_run_dihedrals(run_dir: str | Path, kT: float, *, discard_ps: float = 0.0,
+                       max_chunks: int | None = None) -> RunDihedrals:
     """Read a `cgbg-bench md run` directory: bias none -> weight 1, static -> exp(+V/kT).
 
     Runs with an evolving bias (wtmetad) are refused: their reweighting is not exact.
@@ -59,7 +60,7 @@ def load_run_dihedrals(run_dir: str | Path, kT: float, *, discard_ps: float = 0.
     if bias not in ("none", "static"):
         raise ValueError(f"{run_dir}: bias {bias!r} changes during the run; only unbiased and static-bias "
                          "runs give an exact reference")
-    d = load_chunks(run_dir, keys=("time_ps", "phi", "psi", "bias_energy_kj_per_mol"))
+    d = load_chunks(run_dir, keys=("time_ps", "phi", "psi", "bias_energy_kj_per_mol"), max_chunks=max_chunks)
     keep = d["time_ps"] >= d["time_ps"][0] + discard_ps
     v = d["bias_energy_kj_per_mol"][keep].astype(np.float64)
     log_w = v / kT if bias == "static" else np.zeros_like(v)

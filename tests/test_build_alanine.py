@@ -40,6 +40,9 @@ def test_builds_four_tasks_with_the_fixed_observables(built):
     assert cb.observables[0].indices == ((0, 1, 2, 4), (1, 2, 4, 5))  # science.md section 3
     ha = load_task(root / "tasks" / "ala2-heavy-atom")
     assert ha.observables[0].indices == ((1, 3, 4, 6), (3, 4, 6, 8))
+    command = cb.reference.provenance["command"]
+    for run_name, n in (("unbiased", 6), ("static", 3), ("metad", 3), ("obc2", 2)):
+        assert f"/{run_name}={n}" in command  # every run pinned to the chunks the build read
     ref = cb.load_reference()
     assert not ref.exact and ref.block_hist.shape == (9, 1, 10_000)  # 6 + 3 blocks of 2 ps
 
@@ -89,6 +92,17 @@ def test_gb_rows_are_stored_without_ess(built):
     scores = json.loads((root / "tasks" / "ala2-core-beta" / "baseline_scores.json").read_text())
     gb = scores["baselines"]["gb-obc2"]["metrics"]
     assert set(gb) == {"js", "pmf_error", "js_floor"}
+
+
+def test_max_chunks_limits_what_is_read(built):
+    from cgbg_bench.errors import MDError
+    from cgbg_bench.md.production import load_chunks
+
+    run = built[0].parent / "unbiased"
+    assert len(load_chunks(run, ("time_ps",), max_chunks=2)["time_ps"]) == 2 * len(
+        load_chunks(run, ("time_ps",), max_chunks=1)["time_ps"])
+    with pytest.raises(MDError, match="7 chunks requested, only 6 finished"):
+        load_chunks(run, max_chunks=7)
 
 
 def test_refuses_without_reference_runs(tmp_path):

@@ -15,7 +15,7 @@ proposal variant, it writes ``tasks/<system>-<representation>[-biased]/`` with:
   a .pt2 with its training sidecar (.yaml) and an entry in ``baselines.yaml``; shared by
   the plain and the -biased task of that representation;
 - ``flow.pt``: an internal-coordinate flow trained on the CG frames of the unbiased runs
-  (plain variant) or of the metadynamics runs (``-biased``), and in task.yaml the spec and
+  (plain variant) or of the metadynamics and static-bias runs (``-biased``), and in task.yaml the spec and
   fingerprint of the bank generated from it on first use (cgbg_bench.bank);
 - ``task.yaml`` with hashes and provenance, and ``baseline_scores.json``.
 Runs with an evolving bias never enter the reference. Every step is seeded.
@@ -23,6 +23,7 @@ Runs with an evolving bias never enter the reference. Every step is seeded.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shlex
 from dataclasses import dataclass, field
@@ -63,6 +64,20 @@ class AlanineSources:
     static: tuple[Path, ...]
     metad: tuple[Path, ...]
     gb: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+    # run dir (as given) -> number of chunks to use; runs not listed are snapshotted at build start
+    max_chunks: dict[str, int] = field(default_factory=dict)
+
+    def all_runs(self) -> tuple[Path, ...]:
+        return (*self.unbiased, *self.static, *self.metad, *(d for v in self.gb.values() for d in v))
+
+    def snapshot(self) -> "AlanineSources":
+        """Pin every run to its chunks finished now (runs may go on while a build reads them)."""
+        from cgbg_bench.md.production import run_status
+
+        pinned = dict(self.max_chunks)
+        for d in self.all_runs():
+            pinned.setdefault(str(d), int(run_status(d)["chunks_done"]))
+        return dataclasses.replace(self, max_chunks=pinned)
 
 
 @dataclass(frozen=True)
@@ -75,10 +90,10 @@ class FlowSettings:
     lr: float = 1e-3
 
 
-def _frames(dirs, representation: str) -> np.ndarray:
+def _frames(dirs, representation: str, max_chunks: dict[str, int]) -> np.ndarray:
     from cgbg_bench.md.production import load_cg
 
-    return np.concatenate([load_cg(d, representation)["positions_nm"] for d in dirs])
+    return np.concatenate([load_cg(d, representation, max_chunks.get(str(d)))["positions_nm"] for d in dirs])
 
 
 def _command(system: str, sources: AlanineSources) -> str:
@@ -88,6 +103,8 @@ def _command(system: str, sources: AlanineSources) -> str:
             parts += [flag, *map(str, dirs)]
     for name, dirs in sources.gb.items():
         parts += [a for d in dirs for a in ("--gb", f"{name}={d}")]
+    for d, n in sources.max_chunks.items():
+        parts += ["--max-chunks", f"{d}={n}"]
     return shlex.join(parts)
 
 
@@ -111,7 +128,7 @@ def train_fm_baselines(system: str, rep: str, sources: AlanineSources, out_dir: 
         path = out_dir / f"{name}.pt2"
         log.info("%s-%s: training baseline %s on %d run(s)", system, rep, name, len(runs))
         side = train_and_export(system, rep, runs, path, settings=fm, prior_only=name == "prior-only",
-                                command=command, log=log.info)
+                                command=command, log=log.info, max_chunks=sources.max_chunks)
         rmse = side["force_rmse_kj_per_mol_nm"]
         meta[name] = {"file": path.name, "description": description, "command": command,
                       "training": {"data_kind": kind, "data": [str(d) for d in runs], "seed": fm.seed,
@@ -136,9 +153,12 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
         raise ValueError("both proposal variants need training data: --unbiased and --metad runs")
     root = root or Path(__file__).resolve().parents[2]
     kT = kT_kj_per_mol(TEMPERATURE_K)
+    sources = sources.snapshot()
     command = _command(system, sources)
-    ref_runs = [load_run_dihedrals(d, kT, discard_ps=discard_ps) for d in (*sources.unbiased, *sources.static)]
-    gb_runs = {name: [load_run_dihedrals(d, kT, discard_ps=discard_ps) for d in dirs]
+    mc = sources.max_chunks
+    ref_runs = [load_run_dihedrals(d, kT, discard_ps=discard_ps, max_chunks=mc[str(d)])
+                for d in (*sources.unbiased, *sources.static)]
+    gb_runs = {name: [load_run_dihedrals(d, kT, discard_ps=discard_ps, max_chunks=mc[str(d)]) for d in dirs]
                for name, dirs in sources.gb.items()}
     written = []
     for sys_name, rep in BENCHMARK_REPRESENTATIONS:
@@ -150,7 +170,8 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
         reference = combine_runs(ref_runs, block_ps, columns)
         gb_hists = {name: combine_runs(runs, block_ps, columns) for name, runs in gb_runs.items()}
         fm_entries = train_fm_baselines(system, rep, sources, root / "baselines" / f"{system}-{rep}", command, fm)
-        for suffix, train_dirs, kind in (("", sources.unbiased, "unbiased"), ("-biased", sources.metad, "metad")):
+        for suffix, train_dirs, kind in (("", sources.unbiased, "unbiased"),
+                                         ("-biased", _fm_runs(sources, "biased"), "biased (metadynamics and static-bias)")):
             name = f"{system}-{rep}{suffix}"
             task_dir = root / "tasks" / name
             task_dir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +184,7 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
                 baselines.append({"name": f"gb-{gb}", "kind": "md-histogram",
                                   **file_entry(task_dir / f"gb-{gb}.npz", task_dir, provenance(command, None)),
                                   "description": f"implicit solvent GB {gb.upper()} MD, unweighted"})
-            frames = _frames(train_dirs, rep)
+            frames = _frames(train_dirs, rep, mc)
             log.info("%s: training the IC flow on %d %s frames", name, len(frames), kind)
             model, report = train_ic_flow(z, frames, seed=SEEDS["flow"], epochs=flow.epochs,
                                           transforms=flow.transforms, bins=flow.bins, hidden=flow.hidden,

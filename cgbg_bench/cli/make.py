@@ -22,6 +22,9 @@ def add_parser(sub) -> None:
     md.add_argument("--static", nargs="+", default=[], type=Path, help="static-bias explicit-solvent runs")
     md.add_argument("--metad", nargs="+", default=[], type=Path, help="metadynamics runs (biased training data)")
     md.add_argument("--gb", action="append", default=[], metavar="NAME=DIR", help="implicit-solvent run, e.g. obc2=DIR")
+    md.add_argument("--max-chunks", action="append", default=[], metavar="DIR=N",
+                    help="use only the first N chunks of run DIR (default: the chunks finished when the "
+                         "build starts; the build records them in its command)")
     md.add_argument("--bank-size", type=int, default=1_000_000, help="proposal bank size (default 10^6)")
     md.add_argument("--block-ps", type=float, default=1000.0, help="reference block length in ps (default 1000)")
     md.add_argument("--discard-ps", type=float, default=0.0, help="drop this much of each run's start")
@@ -43,7 +46,13 @@ def run(args) -> int:
             if not sep or not name or not path:
                 raise CgbgError(f"--gb {item!r}: expected NAME=DIR, e.g. obc2=data/ala2/obc2")
             gb[name] = gb.get(name, ()) + (Path(path),)
-        sources = AlanineSources(tuple(args.unbiased), tuple(args.static), tuple(args.metad), gb)
+        max_chunks: dict[str, int] = {}
+        for item in args.max_chunks:
+            path, sep, n = item.rpartition("=")
+            if not sep or not path or not n.isdigit():
+                raise CgbgError(f"--max-chunks {item!r}: expected DIR=N, e.g. data/ala2/explicit-unbiased=9")
+            max_chunks[str(Path(path))] = int(n)
+        sources = AlanineSources(tuple(args.unbiased), tuple(args.static), tuple(args.metad), gb, max_chunks)
         try:
             written = build(args.family, sources, bank_size=args.bank_size, block_ps=args.block_ps,
                             discard_ps=args.discard_ps, task_version=args.version)

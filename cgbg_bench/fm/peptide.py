@@ -189,13 +189,15 @@ def _chunks_sha256(paths: list[Path]) -> str:
 
 
 def load_training_data(
-    dirs, representation: str, *, system: str | None = None, block_ps: float = 100.0
+    dirs, representation: str, *, system: str | None = None, block_ps: float = 100.0,
+    max_chunks: dict | None = None,
 ) -> PeptideData:
     """Load the finished chunks of MD run directories, mapped to ``representation``.
 
     All runs must be of one system (checked against ``system`` when given) and one
     temperature. Frames are grouped into blocks of ``block_ps`` of simulated time per
-    run for the train/validation split.
+    run for the train/validation split. ``max_chunks``: {run dir: n} uses only the first
+    n chunks of that run.
     """
     from cgbg_bench.md.production import chunk_paths, load_cg
 
@@ -219,7 +221,7 @@ def load_training_data(
         if temperature is not None and settings["temperature_kelvin"] != temperature:
             raise DataError(f"{d}: temperature {settings['temperature_kelvin']} K differs from {temperature} K")
         temperature = settings["temperature_kelvin"]
-        data = load_cg(d, representation)
+        data = load_cg(d, representation, max_chunks=(max_chunks or {}).get(str(d)))
         if mapping is not None and data["mapping"] != mapping:
             raise DataError(f"{d}: a {data['mapping'].name} run; the other runs are {mapping.name}")
         mapping = data["mapping"]

@@ -53,7 +53,7 @@ def runs_for(kind: str, system: str, root: Path) -> list[Path]:
 
 
 def train_and_export(system: str, representation: str, data_dirs, out, *, settings: FMSettings = FMSettings(),
-                     prior_only: bool = False, command: str, log=print) -> dict:
+                     prior_only: bool = False, command: str, log=print, max_chunks: dict | None = None) -> dict:
     """Fit the prior and the network on the runs, export ``out`` (.pt2) and its sidecar; return the sidecar."""
     import torch
     import yaml
@@ -66,7 +66,8 @@ def train_and_export(system: str, representation: str, data_dirs, out, *, settin
     out = Path(out)
     if out.suffix != ".pt2":
         raise DataError(f"--out {out}: the model is saved as a torch.export program; use the suffix .pt2")
-    data = load_training_data(data_dirs, representation, system=system, block_ps=settings.block_ps)
+    data = load_training_data(data_dirs, representation, system=system, block_ps=settings.block_ps,
+                              max_chunks=max_chunks)
     log(f"data: {len(data.positions)} frames of {data.mapping.name} from {len(data.sources)} run(s), "
         f"{len(set(data.block_ids.tolist()))} blocks of {settings.block_ps:g} ps")
     result = train_peptide_pmf(

@@ -170,8 +170,12 @@ def _chunk_path(out_dir: Path, index: int) -> Path:
     return out_dir / f"chunk_{index:06d}.npz"
 
 
-def load_chunks(out_dir: str | os.PathLike, keys: tuple[str, ...] | None = None) -> dict:
+def load_chunks(out_dir: str | os.PathLike, keys: tuple[str, ...] | None = None,
+                max_chunks: int | None = None) -> dict:
     """Concatenate the array keys of the finished chunks (those the checkpoint covers).
+
+    ``max_chunks``: only the first n (chunks are append-only, so a build that records n
+    can be repeated exactly while the run goes on).
 
     Without ``keys``: the keys that every chunk has (chunks written by older code may
     lack newer keys such as ``min_image_distance_nm``). A key in ``keys`` that some
@@ -184,6 +188,10 @@ def load_chunks(out_dir: str | os.PathLike, keys: tuple[str, ...] | None = None)
     paths = chunk_paths(out_dir)
     if done is not None:
         paths = paths[:done]
+    if max_chunks is not None:
+        if max_chunks > len(paths):
+            raise MDError(f"{out_dir}: {max_chunks} chunks requested, only {len(paths)} finished")
+        paths = paths[:max_chunks]
     if not paths:
         raise MDError(f"{out_dir}: no finished chunks")
     parts: dict[str, list] = {}
@@ -201,7 +209,7 @@ def load_chunks(out_dir: str | os.PathLike, keys: tuple[str, ...] | None = None)
     return {k: np.concatenate(v) for k, v in parts.items() if k in common}
 
 
-def load_cg(out_dir: str | os.PathLike, representation: str) -> dict:
+def load_cg(out_dir: str | os.PathLike, representation: str, max_chunks: int | None = None) -> dict:
     """The finished chunks of a run mapped to a CG representation.
 
     Returns ``positions_nm`` and ``forces_kj_per_mol_nm`` (F, n_beads, 3) float32 (the
@@ -217,7 +225,7 @@ def load_cg(out_dir: str | os.PathLike, representation: str) -> dict:
     system = json.loads((out_dir / "run.json").read_text())["settings"]["system"]
     mapping = get_mapping(system, representation)
     beads = mapping.atom_indices(md.load(str(out_dir / "solute.pdb")).topology)
-    data = load_chunks(out_dir)
+    data = load_chunks(out_dir, max_chunks=max_chunks)
     for key in ("positions_nm", "forces_kj_per_mol_nm"):
         data[key] = np.ascontiguousarray(data[key][:, beads])
     data["mapping"] = mapping
