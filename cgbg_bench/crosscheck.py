@@ -518,6 +518,20 @@ def crosscheck(
     )
 
 
+def _mass_level(h: np.ndarray, mass: float = 0.999) -> float:
+    """Free energy (kT above the minimum) of the bins holding the most probable ``mass`` of h.
+
+    A colour or axis range that shows the populated region: a few rare bins of a reweighted
+    bank (one heavy sample) would stretch a min-max range to tens of kT.
+    """
+    p = np.sort(np.asarray(h, np.float64).ravel())[::-1]
+    p = p[p > 0]
+    if p.size < 2:
+        return 1.0
+    last = min(int(np.searchsorted(np.cumsum(p) / p.sum(), mass)), p.size - 1)
+    return max(float(np.log(p[0] / p[last])), 1.0)
+
+
 def plot_crosscheck(result: CrosscheckResult, path: str | os.PathLike) -> Path:
     """Per observable: (phi, psi) free energy of the simulation and of the reweighted bank on
     one colour scale (kT), and the 1-D phi profiles with bootstrap bands."""
@@ -532,8 +546,7 @@ def plot_crosscheck(result: CrosscheckResult, path: str | os.PathLike) -> Path:
     fig, axes = plt.subplots(len(checks), 3, figsize=(15, 3.8 * len(checks)), squeeze=False)
     for row, c in enumerate(checks):
         surfaces = [_free_energy(h.ravel()).reshape(h.shape) for h in (c.hist_sim, c.hist_bank)]
-        finite = np.concatenate([s[np.isfinite(s)] for s in surfaces])
-        vmax = float(np.percentile(finite, 99)) if finite.size else 1.0
+        vmax = max(_mass_level(h) for h in (c.hist_sim, c.hist_bank))
         extent = [-math.pi, math.pi, -math.pi, math.pi]
         for j, (s, title) in enumerate(zip(surfaces, ("CG Langevin simulation", "reweighted bank"))):
             im = axes[row, j].imshow(s.T, origin="lower", extent=extent, vmin=0, vmax=vmax, cmap="viridis",
@@ -547,9 +560,10 @@ def plot_crosscheck(result: CrosscheckResult, path: str | os.PathLike) -> Path:
                                      (c.phi_profile_bank, c.phi_profile_bank_error, "C3", "reweighted bank")):
             ax.plot(c.phi_centres, f, color=style, label=label)
             ax.fill_between(c.phi_centres, f - err, f + err, color=style, alpha=0.25, linewidth=0)
+        ax.set_ylim(-0.5, max(_mass_level(h.sum(-1)) for h in (c.hist_sim, c.hist_bank)) + 1.0)
         ax.set_xlabel("phi (rad)")
         ax.set_ylabel("free energy (kT)")
-        ax.set_title(f"{c.name}: phi>0 sim {c.phi_positive_sim.point:.3f}, bank {c.phi_positive_bank.point:.3f}",
+        ax.set_title(f"{c.name}: phi>0 sim {c.phi_positive_sim.point:.3g}, bank {c.phi_positive_bank.point:.3g}",
                      fontsize=9)
         ax.legend(fontsize=8)
     verdict = "agree" if result.agree else "DISAGREE"
