@@ -128,3 +128,25 @@ def test_md_report_cli_on_the_same_runs(built, capsys):
     assert main(argv[:-1]) == 0 and "phi > 0 population" in capsys.readouterr().out
     assert main(["md", "report", "--reference", str(base)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_compare_cli_on_the_built_task(built, monkeypatch, capsys, tmp_path):
+    import json
+
+    from cgbg_bench.cli import main
+
+    root, _, cache = built
+    monkeypatch.setenv("CGBG_BENCH_CACHE", str(cache))
+    monkeypatch.setenv("CGBG_BENCH_TASKS", str(root / "tasks"))
+    pmfs = [str(root / "baselines" / "ala2-core-beta" / f"{n}.pt2") for n in ("fm-unbiased", "fm-biased")]
+    plot = tmp_path / "phi.png"
+    assert main(["compare", *pmfs, "--task", "ala2-core-beta", "--n-bootstrap", "20", "--json",
+                 "--plot", str(plot), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    rows = {r["entry"]: r for r in json.loads(out[: out.rindex("}") + 1])["rows"]}
+    assert set(rows) == {"fm-unbiased", "fm-biased", "gb-obc2 (MD)", "proposal (raw)", "reference (MD)"}
+    assert {"js", "pmf_error", "ess", "phi_positive"} <= set(rows["fm-biased"])
+    assert all(0 <= r["phi_positive"][0] <= 1 for r in rows.values())
+    assert plot.stat().st_size > 10_000
+    assert main(["compare", *pmfs, "--task", "ala2-core-beta", "--label", "only-one"]) == 2
+    assert "give one per PMF" in capsys.readouterr().err

@@ -1,0 +1,38 @@
+"""Phi profiles and phi > 0 populations of the simulation-free comparison (known answers)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from cgbg_bench.compare import phi_profile_from_blocks, phi_profile_from_weights
+
+
+def _flat(phi_bin, psi_bin, n=100):
+    return phi_bin * n + psi_bin
+
+
+def test_population_and_profile_of_a_known_weighted_sample():
+    rng = np.random.default_rng(0)
+    n = 40_000
+    phi_bin = np.where(rng.random(n) < 0.5, 20, 70)  # half at phi < 0 (bin 20), half at phi > 0 (bin 70)
+    index = _flat(phi_bin, rng.integers(0, 100, n))
+    w = np.where(phi_bin == 70, 1.0, 3.0)  # reweight to 1/4 at phi > 0
+    prof = phi_profile_from_weights("x", index, w / w.sum(), n_blocks=100, n_bootstrap=200)
+    assert prof.phi_positive == pytest.approx(0.25, abs=4 * prof.phi_positive_error)
+    # binomial-like error of the weighted fraction: sqrt(p(1-p)/N) times the weight-variance inflation
+    assert 0.5 * math.sqrt(0.25 * 0.75 / n) < prof.phi_positive_error < 3 * math.sqrt(0.25 * 0.75 / n)
+    np.testing.assert_allclose(prof.hist[[20, 70]], [0.75, 0.25], atol=4 * prof.phi_positive_error)
+    f = prof.free_energy_kT
+    assert f[20] == 0 and f[70] == pytest.approx(math.log(3), abs=0.05) and np.isnan(f[0])
+
+
+def test_block_profile_error_grows_with_block_disagreement():
+    same = np.zeros((20, 10_000))
+    same[:, _flat(20, 5)] = 9
+    same[:, _flat(70, 5)] = 1
+    flip = same.copy()
+    flip[::2, _flat(20, 5)], flip[::2, _flat(70, 5)] = 1, 9  # half of the blocks disagree
+    a, b = phi_profile_from_blocks("a", same, n_bootstrap=200), phi_profile_from_blocks("b", flip, n_bootstrap=200)
+    assert a.phi_positive == pytest.approx(0.1) and a.phi_positive_error < 1e-12
+    assert b.phi_positive == pytest.approx(0.5) and b.phi_positive_error > 0.05
