@@ -21,7 +21,8 @@ def run_list(args) -> int:
     for name in list_tasks():
         t = load_task(name)
         rows.append([t.name, t.version, t.system, t.representation, t.n_beads,
-                     t.proposal.provenance.get("n_samples", ""), len(t.baselines)])
+                     t.bank.n_samples if t.bank is not None else t.proposal.provenance.get("n_samples", ""),
+                     len(t.baselines)])
     print(tabulate(rows, headers=["task", "version", "system", "representation", "beads", "bank", "baselines"],
                    tablefmt="github"))
     return 0
@@ -40,6 +41,9 @@ def run_info(args) -> int:
     m = t.metrics
     print(f"  metrics: clip at the {m.clip_percentile:g}th percentile of log w, {m.n_bootstrap} bootstrap "
           f"replicates, {m.proposal_blocks} proposal blocks")
+    if t.bank is not None:
+        print(f"  bank: {t.bank.n_samples} samples generated on first use by {t.bank.generator} "
+              f"(seed {t.bank.seed}), cached, checked against its fingerprint (rtol {t.bank.rtol:g})")
     for label, f in (("proposal", t.proposal), ("reference", t.reference)):
         print(f"  {label}: {f.path.name} sha256 {f.sha256[:12]}... made by: {f.provenance.get('command', '?')}")
         if args.verify:
