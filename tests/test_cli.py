@@ -1,5 +1,6 @@
 """The command line end to end, on the synthetic toy task."""
 
+import os
 import json
 
 import pytest
@@ -48,3 +49,17 @@ def test_list_and_info(tasks_env, capsys):
     assert "toy" in capsys.readouterr().out
     assert main(["info", "toy", "--verify"]) == 0
     assert "hashes match" in capsys.readouterr().out
+
+
+def test_cli_sets_passive_openmp_waiting_unless_the_user_chose():
+    """Spinning OpenMP threads made a scoring run 7x slower on a busy 2-core machine (cli/__init__.py)."""
+    import subprocess
+    import sys
+
+    code = "import os, cgbg_bench.cli; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"
