@@ -150,3 +150,12 @@ def test_compare_cli_on_the_built_task(built, monkeypatch, capsys, tmp_path):
     assert plot.stat().st_size > 10_000
     assert main(["compare", *pmfs, "--task", "ala2-core-beta", "--label", "only-one"]) == 2
     assert "give one per PMF" in capsys.readouterr().err
+
+
+def test_reference_from_static_needs_static_runs(tmp_path):
+    with pytest.raises(ValueError, match="needs at least one --static"):
+        build("ala2", AlanineSources(unbiased=(tmp_path,), static=(), metad=(tmp_path,)), root=tmp_path,
+              reference_from="static")
+    with pytest.raises(ValueError, match="'all' or 'static'"):
+        build("ala2", AlanineSources(unbiased=(tmp_path,), static=(tmp_path,), metad=(tmp_path,)), root=tmp_path,
+              reference_from="unbiased")

@@ -145,8 +145,17 @@ def train_fm_baselines(system: str, rep: str, sources: AlanineSources, out_dir: 
 
 def build(system: str, sources: AlanineSources, *, root: Path | None = None, bank_size: int = 1_000_000,
           block_ps: float = 1000.0, flow: FlowSettings = FlowSettings(), discard_ps: float = 0.0,
-          task_version: int = 1, fm: "FMSettings | None" = None) -> list[Path]:
-    """Build every task of ``system``; returns the task folders written."""
+          task_version: int = 1, fm: "FMSettings | None" = None, reference_from: str = "all") -> list[Path]:
+    """Build every task of ``system``; returns the task folders written.
+
+    ``reference_from``: "all" (unbiased and static-bias runs) or "static" (static-bias runs
+    only: an unbiased run too short to have crossed to the rare basins would otherwise
+    dominate the reference with its nominal sample count; docs/md.md has the numbers).
+    """
+    if reference_from not in ("all", "static"):
+        raise ValueError(f"reference_from must be 'all' or 'static', got {reference_from!r}")
+    if reference_from == "static" and not sources.static:
+        raise ValueError("--reference static needs at least one --static run")
     if not (sources.unbiased or sources.static):
         raise ValueError("the reference needs at least one unbiased or static-bias run (--unbiased/--static)")
     if not sources.unbiased or not sources.metad:
@@ -154,10 +163,10 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
     root = root or Path(__file__).resolve().parents[2]
     kT = kT_kj_per_mol(TEMPERATURE_K)
     sources = sources.snapshot()
-    command = _command(system, sources)
+    command = _command(system, sources) + ("" if reference_from == "all" else " --reference static")
     mc = sources.max_chunks
-    ref_runs = [load_run_dihedrals(d, kT, discard_ps=discard_ps, max_chunks=mc[str(d)])
-                for d in (*sources.unbiased, *sources.static)]
+    ref_dirs = sources.static if reference_from == "static" else (*sources.unbiased, *sources.static)
+    ref_runs = [load_run_dihedrals(d, kT, discard_ps=discard_ps, max_chunks=mc[str(d)]) for d in ref_dirs]
     gb_runs = {name: [load_run_dihedrals(d, kT, discard_ps=discard_ps, max_chunks=mc[str(d)]) for d in dirs]
                for name, dirs in sources.gb.items()}
     written = []

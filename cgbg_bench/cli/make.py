@@ -25,6 +25,9 @@ def add_parser(sub) -> None:
     md.add_argument("--max-chunks", action="append", default=[], metavar="DIR=N",
                     help="use only the first N chunks of run DIR (default: the chunks finished when the "
                          "build starts; the build records them in its command)")
+    md.add_argument("--reference", choices=["all", "static"], default="all",
+                    help="runs that make the reference: unbiased and static-bias (all, default) or the "
+                         "static-bias runs alone")
     md.add_argument("--bank-size", type=int, default=1_000_000, help="proposal bank size (default 10^6)")
     md.add_argument("--block-ps", type=float, default=1000.0, help="reference block length in ps (default 1000)")
     md.add_argument("--discard-ps", type=float, default=0.0, help="drop this much of each run's start")
@@ -55,7 +58,7 @@ def run(args) -> int:
         sources = AlanineSources(tuple(args.unbiased), tuple(args.static), tuple(args.metad), gb, max_chunks)
         try:
             written = build(args.family, sources, bank_size=args.bank_size, block_ps=args.block_ps,
-                            discard_ps=args.discard_ps, task_version=args.version)
+                            discard_ps=args.discard_ps, task_version=args.version, reference_from=args.reference)
         except ValueError as exc:
             raise CgbgError(str(exc)) from exc
     for path in written:
