@@ -124,13 +124,13 @@ def plot_phi_profiles(comparison: dict, path, title: str = "") -> None:
     n = len(ref.hist)
     centres = np.degrees(-math.pi + (np.arange(n) + 0.5) * 2 * math.pi / n)
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(centres, ref.free_energy_kT, "k-", lw=2.5, label=f"{ref.label}: P(phi>0) = {ref.phi_positive:.3f}")
+    ax.plot(centres, ref.free_energy_kT, "k-", lw=2.5, label=f"{ref.label}: P(phi>0) = {100 * ref.phi_positive:.2f}%")
     for k, (label, (_, prof)) in enumerate(comparison["pmfs"].items()):
-        ax.plot(centres, prof.free_energy_kT, f"C{k}-", label=f"{label}: {prof.phi_positive:.3f}")
+        ax.plot(centres, prof.free_energy_kT, f"C{k}-", label=f"{label}: {100 * prof.phi_positive:.2f}%")
     for k, (name, prof) in enumerate(comparison["gb"].items()):
-        ax.plot(centres, prof.free_energy_kT, f"C{k + 5}--", lw=1, label=f"{name} (MD): {prof.phi_positive:.3f}")
+        ax.plot(centres, prof.free_energy_kT, f"C{k + 5}--", lw=1, label=f"{name} (MD): {100 * prof.phi_positive:.2f}%")
     raw = comparison["proposal"]
-    ax.plot(centres, raw.free_energy_kT, ":", color="grey", label=f"{raw.label}: {raw.phi_positive:.3f}")
+    ax.plot(centres, raw.free_energy_kT, ":", color="grey", label=f"{raw.label}: {100 * raw.phi_positive:.2f}%")
     ax.set_xlabel("phi (degrees)")
     ax.set_ylabel("free energy (kT)")
     ax.set_xlim(-180, 180)
