@@ -387,7 +387,7 @@ def crosscheck(
     pmf_module,
     task: Task,
     *,
-    n_walkers: int = 64,
+    n_walkers: int = 256,
     n_frames: int = 1000,
     stride: int = 50,
     dt_ps: float = 0.002,

@@ -15,8 +15,8 @@ def add_parser(sub) -> None:
                        help="check a proposal bank: reweighted (phi, psi) vs a CG Langevin simulation of a PMF")
     p.add_argument("pmf", help="the PMF file (.pt2 or TorchScript .pt), e.g. a task baseline")
     p.add_argument("--task", required=True, help="peptide task name (see `cgbg-bench list`)")
-    p.add_argument("--walkers", type=int, default=64, help="independent walkers (default 64; the bootstrap "
-                                                           "blocks of the simulation)")
+    p.add_argument("--walkers", type=int, default=256, help="independent walkers (default 256; the bootstrap "
+                                                            "blocks of the simulation)")
     p.add_argument("--ns", type=float, default=0.1, help="simulated time per walker in ns, equilibration "
                                                          "included (default 0.1)")
     p.add_argument("--equilibration-ps", type=float, default=None,
