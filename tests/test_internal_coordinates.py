@@ -114,3 +114,15 @@ def test_flow_log_prob_is_rotation_and_translation_invariant_and_saves(tmp_path)
         torch.testing.assert_close(lp, lp_moved)
         flow.save(tmp_path / "f.pt")
         torch.testing.assert_close(ICFlow.load(tmp_path / "f.pt").log_prob(x), lp)
+
+
+def test_training_keeps_the_epoch_with_the_best_validation_nll():
+    """300 frames and a flow far too big for them: it overfits, and the returned flow is the
+    best-validation epoch, whose validation NLL we recompute from the returned weights."""
+    z = zmatrix_for(get_mapping("ala2", "core-beta"))
+    x = _chain(z, 300).numpy()
+    flow, rep = train_ic_flow(z, x, seed=0, epochs=40, transforms=2, hidden=64, batch_size=32, lr=3e-3)
+    assert 1 <= rep["best_epoch"] < rep["epochs"] and rep["val_nll"] < rep["last_val_nll"]
+    u, _ = flow._features(torch.as_tensor(x[-rep["n_val"]:], dtype=torch.float64))
+    with torch.no_grad():
+        assert float(-flow.log_prob_features(u.float()).mean()) == pytest.approx(rep["val_nll"], rel=1e-5)

@@ -127,7 +127,10 @@ def random_rotations(n: int, generator: torch.Generator) -> torch.Tensor:
 
 def train_ic_flow(zmatrix: ZMatrix, positions: np.ndarray, *, seed: int, epochs: int = 50, lr: float = 1e-3,
                   batch_size: int = 1024, val_fraction: float = 0.1, **flow_kwargs) -> tuple[ICFlow, dict]:
-    """Maximum likelihood on CG frames (N, n_beads, 3) nm; the last val_fraction (in time) is held out."""
+    """Maximum likelihood on CG frames (N, n_beads, 3) nm; the last val_fraction (in time) is held out.
+
+    The returned flow is the one of the epoch with the lowest validation NLL.
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x = torch.as_tensor(np.asarray(positions, np.float64))
@@ -143,7 +146,8 @@ def train_ic_flow(zmatrix: ZMatrix, positions: np.ndarray, *, seed: int, epochs:
     opt = torch.optim.Adam(model.flow.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     history = []
-    for _ in range(epochs):
+    best = (math.inf, -1, None)  # val NLL, epoch, state: the flow overfits small data sets
+    for epoch in range(epochs):
         perm = torch.as_tensor(rng.permutation(len(train)))
         for start in range(0, len(train), batch_size):
             loss = -model.log_prob_features(train[perm[start:start + batch_size]]).mean()
@@ -153,8 +157,12 @@ def train_ic_flow(zmatrix: ZMatrix, positions: np.ndarray, *, seed: int, epochs:
         sched.step()
         with torch.no_grad():
             history.append(float(-model.log_prob_features(val).mean()))
+        if history[-1] < best[0]:
+            best = (history[-1], epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+    model.load_state_dict(best[2])
     with torch.no_grad():
         train_nll = float(-model.log_prob_features(train).mean())
-    return model, {"train_nll": train_nll, "val_nll": history[-1], "epochs": epochs, "seed": seed,
+    return model, {"train_nll": train_nll, "val_nll": best[0], "best_epoch": best[1] + 1,
+                   "last_val_nll": history[-1], "epochs": epochs, "seed": seed,
                    "n_train": len(train), "n_val": n_val,
                    "n_parameters": sum(p.numel() for p in model.flow.parameters())}
