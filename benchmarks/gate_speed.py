@@ -59,7 +59,7 @@ QUICK_SET = [
     r"^bench_calibration\.",
     r"^bench_bootstrap\.",
     r"^bench_task\.",
-    r"^bench_proposal\.",
+    r"^bench_proposal\.ProposalBank\.",
     r"^bench_fm\.",
     r"^bench_scoring\.ScoreShipped\.time_evaluate",
     r"^bench_scoring\.ScoreAla2Synthetic\.time_(evaluate|overhead|forward)",

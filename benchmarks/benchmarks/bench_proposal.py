@@ -18,3 +18,35 @@ class ProposalBank:
 
     def time_sample_bank(self, n_samples):
         self.flow.sample_bank(n_samples, seed=0)
+
+
+class InternalCoordinateBank:
+    """Generating a peptide bank: the IC flow of each ala2 representation (10^6: the task's size).
+
+    The shipped flow when the task exists, else an untrained one of the same architecture
+    (same cost per sample). Not in the speed gate's quick set.
+    """
+
+    params = [["core-beta", "heavy-atom"], quick([10**4, 10**6], [10**4])]
+    param_names = ["representation", "n_samples"]
+    timer = TIMER
+    timeout = 1200
+
+    def setup(self, representation, n_samples):
+        import numpy as np
+
+        from cgbg_bench.cg.mappings import get_mapping
+        from cgbg_bench.cg.zmatrix import zmatrix_for
+        from cgbg_bench.flows.internal import ICFlow
+
+        gate_mode()
+        shipped = tasks_root() / f"ala2-{representation}" / "flow.pt"
+        if shipped.is_file():
+            self.flow = ICFlow.load(shipped)
+        else:
+            z = zmatrix_for(get_mapping("ala2", representation))
+            n = z.n_bonds + z.n_angles
+            self.flow = ICFlow(z, np.full(n, 1.0), np.full(n, 0.1))
+
+    def time_sample_bank(self, representation, n_samples):
+        self.flow.sample_bank(n_samples, seed=0)
