@@ -126,3 +126,26 @@ def test_training_keeps_the_epoch_with_the_best_validation_nll():
     u, _ = flow._features(torch.as_tensor(x[-rep["n_val"]:], dtype=torch.float64))
     with torch.no_grad():
         assert float(-flow.log_prob_features(u.float()).mean()) == pytest.approx(rep["val_nll"], rel=1e-5)
+
+
+def test_bank_redraws_samples_outside_the_support(monkeypatch):
+    """A sample whose float32 positions fall outside the flow's window gets log q = -inf (an
+    infinite weight); sample_bank must replace it, not ship it (v2 build hit this at 10^6)."""
+    z = zmatrix_for(get_mapping("ala2", "core-beta"))
+    flow, _ = train_ic_flow(z, _chain(z, 200).numpy(), seed=0, epochs=1, transforms=1, hidden=16)
+    true_log_prob = flow.log_prob
+    calls = {"n": 0}
+
+    def leaky(x):
+        lp = true_log_prob(x)
+        calls["n"] += 1
+        if calls["n"] <= 3:  # the first three batches each lose every 5th sample
+            lp[::5] = -math.inf
+        return lp
+
+    monkeypatch.setattr(flow, "log_prob", leaky)
+    x, log_q = flow.sample_bank(1000, seed=1, batch_size=400)
+    assert x.shape == (1000, 6, 3) and np.isfinite(log_q).all() and calls["n"] >= 4
+    monkeypatch.setattr(flow, "log_prob", true_log_prob)
+    with torch.no_grad():
+        np.testing.assert_allclose(flow.log_prob(torch.as_tensor(x, dtype=torch.float64)).numpy(), log_q)

@@ -77,21 +77,30 @@ class ICFlow(torch.nn.Module):
         """n samples: positions (n, n_beads, 3) float32 (randomly rotated, centred) and log q (float64).
 
         log q is recomputed in float64 from the stored float32 positions, so it is exact
-        for the very configurations the bank holds.
+        for the very configurations the bank holds. A sample that rounding to float32 puts
+        just outside the flow's support (a bond or angle at the edge of its window: log q =
+        -inf, an infinite weight) is dropped and drawn again: the bank then samples q
+        restricted to its support, whose normalization constant the self-normalized
+        weights remove.
         """
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
         out_x = np.empty((n, self.zmatrix.n_beads, 3), np.float32)
         out_lq = np.empty(n, np.float64)
-        for start in range(0, n, batch_size):
-            m = min(batch_size, n - start)
+        filled = 0
+        while filled < n:
+            m = min(batch_size, n - filled)
             u = self.flow().sample((m,)).to(torch.float64)
             x, _ = self._positions(u)
             x = x - x.mean(1, keepdim=True)
             x = x @ random_rotations(m, gen).transpose(1, 2)
             x32 = x.to(torch.float32)
-            out_x[start:start + m] = x32.numpy()
-            out_lq[start:start + m] = self.log_prob(x32.to(torch.float64)).numpy()
+            lq = self.log_prob(x32.to(torch.float64))
+            ok = torch.isfinite(lq)
+            k = int(ok.sum())
+            out_x[filled:filled + k] = x32[ok].numpy()
+            out_lq[filled:filled + k] = lq[ok].numpy()
+            filled += k
         return out_x, out_lq
 
     # -- persistence -----------------------------------------------------------------
