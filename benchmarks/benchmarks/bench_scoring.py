@@ -89,17 +89,22 @@ class ScoreAla2Synthetic:
 
     def track_cost_over_forward(self, n_samples):
         """min over 3 interleaved repeats of (evaluate time) / (forward time), wall-clock."""
-        t_eval, t_fwd = [], []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            evaluate(self.module, self.task, device="cpu")
-            t1 = time.perf_counter()
-            compute_energies(self.module, self.positions, device="cpu")
-            t_eval.append(t1 - t0)
-            t_fwd.append(time.perf_counter() - t1)
-        return min(t_eval) / min(t_fwd)
+        return _cost_over_forward(self.module, self.task, self.positions, time.perf_counter)
 
     track_cost_over_forward.unit = "x forward"
+
+
+def _cost_over_forward(module, task, positions, clock):
+    """min over 3 interleaved repeats of (evaluate time) / (forward-pass time), timed by ``clock``."""
+    t_eval, t_fwd = [], []
+    for _ in range(3):
+        t0 = clock()
+        evaluate(module, task, device="cpu")
+        t1 = clock()
+        compute_energies(module, positions, device="cpu")
+        t_eval.append(t1 - t0)
+        t_fwd.append(clock() - t1)
+    return min(t_eval) / min(t_fwd)
 
 
 def _overhead(task, energies):
@@ -132,15 +137,7 @@ class ScoreAla2CoreBeta:
         self.positions = self.task.load_proposal().positions  # generates and caches the bank once
 
     def track_cost_over_forward(self):
-        t_eval, t_fwd = [], []
-        for _ in range(3):
-            t0 = time.process_time()
-            evaluate(self.module, self.task, device="cpu")
-            t1 = time.process_time()
-            compute_energies(self.module, self.positions, device="cpu")
-            t_eval.append(t1 - t0)
-            t_fwd.append(time.process_time() - t1)
-        return min(t_eval) / min(t_fwd)
+        return _cost_over_forward(self.module, self.task, self.positions, time.process_time)
 
     track_cost_over_forward.unit = "x forward"
 
