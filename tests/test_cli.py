@@ -1,7 +1,7 @@
 """The command line end to end, on the synthetic toy task."""
 
-import os
 import json
+import os
 
 import pytest
 
