@@ -164,6 +164,10 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
     kT = kT_kj_per_mol(TEMPERATURE_K)
     sources = sources.snapshot()
     command = _command(system, sources) + ("" if reference_from == "all" else " --reference static")
+    for flag, value, default in (("--block-ps", block_ps, 1000.0), ("--discard-ps", discard_ps, 0.0),
+                                 ("--bank-size", bank_size, 1_000_000), ("--version", task_version, 1)):
+        if value != default:
+            command += f" {flag} {value:g}"
     mc = sources.max_chunks
     ref_dirs = sources.static if reference_from == "static" else (*sources.unbiased, *sources.static)
     ref_runs = [load_run_dihedrals(d, kT, discard_ps=discard_ps, max_chunks=mc[str(d)]) for d in ref_dirs]
