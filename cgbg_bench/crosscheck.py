@@ -40,9 +40,9 @@ import torch
 from cgbg_bench import metrics as M
 from cgbg_bench.bootstrap import Metric, block_sums
 from cgbg_bench.errors import CgbgError
-from cgbg_bench.evaluate import compute_energies, observable_index
+from cgbg_bench.evaluate import bank_log_weights, observable_index
 from cgbg_bench.observables import dihedral
-from cgbg_bench.pmf import check_pmf, default_device, load_pmf
+from cgbg_bench.pmf import default_device, load_pmf
 from cgbg_bench.simulate import cg_langevin
 from cgbg_bench.task import Proposal, Task
 
@@ -427,15 +427,10 @@ def crosscheck(
         raise CrosscheckError(f"bank_samples must be an integer >= 7, got {bank_samples!r}")
     device = device or default_device()
     module = load_pmf(pmf_module, device) if isinstance(pmf_module, (str, os.PathLike)) else pmf_module
-    proposal = proposal or task.load_proposal(bank_samples)
-    positions, log_q = proposal.positions, proposal.log_q
-    if bank_samples is not None:
-        positions, log_q = positions[:bank_samples], log_q[:bank_samples]
 
     # (a) the bank, scored as cgbg_bench.evaluate scores it
-    check_pmf(module, task, sample=positions[:7], device=device)
-    energies = compute_energies(module, positions, batch_size=batch_size, device=device, progress=progress)
-    log_w = M.log_weights(energies, log_q, task.kT)
+    positions, log_w = bank_log_weights(module, task, device=device, batch_size=batch_size, n_samples=bank_samples,
+                                        progress=progress, proposal=proposal)
     clip = task.metrics.clip_percentile if clip_percentile is None else float(clip_percentile)
     keep = M.clip_mask(log_w, clip)
     w = M.normalized_weights(log_w, keep)

@@ -168,6 +168,22 @@ def score_histograms(task: Task, block_hist: np.ndarray, reference: Reference, *
     )
 
 
+def bank_log_weights(pmf, task: Task, *, device: str, batch_size: int = 16384, n_samples: int | None = None,
+                     progress: bool = False, proposal: Proposal | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Load ``pmf`` (path or module), check its contract, and return the bank's positions and log w.
+
+    ``n_samples``: the first n samples of the bank (or a generated bank of that size).
+    """
+    module = load_pmf(pmf, device) if isinstance(pmf, (str, os.PathLike)) else pmf
+    proposal = proposal or task.load_proposal(n_samples)
+    positions, log_q = proposal.positions, proposal.log_q
+    if n_samples is not None:
+        positions, log_q = positions[:n_samples], log_q[:n_samples]
+    check_pmf(module, task, sample=positions[:7], device=device)
+    energies = compute_energies(module, positions, batch_size=batch_size, device=device, progress=progress)
+    return positions, M.log_weights(energies, log_q, task.kT)
+
+
 def evaluate(
     pmf,
     task: Task,
@@ -190,14 +206,9 @@ def evaluate(
     device = device or default_device()
     is_path = isinstance(pmf, (str, os.PathLike))
     module = load_pmf(pmf, device) if is_path else pmf
-    proposal = proposal or task.load_proposal(n_samples)
     reference = reference or task.load_reference()
-    positions, log_q = proposal.positions, proposal.log_q
-    if n_samples is not None:
-        positions, log_q = positions[:n_samples], log_q[:n_samples]
-    check_pmf(module, task, sample=positions[:7], device=device)
-    energies = compute_energies(module, positions, batch_size=batch_size, device=device, progress=progress)
-    log_w = M.log_weights(energies, log_q, task.kT)
+    positions, log_w = bank_log_weights(module, task, device=device, batch_size=batch_size, n_samples=n_samples,
+                                        progress=progress, proposal=proposal)
     scores = score_log_weights(task, log_w, observable_index(task, positions), reference,
                                n_bootstrap=n_bootstrap, seed=seed)
     result = Result(
