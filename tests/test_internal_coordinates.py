@@ -117,15 +117,77 @@ def test_flow_log_prob_is_rotation_and_translation_invariant_and_saves(tmp_path)
 
 
 def test_training_keeps_the_epoch_with_the_best_validation_nll():
-    """300 frames and a flow far too big for them: it overfits, and the returned flow is the
-    best-validation epoch, whose validation NLL we recompute from the returned weights."""
+    """300 frames and a flow far too big for them: it overfits, and each part of the returned
+    flow is its best-validation epoch, whose validation NLL we recompute from the weights."""
     z = zmatrix_for(get_mapping("ala2", "core-beta"))
     x = _chain(z, 300).numpy()
     flow, rep = train_ic_flow(z, x, seed=0, epochs=40, transforms=2, hidden=64, batch_size=32, lr=3e-3)
-    assert 1 <= rep["best_epoch"] < rep["epochs"] and rep["val_nll"] < rep["last_val_nll"]
-    u, _ = flow._features(torch.as_tensor(x[-rep["n_val"]:], dtype=torch.float64))
+    assert all(1 <= e < rep["epochs"] for e in rep["best_epoch"].values())
+    assert rep["val_nll"] < rep["last_val_nll"]
+    soft, stiff, _ = flow._features(torch.as_tensor(x[-rep["n_val"]:], dtype=torch.float64))
     with torch.no_grad():
-        assert float(-flow.log_prob_features(u.float()).mean()) == pytest.approx(rep["val_nll"], rel=1e-5)
+        lp_soft, lp_stiff = flow.log_prob_parts(soft, stiff)
+    assert float(-(lp_soft + lp_stiff).mean()) == pytest.approx(rep["val_nll"], rel=1e-5)
+
+
+def _stiff_chain(z, n, seed=0):
+    """Chain-like frames whose only soft dihedrals are 0 and 2 (like phi/psi in core-beta):
+    narrow bonds (sd 0.003 nm) and angles (0.05 rad), dihedral 1 narrow (sd 0.07 rad) at -2.17,
+    phi near -1.5 only (von Mises kappa 8), psi broad."""
+    rng = np.random.default_rng(seed)
+    b = 0.15 + 0.003 * rng.normal(size=(n, z.n_bonds))
+    a = 1.95 + 0.05 * rng.normal(size=(n, z.n_angles))
+    d = np.stack([rng.vonmises(-1.5, 8.0, n), -2.17 + 0.07 * rng.normal(size=n), rng.vonmises(2.5, 1.0, n)], -1)
+    return z.to_cartesian(*(torch.tensor(v) for v in (b, a, d))).numpy()
+
+
+def test_flow_fits_stiff_coordinates_and_keeps_a_uniform_floor_on_the_soft_ones():
+    """The v2 flows (one circular spline for every coordinate) made bonds ~30% too broad and put
+    1.5% of their mass at the mirror-image CB. Here: bond and angle spreads within 10% of the
+    data's, no sample with dihedral 1 far from its peak, and the uniform share of the proposals
+    in the phi region that the data never visit, within 4 standard errors."""
+    z = zmatrix_for(get_mapping("ala2", "core-beta"))
+    flow, rep = train_ic_flow(z, _stiff_chain(z, 3000), seed=0, soft=[0, 2], epochs=15, transforms=2, hidden=32,
+                              uniform=0.1)
+    assert rep["soft_dihedrals"] == [0, 2]
+    n = 20000
+    x, log_q = flow.sample_bank(n, seed=1)
+    b, a, d = (v.numpy() for v in z.to_internal(torch.as_tensor(x, dtype=torch.float64)))
+    assert np.all(np.abs(b.std(0) / 0.003 - 1) < 0.1), b.std(0)
+    assert np.all(np.abs(a.std(0) / 0.05 - 1) < 0.1), a.std(0)
+    assert np.abs(d[:, 1] + 2.17).max() < 1.0
+    # phi in (0.5, 2.5), which the data never visit: a share 0.9 * (the soft flow's own share)
+    # + 0.1 * 2 / (2 pi) of the proposals
+    torch.manual_seed(2)
+    with torch.no_grad():
+        own = float(((lambda s: (s > 0.5) & (s < 2.5))(flow.soft().sample((n,))[:, 0])).float().mean())
+    p = 0.9 * own + 0.1 * 2.0 / (2 * math.pi)
+    frac = np.mean((d[:, 0] > 0.5) & (d[:, 0] < 2.5))
+    assert abs(frac - p) < 4 * math.sqrt(p * (1 - p) / n + 0.81 * own * (1 - own) / n), (frac, p)
+    # and log q there is at least the uniform floor times the stiff density
+    with torch.no_grad():
+        soft, stiff, _ = flow._features(torch.as_tensor(x[:200], dtype=torch.float64))
+        floor = math.log(0.1) - 2 * math.log(2 * math.pi) + flow.log_prob_parts(soft, stiff)[1]
+        assert (flow.log_prob_features(soft, stiff) >= floor - 1e-6).all()
+
+
+def test_soft_dihedrals_are_the_broad_ones():
+    from cgbg_bench.flows.internal import soft_dihedrals
+
+    z = zmatrix_for(get_mapping("ala2", "core-beta"))
+    _, _, d = z.to_internal(torch.as_tensor(_stiff_chain(z, 2000)))
+    assert soft_dihedrals(d.numpy()) == [2]  # phi at kappa 8 has a circular sd of ~0.36 rad < 0.5
+    assert soft_dihedrals(d.numpy(), threshold=0.2) == [0, 2]
+
+
+def test_flow_rejects_bad_soft_indices_and_old_files(tmp_path):
+    z = zmatrix_for(get_mapping("ala2", "core-beta"))
+    n = z.n_bonds + z.n_angles + 1
+    with pytest.raises(ValueError, match="soft dihedrals"):
+        ICFlow(z, np.zeros(n), np.ones(n), [0, 5])
+    torch.save({"zmatrix": {}, "config": {}, "state_dict": {}}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="make-task"):
+        ICFlow.load(tmp_path / "old.pt")
 
 
 def test_bank_redraws_samples_outside_the_support(monkeypatch):

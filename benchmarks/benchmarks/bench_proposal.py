@@ -44,9 +44,11 @@ class InternalCoordinateBank:
         if shipped.is_file():
             self.flow = ICFlow.load(shipped)
         else:
-            z = zmatrix_for(get_mapping("ala2", representation))
-            n = z.n_bonds + z.n_angles
-            self.flow = ICFlow(z, np.full(n, 1.0), np.full(n, 0.1))
+            m = get_mapping("ala2", representation)
+            z = zmatrix_for(m)
+            soft = [z.dihedral_index(q) for q in m.phi + m.psi]
+            n = z.n_bonds + z.n_angles + z.n_dihedrals - len(soft)
+            self.flow = ICFlow(z, np.full(n, 1.0), np.full(n, 0.1), soft)
 
     def time_sample_bank(self, representation, n_samples):
         self.flow.sample_bank(n_samples, seed=0)

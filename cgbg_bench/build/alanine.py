@@ -82,12 +82,13 @@ class AlanineSources:
 
 @dataclass(frozen=True)
 class FlowSettings:
-    epochs: int = 60
-    transforms: int = 6
+    epochs: int = 40
+    transforms: int = 4
     bins: int = 16
-    hidden: int = 128
-    batch_size: int = 512
+    hidden: int = 32
+    batch_size: int = 256
     lr: float = 1e-3
+    uniform: float = 0.05  # share of the (phi, psi) proposals drawn uniformly on the torus
 
 
 def _frames(dirs, representation: str, max_chunks: dict[str, int]) -> np.ndarray:
@@ -180,6 +181,7 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
         mapping = get_mapping(system, rep)
         z = zmatrix_for(mapping)
         columns = [r - 1 for r in mapping.residues]  # alanine r is column r-1 of phi/psi
+        soft = [z.dihedral_index(q) for q in mapping.phi + mapping.psi]  # the flows' multi-basin dihedrals
         reference = combine_runs(ref_runs, block_ps, columns)
         gb_hists = {name: combine_runs(runs, block_ps, columns) for name, runs in gb_runs.items()}
         fm_entries = train_fm_baselines(system, rep, sources, root / "baselines" / f"{system}-{rep}", command, fm)
@@ -199,9 +201,9 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
                                   "description": f"implicit solvent GB {gb.upper()} MD, unweighted"})
             frames = _frames(train_dirs, rep, mc)
             log.info("%s: training the IC flow on %d %s frames", name, len(frames), kind)
-            model, report = train_ic_flow(z, frames, seed=SEEDS["flow"], epochs=flow.epochs,
+            model, report = train_ic_flow(z, frames, seed=SEEDS["flow"], soft=soft, epochs=flow.epochs,
                                           transforms=flow.transforms, bins=flow.bins, hidden=flow.hidden,
-                                          batch_size=flow.batch_size, lr=flow.lr)
+                                          batch_size=flow.batch_size, lr=flow.lr, uniform=flow.uniform)
             model.save(task_dir / "flow.pt")
             log.info("%s: generating the %d-sample bank for its fingerprint", name, bank_size)
             positions, log_q = model.sample_bank(bank_size, seed=SEEDS["bank"])

@@ -1,24 +1,39 @@
 """A proposal flow over the internal coordinates of a CG chain, with exact Cartesian log q.
 
-Features (3n - 6): bonds and angles, each shifted and scaled into a window of the
-circle [-pi, pi) (u = (v - loc) / scale), and dihedrals as they are (periodic). A
-neural circular spline flow (zuko's NCSF: circular rational-quadratic splines,
-coupling layers) models them jointly, so the periodic phi/psi are treated exactly.
-The support of a bond or angle is loc +- pi * scale, chosen 1.7x wider than the
-largest deviation in the training data.
+The internal coordinates split in two groups:
 
-    log q_cart(R) = log q_u(u(R)) - sum log scale - log J(ic(R))
+- **soft**: the backbone dihedrals with several basins (phi, psi), modelled on the
+  torus by a neural circular spline flow (zuko's NCSF), mixed with a uniform density
+  on the torus (weight ``uniform``; defensive importance sampling: every (phi, psi)
+  keeps at least ``uniform / (2 pi)^k`` density, so no PMF finds a region the proposal
+  cannot reach);
+- **stiff**: bonds, angles and the single-basin dihedrals (CB and O placement, the
+  peptide bond), each centred on its training mean (the circular mean for a dihedral,
+  which is then unwrapped to (-pi, pi]) and scaled by its standard deviation, modelled
+  by a neural spline flow with a Gaussian base conditioned on Fourier features of the
+  soft dihedrals (coupling layers by default: sampling costs two network passes per
+  transform instead of one per coordinate).
+
+Stiff coordinates are narrow, near-Gaussian peaks that a circular spline on [-pi, pi)
+fits poorly from a few thousand frames (the v2 flows made bonds ~30% too broad and
+put 1.5% of the mass at the mirror-image CB), while a Gaussian-based flow starts right.
+
+    log q_cart(R) = log q_soft(s) + log q_stiff(z | s) - sum log scale - log J(ic(R))
 
 with log J the Z-matrix volume factor (cgbg_bench.cg.zmatrix), so that
-log w = -U(R)/kT - log q_cart(R) holds with the PMF's Cartesian input. Bank
-samples are given a uniformly random rotation (which leaves q_cart unchanged
-up to the constant 8 pi^2 that the weight normalization removes) and are centred.
+log w = -U(R)/kT - log q_cart(R) holds with the PMF's Cartesian input. Bank samples
+are given a uniformly random rotation (which leaves q_cart unchanged up to the constant
+8 pi^2 that the weight normalization removes) and are centred. Raw samples outside the
+coordinates' domain (a bond <= 0, an angle outside (0, pi), a stiff dihedral more than
+pi from its centre) are redrawn: the bank samples q restricted to that domain, whose
+normalization constant the self-normalized weights remove.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -26,77 +41,146 @@ import zuko
 
 from cgbg_bench.cg.zmatrix import ZMatrix
 
-__all__ = ["ICFlow", "train_ic_flow", "random_rotations"]
+__all__ = ["ICFlow", "train_ic_flow", "random_rotations", "soft_dihedrals"]
 
-_WINDOW = 0.6 * math.pi  # training data's largest deviation maps to +-0.6 pi
+#: default: a dihedral whose circular standard deviation in the data exceeds this is soft
+SOFT_CIRCULAR_SD = 0.5
+
+
+def soft_dihedrals(dihedrals: np.ndarray, threshold: float = SOFT_CIRCULAR_SD) -> list[int]:
+    """Columns of (N, n_dihedrals) whose circular standard deviation exceeds ``threshold`` rad."""
+    r = np.abs(np.exp(1j * np.asarray(dihedrals)).mean(0))
+    return [int(j) for j in np.flatnonzero(np.sqrt(-2.0 * np.log(np.maximum(r, 1e-300))) > threshold)]
+
+
+def _wrap(x: torch.Tensor) -> torch.Tensor:
+    """Into [-pi, pi)."""
+    return torch.remainder(x + math.pi, 2 * math.pi) - math.pi
 
 
 class ICFlow(torch.nn.Module):
-    def __init__(self, zmatrix: ZMatrix, loc, scale, *, transforms: int = 6, bins: int = 16,
-                 hidden: int = 128):
+    def __init__(self, zmatrix: ZMatrix, loc, scale, soft: Sequence[int], *, transforms: int = 4,
+                 bins: int = 16, hidden: int = 32, uniform: float = 0.05, fourier: int = 2, coupling: bool = True):
         super().__init__()
         self.zmatrix = zmatrix
-        self.config = {"transforms": transforms, "bins": bins, "hidden": hidden}
-        n_lin = zmatrix.n_bonds + zmatrix.n_angles
-        self.register_buffer("loc", torch.as_tensor(np.asarray(loc, np.float64)).reshape(n_lin))
-        self.register_buffer("scale", torch.as_tensor(np.asarray(scale, np.float64)).reshape(n_lin))
-        self.flow = zuko.flows.NCSF(features=zmatrix.n_ic, transforms=transforms, bins=bins,
-                                    hidden_features=[hidden, hidden], passes=2)
+        soft = sorted(int(j) for j in soft)
+        if len(soft) < 1 or len(set(soft)) != len(soft) or not all(0 <= j < zmatrix.n_dihedrals for j in soft):
+            raise ValueError(f"soft dihedrals must be distinct indices in [0, {zmatrix.n_dihedrals}), got {soft}")
+        if not 0.0 <= uniform < 1.0:
+            raise ValueError(f"uniform must be in [0, 1), got {uniform}")
+        stiff = [j for j in range(zmatrix.n_dihedrals) if j not in soft]
+        self.config = {"transforms": transforms, "bins": bins, "hidden": hidden, "uniform": uniform,
+                       "fourier": fourier, "coupling": coupling, "soft": soft}
+        self.n_lin = zmatrix.n_bonds + zmatrix.n_angles  # stiff features: bonds, angles, then dihedrals
+        n_stiff = self.n_lin + len(stiff)
+        self.register_buffer("loc", torch.as_tensor(np.asarray(loc, np.float64)).reshape(n_stiff))
+        self.register_buffer("scale", torch.as_tensor(np.asarray(scale, np.float64)).reshape(n_stiff))
+        self.register_buffer("soft_index", torch.as_tensor(soft, dtype=torch.long))
+        self.register_buffer("stiff_index", torch.as_tensor(stiff, dtype=torch.long))
+        # conditional linear-Gaussian whitening of the stiff features (fitted in closed form by
+        # train_ic_flow; identity here): z_white = L^-1 (z - [1, context] A)
+        n_context = 2 * fourier * len(soft)
+        self.register_buffer("regression", torch.zeros(1 + n_context, n_stiff, dtype=torch.float64))
+        self.register_buffer("cholesky", torch.eye(n_stiff, dtype=torch.float64))
+        self.soft = zuko.flows.NCSF(features=len(soft), transforms=transforms, bins=bins,
+                                    hidden_features=[hidden, hidden], passes=2 if len(soft) > 1 else None)
+        self.stiff = zuko.flows.NSF(features=n_stiff, context=2 * fourier * len(soft), transforms=transforms,
+                                    bins=bins, hidden_features=[hidden, hidden],
+                                    passes=2 if coupling and n_stiff > 1 else None)
 
     # -- coordinate maps ---------------------------------------------------------------
-    def _features(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """positions (B, n, 3) -> (u (B, n_ic) in the flow's space, log J (B,))."""
+    def _features(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """positions (B, n, 3) -> (soft (B, k) in [-pi, pi), stiff z (B, m), log J (B,))."""
         b, a, d = self.zmatrix.to_internal(positions)
-        lin = torch.cat([b, a], -1)
-        u_lin = (lin - self.loc.to(lin.dtype)) / self.scale.to(lin.dtype)
-        d = torch.where(d >= math.pi, d - 2 * math.pi, d)  # NCSF's domain is [-pi, pi)
-        return torch.cat([u_lin, d], -1), self.zmatrix.log_jacobian(b, a)
+        lin = torch.cat([b, a, d[:, self.stiff_index]], -1)
+        delta = lin - self.loc.to(lin.dtype)
+        delta = torch.cat([delta[:, : self.n_lin], _wrap(delta[:, self.n_lin:])], -1)
+        return _wrap(d[:, self.soft_index]), delta / self.scale.to(lin.dtype), self.zmatrix.log_jacobian(b, a)
 
-    def _positions(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        nb, na = self.zmatrix.n_bonds, self.zmatrix.n_angles
-        lin = u[:, : nb + na] * self.scale.to(u.dtype) + self.loc.to(u.dtype)
-        b, a, d = lin[:, :nb], lin[:, nb:], u[:, nb + na:]
-        return self.zmatrix.to_cartesian(b, a, d), self.zmatrix.log_jacobian(b, a)
+    def _positions(self, soft: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inverse of _features; also the mask of raw samples inside the coordinates' domain."""
+        zm, nb, na = self.zmatrix, self.zmatrix.n_bonds, self.zmatrix.n_angles
+        delta = z * self.scale.to(z.dtype)
+        lin = delta + self.loc.to(z.dtype)
+        b, a = lin[:, :nb], lin[:, nb:nb + na]
+        d = torch.empty(len(z), zm.n_dihedrals, dtype=z.dtype)
+        d[:, self.soft_index] = soft
+        d[:, self.stiff_index] = lin[:, self.n_lin:]
+        ok = (b > 0).all(-1) & (a > 0).all(-1) & (a < math.pi).all(-1) & (delta[:, self.n_lin:].abs() < math.pi).all(-1)
+        return zm.to_cartesian(b, a, d), ok
+
+    def _context(self, soft: torch.Tensor) -> torch.Tensor:
+        k = torch.arange(1, self.config["fourier"] + 1, dtype=soft.dtype)
+        angles = (soft[:, :, None] * k).flatten(1)
+        return torch.cat([torch.cos(angles), torch.sin(angles)], -1)
 
     def _log_scale(self, dtype) -> torch.Tensor:
         return torch.log(self.scale.to(dtype)).sum()
 
-    def log_prob_features(self, u: torch.Tensor) -> torch.Tensor:
-        dtype = next(self.flow.parameters()).dtype
-        return self.flow().log_prob(u.to(dtype))
+    def _dtype(self):
+        return next(self.stiff.parameters()).dtype
+
+    def _mean(self, context: torch.Tensor) -> torch.Tensor:
+        a = self.regression.to(context.dtype)
+        return a[0] + context @ a[1:]
+
+    def _whiten(self, z: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        lower = self.cholesky.to(z.dtype)
+        r = (z - self._mean(context)).T
+        return torch.linalg.solve_triangular(lower, r, upper=False).T
+
+    def _log_det_cholesky(self) -> torch.Tensor:
+        return torch.log(torch.diagonal(self.cholesky)).sum()
+
+    def log_prob_parts(self, soft: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log density of the soft flow alone, without the uniform part; log q_stiff(z | soft))."""
+        soft, z = soft.to(self._dtype()), z.to(self._dtype())
+        context = self._context(soft)
+        lp_stiff = self.stiff(context).log_prob(self._whiten(z, context)) - self._log_det_cholesky().to(z.dtype)
+        return self.soft().log_prob(soft), lp_stiff
+
+    def log_prob_features(self, soft: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        lp_soft, lp_stiff = self.log_prob_parts(soft, z)
+        eps = self.config["uniform"]
+        if eps > 0:
+            log_uniform = math.log(eps) - soft.shape[1] * math.log(2 * math.pi)
+            lp_soft = torch.logaddexp(lp_soft + math.log1p(-eps), torch.full_like(lp_soft, log_uniform))
+        return lp_soft + lp_stiff
 
     def log_prob(self, positions: torch.Tensor) -> torch.Tensor:
         """Exact log q_cart of Cartesian positions (B, n, 3); any rotation and translation."""
-        u, log_j = self._features(positions)
-        inside = (u[:, : self.loc.numel()].abs() < math.pi).all(-1)
-        lp = self.log_prob_features(u).to(positions.dtype) - self._log_scale(positions.dtype) - log_j
-        return torch.where(inside, lp, torch.full_like(lp, -math.inf))
+        soft, z, log_j = self._features(positions)
+        return self.log_prob_features(soft, z).to(positions.dtype) - self._log_scale(positions.dtype) - log_j
 
     @torch.no_grad()
     def sample_bank(self, n: int, seed: int, batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
         """n samples: positions (n, n_beads, 3) float32 (randomly rotated, centred) and log q (float64).
 
         log q is recomputed in float64 from the stored float32 positions, so it is exact
-        for the very configurations the bank holds. A sample that rounding to float32 puts
-        just outside the flow's support (a bond or angle at the edge of its window: log q =
-        -inf, an infinite weight) is dropped and drawn again: the bank then samples q
-        restricted to its support, whose normalization constant the self-normalized
-        weights remove.
+        for the very configurations the bank holds. Raw samples outside the coordinates'
+        domain (see the module docstring) are dropped and drawn again.
         """
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
         out_x = np.empty((n, self.zmatrix.n_beads, 3), np.float32)
         out_lq = np.empty(n, np.float64)
         filled = 0
+        eps = self.config["uniform"]
         while filled < n:
             m = min(batch_size, n - filled)
-            u = self.flow().sample((m,)).to(torch.float64)
-            x, _ = self._positions(u)
+            soft = self.soft().sample((m,)).to(torch.float64)
+            from_uniform = torch.rand(m, generator=gen, dtype=torch.float64) < eps
+            uniform = (torch.rand(m, soft.shape[1], generator=gen, dtype=torch.float64) * 2 - 1) * math.pi
+            soft = torch.where(from_uniform[:, None], uniform, soft)
+            context = self._context(soft.to(self._dtype()))
+            white = self.stiff(context).sample().to(torch.float64)
+            z = white @ self.cholesky.T + self._mean(context.to(torch.float64))
+            x, ok = self._positions(soft, z)
             x = x - x.mean(1, keepdim=True)
             x = x @ random_rotations(m, gen).transpose(1, 2)
             x32 = x.to(torch.float32)
             lq = self.log_prob(x32.to(torch.float64))
-            ok = torch.isfinite(lq)
+            ok = ok & torch.isfinite(lq)
             k = int(ok.sum())
             out_x[filled:filled + k] = x32[ok].numpy()
             out_lq[filled:filled + k] = lq[ok].numpy()
@@ -108,7 +192,8 @@ class ICFlow(torch.nn.Module):
         from cgbg_bench._io import atomic_path
 
         z = self.zmatrix
-        blob = {"zmatrix": {"n_beads": z.n_beads, "order": list(z.order), "refs": [list(r) for r in z.refs]},
+        blob = {"format": "cgbg-bench ic-flow 2",
+                "zmatrix": {"n_beads": z.n_beads, "order": list(z.order), "refs": [list(r) for r in z.refs]},
                 "config": self.config, "state_dict": self.state_dict()}
         with atomic_path(path) as tmp:
             torch.save(blob, tmp)
@@ -116,10 +201,15 @@ class ICFlow(torch.nn.Module):
     @classmethod
     def load(cls, path: str | Path) -> "ICFlow":
         blob = torch.load(path, weights_only=True)
+        if blob.get("format") != "cgbg-bench ic-flow 2":
+            raise ValueError(f"{path}: not an IC flow of format 2 (a flow saved before v3 of the ala2 tasks?); "
+                             "rebuild the task with `cgbg-bench make-task`")
         zd = blob["zmatrix"]
         z = ZMatrix(n_beads=zd["n_beads"], order=tuple(zd["order"]), refs=tuple(tuple(r) for r in zd["refs"]))
         sd = blob["state_dict"]
-        model = cls(z, sd["loc"].numpy(), sd["scale"].numpy(), **blob["config"])
+        config = dict(blob["config"])
+        soft = config.pop("soft")
+        model = cls(z, sd["loc"].numpy(), sd["scale"].numpy(), soft, **config)
         model.load_state_dict(sd)
         return model
 
@@ -134,44 +224,81 @@ def random_rotations(n: int, generator: torch.Generator) -> torch.Tensor:
     return q
 
 
-def train_ic_flow(zmatrix: ZMatrix, positions: np.ndarray, *, seed: int, epochs: int = 50, lr: float = 1e-3,
-                  batch_size: int = 1024, val_fraction: float = 0.1, **flow_kwargs) -> tuple[ICFlow, dict]:
+def _fit_linear_gaussian(model: ICFlow, soft: torch.Tensor, z: torch.Tensor, ridge: float = 1e-3) -> None:
+    """Least-squares mean of the stiff features on [1, Fourier(soft)] and the Cholesky factor of
+    the residual covariance, into the model's whitening buffers (float64, closed form)."""
+    context = model._context(soft.to(torch.float64))
+    design = torch.cat([torch.ones(len(z), 1, dtype=torch.float64), context], -1)
+    gram = design.T @ design + ridge * len(z) * torch.eye(design.shape[1], dtype=torch.float64)
+    coef = torch.linalg.solve(gram, design.T @ z.to(torch.float64))
+    resid = z.to(torch.float64) - design @ coef
+    cov = resid.T @ resid / len(z) + 1e-6 * torch.eye(z.shape[1], dtype=torch.float64)
+    model.regression.copy_(coef)
+    model.cholesky.copy_(torch.linalg.cholesky(cov))
+
+
+def train_ic_flow(zmatrix: ZMatrix, positions: np.ndarray, *, seed: int, soft: Sequence[int] | None = None,
+                  epochs: int = 100, lr: float = 1e-3, batch_size: int = 256, val_fraction: float = 0.1,
+                  **flow_kwargs) -> tuple[ICFlow, dict]:
     """Maximum likelihood on CG frames (N, n_beads, 3) nm; the last val_fraction (in time) is held out.
 
-    The returned flow is the one of the epoch with the lowest validation NLL.
+    ``soft``: the multi-basin dihedrals (indices into the Z-matrix's dihedrals); default:
+    those whose circular standard deviation in the data exceeds ``SOFT_CIRCULAR_SD``.
+    The soft and the stiff flow are trained together (the NLL is their sum) and each
+    is returned at the epoch of its own lowest validation NLL.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x = torch.as_tensor(np.asarray(positions, np.float64))
-    b, a, _ = zmatrix.to_internal(x)
-    lin = torch.cat([b, a], -1).numpy()
-    loc = lin.mean(0)
-    scale = np.abs(lin - loc).max(0) / _WINDOW + 1e-6
-    model = ICFlow(zmatrix, loc, scale, **flow_kwargs)
-    u, _ = model._features(x)
-    u = u.to(torch.float32)
-    n_val = max(1, int(len(u) * val_fraction))
-    train, val = u[:-n_val], u[-n_val:]
-    opt = torch.optim.Adam(model.flow.parameters(), lr=lr)
+    b, a, d = zmatrix.to_internal(x)
+    soft = soft_dihedrals(d.numpy()) if soft is None else list(soft)
+    stiff = [j for j in range(zmatrix.n_dihedrals) if j not in soft]
+    centre = torch.angle(torch.exp(1j * d[:, stiff]).mean(0)) if stiff else d.new_zeros(0)
+    lin = torch.cat([b, a, d[:, stiff]], -1)
+    loc = torch.cat([lin[:, : zmatrix.n_bonds + zmatrix.n_angles].mean(0), centre])
+    delta = lin - loc
+    delta[:, zmatrix.n_bonds + zmatrix.n_angles:] = _wrap(delta[:, zmatrix.n_bonds + zmatrix.n_angles:])
+    scale = delta.std(0) + 1e-6
+    model = ICFlow(zmatrix, loc.numpy(), scale.numpy(), soft, **flow_kwargs)
+    s_all, z_all, _ = model._features(x)
+    n_val = max(1, int(len(x) * val_fraction))
+    _fit_linear_gaussian(model, s_all[: len(x) - n_val], z_all[: len(x) - n_val])
+    s_all, z_all = s_all.to(torch.float32), z_all.to(torch.float32)
+    train, val = slice(0, len(x) - n_val), slice(len(x) - n_val, len(x))
+    n_train = len(x) - n_val
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    best = {part: (math.inf, -1, None) for part in ("soft", "stiff")}  # the flows overfit small data sets
     history = []
-    best = (math.inf, -1, None)  # val NLL, epoch, state: the flow overfits small data sets
+    with torch.no_grad():  # epoch 0: the linear-Gaussian stiff model alone may generalize best
+        lp_soft, lp_stiff = model.log_prob_parts(s_all[val], z_all[val])
+    best["stiff"] = (float(-lp_stiff.mean()), -1, {k: v.detach().clone() for k, v in model.stiff.state_dict().items()})
     for epoch in range(epochs):
-        perm = torch.as_tensor(rng.permutation(len(train)))
-        for start in range(0, len(train), batch_size):
-            loss = -model.log_prob_features(train[perm[start:start + batch_size]]).mean()
+        perm = torch.as_tensor(rng.permutation(n_train))
+        for start in range(0, n_train, batch_size):
+            idx = perm[start:start + batch_size]
+            lp_soft, lp_stiff = model.log_prob_parts(s_all[train][idx], z_all[train][idx])
+            loss = -(lp_soft + lp_stiff).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
         sched.step()
         with torch.no_grad():
-            history.append(float(-model.log_prob_features(val).mean()))
-        if history[-1] < best[0]:
-            best = (history[-1], epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
-    model.load_state_dict(best[2])
+            lp_soft, lp_stiff = model.log_prob_parts(s_all[val], z_all[val])
+        nll = {"soft": float(-lp_soft.mean()), "stiff": float(-lp_stiff.mean())}
+        history.append(nll)
+        for part, value in nll.items():
+            if value < best[part][0]:
+                module = getattr(model, part)
+                best[part] = (value, epoch, {k: v.detach().clone() for k, v in module.state_dict().items()})
+    for part in ("soft", "stiff"):
+        getattr(model, part).load_state_dict(best[part][2])
     with torch.no_grad():
-        train_nll = float(-model.log_prob_features(train).mean())
-    return model, {"train_nll": train_nll, "val_nll": best[0], "best_epoch": best[1] + 1,
-                   "last_val_nll": history[-1], "epochs": epochs, "seed": seed,
-                   "n_train": len(train), "n_val": n_val,
-                   "n_parameters": sum(p.numel() for p in model.flow.parameters())}
+        lp_soft, lp_stiff = model.log_prob_parts(s_all[train], z_all[train])
+        val_full = float(-model.log_prob_features(s_all[val], z_all[val]).mean())
+    return model, {"train_nll": float(-(lp_soft + lp_stiff).mean()),
+                   "val_nll": best["soft"][0] + best["stiff"][0], "val_nll_with_uniform": val_full,
+                   "best_epoch": {part: best[part][1] + 1 for part in best},
+                   "last_val_nll": history[-1]["soft"] + history[-1]["stiff"], "epochs": epochs, "seed": seed,
+                   "soft_dihedrals": list(model.config["soft"]), "n_train": n_train, "n_val": n_val,
+                   "n_parameters": sum(p.numel() for p in model.parameters())}
