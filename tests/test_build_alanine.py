@@ -127,6 +127,14 @@ def test_md_report_cli_on_the_same_runs(built, capsys):
     assert rep["n_blocks"] == 9 and len(rep["halves_js"]) == 1 and len(rep["phi_positive"]) == 1
     assert set(rep["baselines"]["obc2"]) >= {"js", "pmf_error"}
     assert main(argv[:-1]) == 0 and "phi > 0 population" in capsys.readouterr().out
+    # --max-chunks: the snapshot a task was built from (the unbiased run's first chunk only)
+    assert main(argv + ["--max-chunks", f"{base / 'unbiased'}=1"]) == 0
+    snap = json.loads(capsys.readouterr().out)
+    ns = {r["dir"].rsplit("/", 1)[-1]: r["ns"] for r in snap["runs"]}
+    full = {r["dir"].rsplit("/", 1)[-1]: r["ns"] for r in rep["runs"]}
+    assert snap["n_blocks"] < rep["n_blocks"] and ns["static"] == full["static"]
+    assert 0 < ns["unbiased"] < full["unbiased"]
+    assert main(argv + ["--max-chunks", "unbiased=x"]) == 2 and "expected DIR=N" in capsys.readouterr().err
     assert main(["md", "report", "--reference", str(base)]) == 2
     assert "not a run directory" in capsys.readouterr().err
 

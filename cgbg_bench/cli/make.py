@@ -49,12 +49,9 @@ def run(args) -> int:
             if not sep or not name or not path:
                 raise CgbgError(f"--gb {item!r}: expected NAME=DIR, e.g. obc2=data/ala2/obc2")
             gb[name] = gb.get(name, ()) + (Path(path),)
-        max_chunks: dict[str, int] = {}
-        for item in args.max_chunks:
-            path, sep, n = item.rpartition("=")
-            if not sep or not path or not n.isdigit():
-                raise CgbgError(f"--max-chunks {item!r}: expected DIR=N, e.g. data/ala2/explicit-unbiased=9")
-            max_chunks[str(Path(path))] = int(n)
+        from cgbg_bench.cli._args import parse_max_chunks
+
+        max_chunks = parse_max_chunks(args.max_chunks)
         sources = AlanineSources(tuple(args.unbiased), tuple(args.static), tuple(args.metad), gb, max_chunks)
         try:
             written = build(args.family, sources, bank_size=args.bank_size, block_ps=args.block_ps,

@@ -66,6 +66,8 @@ def add_parser(subparsers) -> None:
     q.add_argument("--block-ps", type=float, default=1000.0, help="bootstrap block length (ps, default 1000)")
     q.add_argument("--discard-ps", type=float, default=0.0, help="drop this much of each run's start")
     q.add_argument("--n-bootstrap", type=int, default=500)
+    q.add_argument("--max-chunks", action="append", default=[], metavar="DIR=N",
+                   help="read only the first N chunks of DIR (the snapshot a task was built from)")
     q.add_argument("--json", action="store_true", help="print the report as JSON")
     q.set_defaults(func=_report)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -122,9 +124,13 @@ def _report(args) -> int:
     for d in [*args.reference, *(p for v in gb.values() for p in v)]:
         if not (Path(d) / "run.json").exists():
             raise CgbgError(f"{d}: not a run directory (no run.json); make one with `cgbg-bench md run`")
+    from cgbg_bench.cli._args import parse_max_chunks
+
+    max_chunks = parse_max_chunks(args.max_chunks)
     try:
         rep = data_report([Path(d) for d in args.reference], gb, kT=kT_kj_per_mol(300.0),
-                          block_ps=args.block_ps, discard_ps=args.discard_ps, n_bootstrap=args.n_bootstrap)
+                          block_ps=args.block_ps, discard_ps=args.discard_ps, n_bootstrap=args.n_bootstrap,
+                          max_chunks=max_chunks)
     except ValueError as exc:
         raise CgbgError(str(exc)) from exc
     if args.json:

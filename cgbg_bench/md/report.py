@@ -11,21 +11,34 @@ from pathlib import Path
 
 import numpy as np
 
+from cgbg_bench.md.production import run_status
 from cgbg_bench.reference import combine_runs, load_run_dihedrals, quality_report, run_halves
 
 __all__ = ["data_report"]
 
 
 def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: float, block_ps: float = 1000.0,
-                discard_ps: float = 0.0, n_bootstrap: int = 500, seed: int = 0) -> dict:
+                discard_ps: float = 0.0, n_bootstrap: int = 500, seed: int = 0,
+                max_chunks: dict[str, int] | None = None) -> dict:
     """Report on a reference made of unbiased/static runs, with implicit-solvent runs scored against it.
 
     Runs whose bias evolves (wtmetad) are listed with their ns but enter nothing else.
+    ``max_chunks``: {run dir: N} reads only a run's first N chunks (a task's snapshot).
     """
+    max_chunks = {str(Path(k)): v for k, v in (max_chunks or {}).items()}
+
+    def load(d):
+        return load_run_dihedrals(d, kT, discard_ps=discard_ps, max_chunks=max_chunks.get(str(Path(d))))
+
+    def ns(d) -> float:
+        st = run_status(d)
+        n = max_chunks.get(str(Path(d)))
+        return st["ns_done"] if n is None else min(n, st["chunks_done"]) * st["ns_done"] / max(st["chunks_done"], 1)
+
     runs, other = [], []
     for d in reference_dirs:
         try:
-            runs.append(load_run_dihedrals(d, kT, discard_ps=discard_ps))
+            runs.append(load(d))
         except ValueError:
             other.append(Path(d))
     if not runs:
@@ -33,18 +46,16 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
     n_res = runs[0].phi.shape[1]
     blocks = [combine_runs([r], block_ps) for r in runs]
     ref = np.concatenate(blocks)
-    gb_hist = {name: combine_runs([load_run_dihedrals(d, kT, discard_ps=discard_ps) for d in dirs], block_ps)
+    gb_hist = {name: combine_runs([load(d) for d in dirs], block_ps)
                for name, dirs in gb.items()}
     rep = quality_report(ref, n_bootstrap=n_bootstrap, seed=seed, baselines=gb_hist,
                          first_half=run_halves([len(b) for b in blocks]))
-    from cgbg_bench.md.production import run_status
-
-    rep["runs"] = [{"dir": str(d), "ns": run_status(d)["ns_done"], "blocks": len(b), "role": "reference"}
+    rep["runs"] = [{"dir": str(d), "ns": ns(d), "blocks": len(b), "role": "reference"}
                    for d, b in zip([d for d in reference_dirs if Path(d) not in other], blocks)]
-    rep["runs"] += [{"dir": str(d), "ns": run_status(d)["ns_done"], "blocks": 0, "role": "evolving bias (not used)"}
+    rep["runs"] += [{"dir": str(d), "ns": ns(d), "blocks": 0, "role": "evolving bias (not used)"}
                     for d in other]
     for name, dirs in gb.items():
-        rep["runs"] += [{"dir": str(d), "ns": run_status(d)["ns_done"], "blocks": None, "role": f"baseline {name}"}
+        rep["runs"] += [{"dir": str(d), "ns": ns(d), "blocks": None, "role": f"baseline {name}"}
                         for d in dirs]
     rep["kish_ess_fraction"] = [float(_kish(r.log_weight)) for r in runs]
     rep["n_residues"] = n_res
