@@ -161,6 +161,22 @@ def test_compare_cli_on_the_built_task(built, monkeypatch, capsys, tmp_path):
     assert "give one per PMF" in capsys.readouterr().err
 
 
+def test_build_one_representation(built, tmp_path, monkeypatch):
+    """--representation core-beta writes only the core-beta tasks and baselines, and says so in
+    the recorded command; an unknown representation is refused."""
+    base = built[0].parent
+    monkeypatch.setenv("CGBG_BENCH_CACHE", str(tmp_path / "cache"))
+    sources = AlanineSources(unbiased=(base / "unbiased",), static=(base / "static",), metad=(base / "metad",))
+    written = build("ala2", sources, root=tmp_path, bank_size=500, block_ps=2.0, representations=("core-beta",),
+                    flow=FlowSettings(epochs=1, transforms=1, hidden=16, batch_size=64),
+                    fm=FMSettings(seed=1, max_epochs=1, n_rbf=4, hidden=(16,), block_ps=1.0))
+    assert sorted(p.name for p in written) == ["ala2-core-beta", "ala2-core-beta-biased"]
+    assert sorted(p.name for p in (tmp_path / "baselines").iterdir()) == ["ala2-core-beta"]
+    assert "--representation core-beta" in load_task(written[0]).proposal.provenance["command"]
+    with pytest.raises(ValueError, match="ala2 has"):
+        build("ala2", sources, root=tmp_path, representations=("backbone",))
+
+
 def test_reference_from_static_needs_static_runs(tmp_path):
     with pytest.raises(ValueError, match="needs at least one --static"):
         build("ala2", AlanineSources(unbiased=(tmp_path,), static=(), metad=(tmp_path,)), root=tmp_path,

@@ -86,6 +86,42 @@ def test_heavy_atom_topology_and_openmm_topology(traj):
                                   np.arange(sub.n_atoms))
 
 
+def test_force_groups_partition_the_heavy_atoms(traj):
+    """Every heavy atom is in exactly one bead's force group, the bead atom heads its own group,
+    heavy-atom mappings have singleton groups, and every dropped atom is bonded (through dropped
+    atoms only) to its bead."""
+    system, t = traj
+    sub = t.topology.subset(t.topology.select("element != H"))
+    for rep in ("heavy-atom", "core-beta"):
+        m = get_mapping(system, rep)
+        beads = m.atom_indices(sub)
+        groups = m.force_groups(sub)
+        assert len(groups) == m.n_beads
+        assert sorted(np.concatenate(groups).tolist()) == list(range(sub.n_atoms))
+        assert all(b in g for b, g in zip(beads, groups))
+        if rep == "heavy-atom":
+            assert all(len(g) == 1 for g in groups)
+        bonded = {frozenset((a.index, b.index)) for a, b in sub.bonds}
+        for b, g in zip(beads, groups):
+            reached, todo = {int(b)}, [int(b)]
+            while todo:
+                i = todo.pop()
+                for j in g:
+                    if int(j) not in reached and frozenset((i, int(j))) in bonded:
+                        reached.add(int(j))
+                        todo.append(int(j))
+            assert reached == set(g.tolist()), (rep, b, g)
+
+
+def test_force_groups_of_ala2_core_beta():
+    t = md.Topology.from_openmm(build_peptide("ala2", minimize=False).topology)
+    sub = t.subset(t.select("element != H"))
+    names = [[f"{sub.atom(int(i)).residue.name}:{sub.atom(int(i)).name}" for i in g]
+             for g in get_mapping("ala2", "core-beta").force_groups(sub)]
+    assert names == [["ACE:CH3", "ACE:C", "ACE:O"], ["ALA:N"], ["ALA:CA"], ["ALA:CB"], ["ALA:C", "ALA:O"],
+                     ["NME:N", "NME:C"]]
+
+
 def test_errors_name_the_problem():
     with pytest.raises(MappingError, match="unknown system"):
         get_mapping("ala4", "core-beta")

@@ -147,6 +147,13 @@ def test_load_cg(metad_run, rep, n_beads):
 
     d = load_cg(metad_run, rep)
     assert d["positions_nm"].shape == (4, n_beads, 3) == d["forces_kj_per_mol_nm"].shape
+    # mapped forces: each bead's force group summed; together they keep the total force
+    from cgbg_bench.md.production import load_chunks
+
+    raw = load_chunks(metad_run, keys=("forces_kj_per_mol_nm",))["forces_kj_per_mol_nm"]
+    np.testing.assert_allclose(d["forces_kj_per_mol_nm"].sum(1), raw.sum(1), rtol=1e-4, atol=1e-2)
+    if rep == "heavy-atom":
+        np.testing.assert_array_equal(d["forces_kj_per_mol_nm"], raw)
     m = d["mapping"]
     phi = dihedral(d["positions_nm"], m.phi[0])
     np.testing.assert_allclose(np.angle(np.exp(1j * (phi - d["phi"][9::10, 0]))), 0, atol=1e-5)

@@ -146,8 +146,9 @@ def train_fm_baselines(system: str, rep: str, sources: AlanineSources, out_dir: 
 
 def build(system: str, sources: AlanineSources, *, root: Path | None = None, bank_size: int = 1_000_000,
           block_ps: float = 1000.0, flow: FlowSettings = FlowSettings(), discard_ps: float = 0.0,
-          task_version: int = 1, fm: "FMSettings | None" = None, reference_from: str = "all") -> list[Path]:
-    """Build every task of ``system``; returns the task folders written.
+          task_version: int = 1, fm: "FMSettings | None" = None, reference_from: str = "all",
+          representations: tuple[str, ...] | None = None) -> list[Path]:
+    """Build every task of ``system`` (or only those of ``representations``); returns the task folders written.
 
     ``reference_from``: "all" (unbiased and static-bias runs) or "static" (static-bias runs
     only: an unbiased run too short to have crossed to the rare basins would otherwise
@@ -161,6 +162,9 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
         raise ValueError("the reference needs at least one unbiased or static-bias run (--unbiased/--static)")
     if not sources.unbiased or not sources.metad:
         raise ValueError("both proposal variants need training data: --unbiased and --metad runs")
+    known = [rep for sys_name, rep in BENCHMARK_REPRESENTATIONS if sys_name == system]
+    if representations is not None and (not representations or set(representations) - set(known)):
+        raise ValueError(f"representations {list(representations)}: {system} has {known}")
     root = root or Path(__file__).resolve().parents[2]
     kT = kT_kj_per_mol(TEMPERATURE_K)
     sources = sources.snapshot()
@@ -169,6 +173,8 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
                                  ("--bank-size", bank_size, 1_000_000), ("--version", task_version, 1)):
         if value != default:
             command += f" {flag} {value:g}"
+    if representations is not None:
+        command += "".join(f" --representation {rep}" for rep in representations)
     mc = sources.max_chunks
     ref_dirs = sources.static if reference_from == "static" else (*sources.unbiased, *sources.static)
     ref_runs = [load_run_dihedrals(d, kT, discard_ps=discard_ps, max_chunks=mc[str(d)]) for d in ref_dirs]
@@ -176,7 +182,7 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
                for name, dirs in sources.gb.items()}
     written = []
     for sys_name, rep in BENCHMARK_REPRESENTATIONS:
-        if sys_name != system:
+        if sys_name != system or (representations is not None and rep not in representations):
             continue
         mapping = get_mapping(system, rep)
         z = zmatrix_for(mapping)

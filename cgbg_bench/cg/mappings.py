@@ -85,6 +85,40 @@ class CGMapping:
             out.append(index)
         return np.asarray(out, dtype=np.int64)
 
+    def force_groups(self, topology) -> list[np.ndarray]:
+        """Per bead, the atoms of ``topology`` whose forces sum to the bead's mapped force.
+
+        Every atom that is not a bead joins the bead nearest to it along the bonds
+        (breadth-first from all beads at once; ties go to the lower bead index). Moving
+        each such atom rigidly with its bead is a change of variables with unit Jacobian,
+        so the summed force is an unbiased estimate of the mean force on the bead, like
+        the bead atom's own force, but without the large bonded forces between the bead
+        and the atoms it drops (a carbonyl C's force includes the fluctuating C=O bond
+        force unless O is summed in). Atoms not connected to any bead join no group.
+        """
+        beads = self.atom_indices(topology)
+        atoms = list(topology.atoms() if callable(topology.atoms) else topology.atoms)
+        bonds = list(topology.bonds() if callable(topology.bonds) else topology.bonds)
+        neighbours: dict[int, list[int]] = {a.index: [] for a in atoms}
+        for bond in bonds:
+            i, j = bond[0].index, bond[1].index
+            neighbours[i].append(j)
+            neighbours[j].append(i)
+        owner = {int(b): k for k, b in enumerate(beads)}
+        frontier = [int(b) for b in beads]
+        while frontier:
+            nxt = []
+            for i in frontier:
+                for j in sorted(neighbours[i]):
+                    if j not in owner:
+                        owner[j] = owner[i]
+                        nxt.append(j)
+            frontier = nxt
+        groups = [[] for _ in beads]
+        for i, k in sorted(owner.items()):
+            groups[k].append(i)
+        return [np.asarray(g, dtype=np.int64) for g in groups]
+
 
 def _resname(residue) -> str:
     return residue.name.strip().upper()

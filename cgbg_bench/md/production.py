@@ -212,22 +212,28 @@ def load_chunks(out_dir: str | os.PathLike, keys: tuple[str, ...] | None = None,
 def load_cg(out_dir: str | os.PathLike, representation: str, max_chunks: int | None = None) -> dict:
     """The finished chunks of a run mapped to a CG representation.
 
-    Returns ``positions_nm`` and ``forces_kj_per_mol_nm`` (F, n_beads, 3) float32 (the
-    unbiased force on each kept atom's group: the atom and its constrained hydrogens),
-    their ``frame_time_ps``, and the per-0.1 ps
-    ``time_ps``, ``phi``, ``psi`` (every alanine) and ``bias_energy_kj_per_mol``; plus
-    ``mapping``, the CGMapping used (its ``residues`` are alanine numbers 1..n: column
-    r - 1 of ``phi``/``psi``).
+    Returns ``positions_nm`` (F, n_beads, 3) float32 and ``forces_kj_per_mol_nm`` (F,
+    n_beads, 3) float32: the mapped unbiased force of each bead, the sum of the stored
+    forces (each heavy atom with its constrained hydrogens) over the bead's force group,
+    i.e. the bead atom plus the heavy atoms the representation drops that are nearest to
+    it along the bonds (:meth:`CGMapping.force_groups`; for heavy-atom mappings the bead
+    atom alone); their ``frame_time_ps``, and the per-0.1 ps ``time_ps``, ``phi``, ``psi``
+    (every alanine) and ``bias_energy_kj_per_mol``; plus ``mapping``, the CGMapping used
+    (its ``residues`` are alanine numbers 1..n: column r - 1 of ``phi``/``psi``).
     """
     import mdtraj as md
 
     out_dir = Path(out_dir)
     system = json.loads((out_dir / "run.json").read_text())["settings"]["system"]
     mapping = get_mapping(system, representation)
-    beads = mapping.atom_indices(md.load(str(out_dir / "solute.pdb")).topology)
+    topology = md.load(str(out_dir / "solute.pdb")).topology
+    beads = mapping.atom_indices(topology)
     data = load_chunks(out_dir, max_chunks=max_chunks)
-    for key in ("positions_nm", "forces_kj_per_mol_nm"):
-        data[key] = np.ascontiguousarray(data[key][:, beads])
+    data["positions_nm"] = np.ascontiguousarray(data["positions_nm"][:, beads])
+    forces = data["forces_kj_per_mol_nm"]
+    data["forces_kj_per_mol_nm"] = np.ascontiguousarray(
+        np.stack([forces[:, g].sum(1, dtype=np.float64) for g in mapping.force_groups(topology)], 1)
+        .astype(np.float32))
     data["mapping"] = mapping
     return data
 
