@@ -172,7 +172,8 @@ def test_build_one_representation(built, tmp_path, monkeypatch):
                     fm=FMSettings(seed=1, max_epochs=1, n_rbf=4, hidden=(16,), block_ps=1.0))
     assert sorted(p.name for p in written) == ["ala2-core-beta", "ala2-core-beta-biased"]
     assert sorted(p.name for p in (tmp_path / "baselines").iterdir()) == ["ala2-core-beta"]
-    assert "--representation core-beta" in load_task(written[0]).proposal.provenance["command"]
+    command = load_task(written[0]).proposal.provenance["command"]
+    assert "--representation core-beta" in command and command.endswith("--fm-hidden 16")
     with pytest.raises(ValueError, match="ala2 has"):
         build("ala2", sources, root=tmp_path, representations=("backbone",))
 

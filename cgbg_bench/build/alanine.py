@@ -165,6 +165,8 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
     known = [rep for sys_name, rep in BENCHMARK_REPRESENTATIONS if sys_name == system]
     if representations is not None and (not representations or set(representations) - set(known)):
         raise ValueError(f"representations {list(representations)}: {system} has {known}")
+    from cgbg_bench.fm.pipeline import FMSettings
+
     root = root or Path(__file__).resolve().parents[2]
     kT = kT_kj_per_mol(TEMPERATURE_K)
     sources = sources.snapshot()
@@ -175,6 +177,8 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
             command += f" {flag} {value:g}"
     if representations is not None:
         command += "".join(f" --representation {rep}" for rep in representations)
+    if fm is not None and tuple(fm.hidden) != FMSettings().hidden:
+        command += " --fm-hidden " + " ".join(str(h) for h in fm.hidden)
     mc = sources.max_chunks
     ref_dirs = sources.static if reference_from == "static" else (*sources.unbiased, *sources.static)
     ref_runs = [load_run_dihedrals(d, kT, discard_ps=discard_ps, max_chunks=mc[str(d)]) for d in ref_dirs]

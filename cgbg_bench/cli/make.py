@@ -32,6 +32,8 @@ def add_parser(sub) -> None:
     md.add_argument("--block-ps", type=float, default=1000.0, help="reference block length in ps (default 1000)")
     md.add_argument("--discard-ps", type=float, default=0.0, help="drop this much of each run's start")
     md.add_argument("--version", type=int, default=1, help="task version to write (bump on every change)")
+    md.add_argument("--fm-hidden", type=int, nargs="+", default=None, metavar="N",
+                    help="hidden layer widths of the force-matched baselines' MLP (default 128 128)")
     md.add_argument("--representation", action="append", default=None, choices=["heavy-atom", "core-beta"],
                     help="build only this representation's tasks and baselines (repeatable; default: all)")
     p.set_defaults(func=run)
@@ -55,8 +57,16 @@ def run(args) -> int:
 
         max_chunks = parse_max_chunks(args.max_chunks)
         sources = AlanineSources(tuple(args.unbiased), tuple(args.static), tuple(args.metad), gb, max_chunks)
+        fm = None
+        if args.fm_hidden is not None:
+            from cgbg_bench.build.alanine import SEEDS
+            from cgbg_bench.fm.pipeline import FMSettings
+
+            if any(h < 1 for h in args.fm_hidden):
+                raise CgbgError(f"--fm-hidden {args.fm_hidden}: widths must be positive")
+            fm = FMSettings(seed=SEEDS["fm"], hidden=tuple(args.fm_hidden))
         try:
-            written = build(args.family, sources, bank_size=args.bank_size, block_ps=args.block_ps,
+            written = build(args.family, sources, fm=fm, bank_size=args.bank_size, block_ps=args.block_ps,
                             discard_ps=args.discard_ps, task_version=args.version, reference_from=args.reference,
                             representations=None if args.representation is None else tuple(args.representation))
         except ValueError as exc:
