@@ -43,7 +43,7 @@ def test_builds_four_tasks_with_the_fixed_observables(built):
     command = cb.reference.provenance["command"]
     for run_name, n in (("unbiased", 6), ("static", 3), ("metad", 3), ("obc2", 2)):
         assert f"/{run_name}={n}" in command  # every run pinned to the chunks the build read
-    assert command.endswith("--block-ps 2 --bank-size 3000")  # non-default settings recorded too
+    assert command.endswith("--block-ps 2 --bank-size 3000 --fm-hidden 16")  # non-default settings recorded too
     ref = cb.load_reference()
     assert not ref.exact and ref.block_hist.shape == (9, 1, 10_000)  # 6 + 3 blocks of 2 ps
 
