@@ -58,6 +58,12 @@ def _wrap(x: torch.Tensor) -> torch.Tensor:
     return torch.remainder(x + math.pi, 2 * math.pi) - math.pi
 
 
+def _deviation(lin: torch.Tensor, loc: torch.Tensor, n_lin: int) -> torch.Tensor:
+    """Stiff coordinates (bonds, angles, then dihedrals) minus their centres; dihedral parts wrapped."""
+    delta = lin - loc
+    return torch.cat([delta[:, :n_lin], _wrap(delta[:, n_lin:])], -1)
+
+
 class ICFlow(torch.nn.Module):
     def __init__(self, zmatrix: ZMatrix, loc, scale, soft: Sequence[int], *, transforms: int = 4,
                  bins: int = 16, hidden: int = 32, uniform: float = 0.05, fourier: int = 2, coupling: bool = True):
@@ -84,7 +90,7 @@ class ICFlow(torch.nn.Module):
         self.register_buffer("cholesky", torch.eye(n_stiff, dtype=torch.float64))
         self.soft = zuko.flows.NCSF(features=len(soft), transforms=transforms, bins=bins,
                                     hidden_features=[hidden, hidden], passes=2 if len(soft) > 1 else None)
-        self.stiff = zuko.flows.NSF(features=n_stiff, context=2 * fourier * len(soft), transforms=transforms,
+        self.stiff = zuko.flows.NSF(features=n_stiff, context=n_context, transforms=transforms,
                                     bins=bins, hidden_features=[hidden, hidden],
                                     passes=2 if coupling and n_stiff > 1 else None)
 
@@ -93,8 +99,7 @@ class ICFlow(torch.nn.Module):
         """positions (B, n, 3) -> (soft (B, k) in [-pi, pi), stiff z (B, m), log J (B,))."""
         b, a, d = self.zmatrix.to_internal(positions)
         lin = torch.cat([b, a, d[:, self.stiff_index]], -1)
-        delta = lin - self.loc.to(lin.dtype)
-        delta = torch.cat([delta[:, : self.n_lin], _wrap(delta[:, self.n_lin:])], -1)
+        delta = _deviation(lin, self.loc.to(lin.dtype), self.n_lin)
         return _wrap(d[:, self.soft_index]), delta / self.scale.to(lin.dtype), self.zmatrix.log_jacobian(b, a)
 
     def _positions(self, soft: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,11 +259,10 @@ def train_ic_flow(zmatrix: ZMatrix, positions: np.ndarray, *, seed: int, soft: S
     soft = soft_dihedrals(d.numpy()) if soft is None else list(soft)
     stiff = [j for j in range(zmatrix.n_dihedrals) if j not in soft]
     centre = torch.angle(torch.exp(1j * d[:, stiff]).mean(0)) if stiff else d.new_zeros(0)
+    n_lin = zmatrix.n_bonds + zmatrix.n_angles
     lin = torch.cat([b, a, d[:, stiff]], -1)
-    loc = torch.cat([lin[:, : zmatrix.n_bonds + zmatrix.n_angles].mean(0), centre])
-    delta = lin - loc
-    delta[:, zmatrix.n_bonds + zmatrix.n_angles:] = _wrap(delta[:, zmatrix.n_bonds + zmatrix.n_angles:])
-    scale = delta.std(0) + 1e-6
+    loc = torch.cat([lin[:, :n_lin].mean(0), centre])
+    scale = _deviation(lin, loc, n_lin).std(0) + 1e-6
     model = ICFlow(zmatrix, loc.numpy(), scale.numpy(), soft, **flow_kwargs)
     s_all, z_all, _ = model._features(x)
     n_val = max(1, int(len(x) * val_fraction))
