@@ -84,6 +84,9 @@ def test_fm_baselines_are_shared_by_both_variants_and_scored(built):
         assert set(pmfs) == set(meta) and all(p.parent.name == "ala2-core-beta" for p in pmfs.values())
         scores = json.loads((root / "tasks" / name / "baseline_scores.json").read_text())["baselines"]
         assert {"js", "pmf_error", "ess"} <= set(scores["fm-biased"]["metrics"])
+        # recorded relative to the task folder (as in task.yaml), not as this machine's absolute path
+        assert scores["fm-biased"]["submission"] == "../../baselines/ala2-core-beta/fm-biased.pt2"
+        assert scores["gb-obc2"]["submission"] == "gb-obc2.npz"
 
 
 def test_gb_rows_are_stored_without_ess(built):

@@ -7,6 +7,7 @@ golden values that the accuracy gate re-checks.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import yaml
@@ -25,6 +26,8 @@ def rescore_baselines(task_dir: Path, *, command: str, device: str = "cpu", seed
     task_dir = Path(task_dir)
     task = load_task(task_dir / "task.yaml")
     scores = {b.name: evaluate_baseline(task, b.name, device=device, seed=seed).as_dict() for b in task.baselines}
+    for s in scores.values():  # relative to the task folder, as in task.yaml: no machine's absolute path
+        s["submission"] = os.path.relpath(s["submission"], task_dir)
     out = task_dir / "baseline_scores.json"
     atomic_write_text(out, json.dumps({"task": task.name, "task_version": task.version, "baselines": scores},
                                       indent=2) + "\n")
