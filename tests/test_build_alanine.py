@@ -140,6 +140,10 @@ def test_md_report_cli_on_the_same_runs(built, capsys):
     assert main(argv + ["--max-chunks", "unbiased=x"]) == 2 and "expected DIR=N" in capsys.readouterr().err
     assert main(["md", "report", "--reference", str(base)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+    # a run shorter than two blocks has no halves: the error names the run and the fix
+    assert main(argv[:4] + ["--block-ps", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "unbiased: fewer than 2 blocks of 10 ps" in err and "smaller --block-ps" in err
 
 
 def test_compare_cli_on_the_built_task(built, monkeypatch, capsys, tmp_path):

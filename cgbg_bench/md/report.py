@@ -45,6 +45,10 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
         raise ValueError("no unbiased or static-bias run among the reference runs")
     n_res = runs[0].phi.shape[1]
     blocks = [combine_runs([r], block_ps) for r in runs]
+    if all(len(b) < 2 for b in blocks):  # every run split in time: a 1-block run adds to the second half only
+        short = ", ".join(str(d) for d in reference_dirs if Path(d) not in other)
+        raise ValueError(f"{short}: fewer than 2 blocks of {block_ps:g} ps, so no halves to compare; "
+                         "pass a smaller --block-ps or let the run grow")
     ref = np.concatenate(blocks)
     gb_hist = {name: combine_runs([load(d) for d in dirs], block_ps)
                for name, dirs in gb.items()}
