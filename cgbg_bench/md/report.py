@@ -44,10 +44,10 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
     if not runs:
         raise ValueError("no unbiased or static-bias run among the reference runs")
     n_res = runs[0].phi.shape[1]
+    ref_dirs = [d for d in reference_dirs if Path(d) not in other]
     blocks = [combine_runs([r], block_ps) for r in runs]
     if all(len(b) < 2 for b in blocks):  # every run split in time: a 1-block run adds to the second half only
-        short = ", ".join(str(d) for d in reference_dirs if Path(d) not in other)
-        raise ValueError(f"{short}: fewer than 2 blocks of {block_ps:g} ps, so no halves to compare; "
+        raise ValueError(f"{', '.join(map(str, ref_dirs))}: fewer than 2 blocks of {block_ps:g} ps, so no halves to compare; "
                          "pass a smaller --block-ps or let the run grow")
     ref = np.concatenate(blocks)
     gb_hist = {name: combine_runs([load(d) for d in dirs], block_ps)
@@ -55,7 +55,7 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
     rep = quality_report(ref, n_bootstrap=n_bootstrap, seed=seed, baselines=gb_hist,
                          first_half=run_halves([len(b) for b in blocks]))
     rep["runs"] = [{"dir": str(d), "ns": ns(d), "blocks": len(b), "role": "reference"}
-                   for d, b in zip([d for d in reference_dirs if Path(d) not in other], blocks)]
+                   for d, b in zip(ref_dirs, blocks)]
     rep["runs"] += [{"dir": str(d), "ns": ns(d), "blocks": 0, "role": "evolving bias (not used)"}
                     for d in other]
     for name, dirs in gb.items():
