@@ -114,6 +114,30 @@ def test_training_is_deterministic():
         assert k1 == k2 and torch.equal(v1, v2)
 
 
+def test_lr_halving_follows_the_validation_history():
+    """lr_halve_after=k halves Adam's lr each k epochs without a new best; None keeps it."""
+    x, f = _harmonic_data(n=600, noise=3.0)
+    kw = dict(n_blocks=6, seed=5, lr=3e-2, max_epochs=25, patience=8, batch_size=64)
+    _, const = train_force_matching(RBFMLP(seed=3), x, f, **kw)
+    assert const.final_lr == 3e-2 and len(const.val_mse_history) == const.epochs
+    _, halved = train_force_matching(RBFMLP(seed=3), x, f, lr_halve_after=2, **kw)
+    # replay the schedule from the recorded validation MSEs (naive reference)
+    best, since, expected = math.inf, 0, 3e-2
+    for val in halved.val_mse_history:
+        if val < best:
+            best, since = val, 0
+        else:
+            since += 1
+            if since < 8 and since % 2 == 0:
+                expected *= 0.5
+    assert expected < 3e-2  # the case exercises at least one halving
+    assert halved.final_lr == pytest.approx(expected, rel=1e-12)
+    assert halved.val_mse_history[halved.best_epoch - 1] == min(halved.val_mse_history)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(DataError, match="lr_halve_after"):
+            train_force_matching(RBFMLP(seed=3), x, f, lr_halve_after=bad, **kw)
+
+
 class _Quadratic(nn.Module):
     """U(R) = k/2 |R|^2 over any input shape, one trainable k."""
 

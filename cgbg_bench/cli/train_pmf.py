@@ -34,6 +34,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-epochs", type=int, default=200)
     p.add_argument("--patience", type=int, default=20, help="epochs without a better validation error (default 20)")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-halve-after", type=int, default=5, metavar="N",
+                   help="halve the learning rate after N epochs without a better validation error "
+                        "(and again after N more); 0 keeps it constant (default 5)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--block-ps", type=float, default=100.0,
                    help="length of the time blocks of the train/validation split (ps, default 100)")
@@ -82,7 +85,8 @@ def _train(args) -> int:
     system, rep, dirs = _resolve(args)
     settings = FMSettings(seed=args.seed, max_epochs=args.max_epochs, patience=args.patience, lr=args.lr,
                           batch_size=args.batch_size, block_ps=args.block_ps, val_fraction=args.val_fraction,
-                          n_rbf=args.n_rbf, hidden=tuple(args.hidden))
+                          n_rbf=args.n_rbf, hidden=tuple(args.hidden),
+                          lr_halve_after=args.lr_halve_after or None)
     command = "cgbg-bench train-pmf " + _argv_of(args, system, rep, dirs)
     train_and_export(system, rep, dirs, args.out, settings=settings, prior_only=args.prior_only,
                      command=command, log=lambda m: print(m, flush=True))
@@ -96,7 +100,8 @@ def _argv_of(args, system, rep, dirs) -> str:
     if args.prior_only:
         parts.append("--prior-only")
     parts += [f"--seed {args.seed}", f"--max-epochs {args.max_epochs}", f"--patience {args.patience}",
-              f"--lr {args.lr:g}", f"--batch-size {args.batch_size}", f"--block-ps {args.block_ps:g}",
+              f"--lr {args.lr:g}", f"--lr-halve-after {args.lr_halve_after}", f"--batch-size {args.batch_size}",
+              f"--block-ps {args.block_ps:g}",
               f"--val-fraction {args.val_fraction:g}", f"--n-rbf {args.n_rbf}",
               "--hidden " + " ".join(str(h) for h in args.hidden), f"--threads {args.threads}"]
     return " ".join(parts)

@@ -285,6 +285,7 @@ def train_peptide_pmf(
     weight_decay: float = 0.0,
     n_rbf: int = 16,
     hidden: tuple[int, ...] = (128, 128),
+    lr_halve_after: int | None = 5,
 ) -> TrainResult:
     """Fit the prior, then (unless ``prior_only``) train the correction by force matching.
 
@@ -307,10 +308,12 @@ def train_peptide_pmf(
     model, report = train_force_matching(
         model, data.positions, data.forces, block_ids=data.block_ids, val_fraction=val_fraction, seed=seed,
         lr=lr, max_epochs=max_epochs, patience=patience, batch_size=batch_size, weight_decay=weight_decay,
+        lr_halve_after=lr_halve_after,
     )
     settings.update({"lr": float(lr), "max_epochs": int(max_epochs), "patience": int(patience),
                      "batch_size": int(batch_size), "weight_decay": float(weight_decay),
-                     "n_rbf": int(n_rbf), "hidden": [int(h) for h in hidden]})
+                     "n_rbf": int(n_rbf), "hidden": [int(h) for h in hidden],
+                     "lr_halve_after": lr_halve_after})
     return TrainResult(model=model, report=report, train_force_rmse=report.train_force_rmse,
                        val_force_rmse=report.val_force_rmse, prior_train_force_rmse=prior_train,
                        prior_val_force_rmse=prior_val, n_parameters=report.n_parameters, settings=settings)

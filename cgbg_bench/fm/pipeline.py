@@ -10,6 +10,7 @@ prior, versions).
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,8 @@ __all__ = ["FMSettings", "train_and_export", "sidecar_path", "FORMAT", "DATA_KIN
 FORMAT = "cgbg-bench force-matching pmf v1"
 
 # `--data unbiased|biased`: the conventional run folders under data/<system>/
-DATA_KINDS = {"unbiased": ("explicit-unbiased",), "biased": ("explicit-wtmetad", "explicit-static")}
+DATA_KINDS = {"unbiased": ("explicit-unbiased",),
+              "biased": ("explicit-wtmetad", "explicit-static", "explicit-static-2")}
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class FMSettings:
     val_fraction: float = 0.2
     n_rbf: int = 16
     hidden: tuple[int, ...] = field(default=(128, 128))
+    lr_halve_after: int | None = 5  # halve lr after this many epochs without a better val error (None: constant)
 
 
 def sidecar_path(out) -> Path:
@@ -73,7 +76,7 @@ def train_and_export(system: str, representation: str, data_dirs, out, *, settin
     result = train_peptide_pmf(
         data, prior_only=prior_only, seed=settings.seed, val_fraction=settings.val_fraction, lr=settings.lr,
         max_epochs=settings.max_epochs, patience=settings.patience, batch_size=settings.batch_size,
-        n_rbf=settings.n_rbf, hidden=tuple(settings.hidden),
+        n_rbf=settings.n_rbf, hidden=tuple(settings.hidden), lr_halve_after=settings.lr_halve_after,
     )
     # a few frames spread over the data as the export example
     example = data.positions[:: max(1, len(data.positions) // 7)][:7]
@@ -101,7 +104,9 @@ def train_and_export(system: str, representation: str, data_dirs, out, *, settin
         },
         "training": None if rep is None else {
             "epochs": rep.epochs, "best_epoch": rep.best_epoch, "stopped_early": rep.stopped_early,
-            "n_train": rep.n_train, "n_val": rep.n_val, "val_blocks": list(rep.val_blocks)},
+            "n_train": rep.n_train, "n_val": rep.n_val, "val_blocks": list(rep.val_blocks),
+            "final_lr": rep.final_lr,
+            "val_force_rmse_per_epoch": [round(math.sqrt(v), 4) for v in rep.val_mse_history]},
         "prior": (result.model if prior_only else result.model.prior).to_dict(),
         "versions": {"cgbg_bench": cgbg_bench.__version__, "torch": str(torch.__version__)},
     }

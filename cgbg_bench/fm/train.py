@@ -28,7 +28,9 @@ class FMReport:
     RMSEs are root mean squared force errors per component (for 1-D data: per
     frame), in the force unit of the data, with the best (restored) weights.
     ``epochs`` is the number of epochs run, ``best_epoch`` the one restored
-    (1-based). ``val_blocks`` are the block ids held out.
+    (1-based). ``val_blocks`` are the block ids held out. ``val_mse_history`` is the
+    validation force MSE after every epoch; ``final_lr`` the learning rate the optimizer
+    had at the end (``lr`` halved by ``lr_halve_after``, if set).
     """
 
     train_force_rmse: float
@@ -43,6 +45,8 @@ class FMReport:
     lr: float
     batch_size: int
     stopped_early: bool
+    val_mse_history: tuple[float, ...] = ()
+    final_lr: float = float("nan")
 
 
 def block_split(
@@ -125,6 +129,7 @@ def train_force_matching(
     patience: int = 20,
     batch_size: int = 512,
     weight_decay: float = 0.0,
+    lr_halve_after: int | None = None,
 ) -> tuple[nn.Module, FMReport]:
     """Train ``model`` by force matching; returns (model with best weights, report).
 
@@ -142,6 +147,8 @@ def train_force_matching(
         lr, weight_decay: Adam settings. max_epochs: upper bound on epochs.
         patience: stop after this many epochs without a lower validation MSE.
         batch_size: frames per minibatch.
+        lr_halve_after: halve the learning rate after this many epochs without a lower
+            validation MSE (and again after as many more); None keeps it constant.
 
     The loss is the mean over frames of the squared force-error norm; early
     stopping compares validation force MSE after every epoch and the best
@@ -153,6 +160,9 @@ def train_force_matching(
         raise DataError(f"positions and forces must both have shape (N, ...), got {tuple(r.shape)} and {tuple(f.shape)}")
     if max_epochs < 1 or patience < 1 or batch_size < 1:
         raise DataError(f"max_epochs, patience, batch_size must be >= 1, got {max_epochs}, {patience}, {batch_size}")
+    if lr_halve_after is not None and (isinstance(lr_halve_after, bool) or int(lr_halve_after) != lr_halve_after
+                                       or lr_halve_after < 1):
+        raise DataError(f"lr_halve_after must be a whole number of epochs >= 1 or None, got {lr_halve_after!r}")
     n = r.shape[0]
     train_idx, val_idx, val_blocks = block_split(
         n, block_ids=block_ids, n_blocks=n_blocks, val_fraction=val_fraction, seed=seed
@@ -168,6 +178,7 @@ def train_force_matching(
     best_epoch = 0
     since_best = 0
     epoch = 0
+    history: list[float] = []
     model.train()
     for epoch in range(1, max_epochs + 1):
         perm = torch.randperm(r_tr.shape[0], generator=gen)
@@ -179,6 +190,7 @@ def train_force_matching(
             loss.backward()
             opt.step()
         val = force_mse(model, r_va, f_va)
+        history.append(val)
         if not math.isfinite(val):
             raise DataError(f"validation force MSE became {val} at epoch {epoch}; lower lr")
         if val < best_val:
@@ -188,6 +200,9 @@ def train_force_matching(
             since_best += 1
             if since_best >= patience:
                 break
+            if lr_halve_after is not None and since_best % lr_halve_after == 0:
+                for group in opt.param_groups:
+                    group["lr"] *= 0.5
     model.load_state_dict(best_state)
     model.eval()
     report = FMReport(
@@ -203,5 +218,7 @@ def train_force_matching(
         lr=float(lr),
         batch_size=int(batch_size),
         stopped_early=epoch < max_epochs,
+        val_mse_history=tuple(history),
+        final_lr=float(opt.param_groups[0]["lr"]),
     )
     return model, report
