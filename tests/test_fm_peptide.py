@@ -23,9 +23,11 @@ import yaml
 
 from cgbg_bench.cg.mappings import get_mapping
 from cgbg_bench.cg.zmatrix import zmatrix_for
+from cgbg_bench.errors import DataError
 from cgbg_bench.fm import (
     PeptideData,
     PeptidePMF,
+    PMFEnsemble,
     build_peptide_pmf,
     export_peptide_pmf,
     fit_prior,
@@ -349,3 +351,49 @@ def test_export_roundtrip_matches_eager_model(tmp_path):
     assert ((f_loaded - f_eager).abs().max() / scale).item() < 1e-4
     fd = _finite_difference_forces(loaded, x[:6])
     assert ((fd - f_loaded[:6]).abs().max() / scale).item() < 1e-2
+
+
+def test_ensemble_is_the_mean_of_its_members_and_exports(tmp_path):
+    """PMFEnsemble: energies are the members' mean (float32 round-off), and the exported
+    program reproduces them with a dynamic batch."""
+    x = _toy_configurations(50, seed=7).float()
+    prior = fit_prior(x.numpy(), MAPPING)
+    members = [_randomize_network(build_peptide_pmf(x.numpy(), MAPPING, prior=prior, hidden=(16,), n_rbf=4, seed=s),
+                                  seed=s + 1).eval() for s in range(3)]
+    ensemble = PMFEnsemble(members).eval()
+    with torch.no_grad():
+        expected = sum(m(x).double() for m in members) / 3
+        got = ensemble(x).double()
+    assert got.shape == (50,)
+    assert torch.allclose(got, expected, rtol=1e-6, atol=1e-4)
+    assert not torch.allclose(members[0](x), members[1](x))  # the members differ: the mean is not trivial
+    loaded = load_pmf(export_peptide_pmf(ensemble, x[:7].numpy(), tmp_path / "ens.pt2"), device="cpu")
+    with torch.no_grad():
+        assert torch.allclose(loaded(x[:13]).double(), got[:13], rtol=1e-5, atol=1e-3)
+    with pytest.raises(DataError):
+        PMFEnsemble([])
+
+
+def test_train_n_models_shares_the_split_and_reports_every_member():
+    """n_models=2: two networks with seeds 4 and 5 on the split of seed 4; the returned RMSEs
+    are the ensemble's on that split; bad n_models is refused."""
+    x = _toy_configurations(400, seed=8)
+    f = _forces(_true_energy, x) + torch.randn(x.shape, generator=torch.Generator().manual_seed(0),
+                                               dtype=torch.float64) * 20.0
+    data = PeptideData(mapping=MAPPING, positions=x.float().numpy(), forces=f.float().numpy(),
+                       block_ids=np.arange(400) // 40, block_ps=40.0, temperature_kelvin=300.0, sources=())
+    kw = dict(lr=3e-3, max_epochs=3, patience=3, batch_size=64, n_rbf=4, hidden=(8,))
+    result = train_peptide_pmf(data, seed=4, n_models=2, **kw)
+    assert isinstance(result.model, PMFEnsemble) and len(result.model.members) == 2
+    assert [m.seed for m in result.members] == [4, 5]
+    assert result.members[0].val_blocks == result.members[1].val_blocks
+    assert result.settings["n_models"] == 2
+    single = train_peptide_pmf(data, seed=4, **kw)
+    assert single.members[0] == result.members[0]  # member 0 is the single model of the same seed
+    from cgbg_bench.fm.train import block_split, force_mse
+    _, val, _ = block_split(400, block_ids=data.block_ids, val_fraction=0.2, seed=4)
+    assert result.val_force_rmse == pytest.approx(math.sqrt(force_mse(result.model, data.positions[val],
+                                                                        data.forces[val])), rel=1e-6)
+    for bad in (0, 1.5, True):
+        with pytest.raises(DataError, match="n_models"):
+            train_peptide_pmf(data, seed=4, n_models=bad, **kw)

@@ -136,6 +136,7 @@ def train_fm_baselines(system: str, rep: str, sources: AlanineSources, out_dir: 
                                    "sidecar": f"{name}.yaml", "val_force_rmse": rmse["val"],
                                    "prior_val_force_rmse": rmse["prior_val"],
                                    "n_parameters": side["model"]["n_parameters"],
+                                   "n_models": side["settings"].get("n_models", 1),
                                    **({} if side["training"] is None else
                                       {"epochs": side["training"]["epochs"],
                                        "best_epoch": side["training"]["best_epoch"]})}}
@@ -179,6 +180,8 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
         command += "".join(f" --representation {rep}" for rep in representations)
     if fm is not None and tuple(fm.hidden) != FMSettings().hidden:
         command += " --fm-hidden " + " ".join(str(h) for h in fm.hidden)
+    if fm is not None and fm.n_models != FMSettings().n_models:
+        command += f" --fm-models {fm.n_models}"
     mc = sources.max_chunks
     ref_dirs = sources.static if reference_from == "static" else (*sources.unbiased, *sources.static)
     ref_runs = [load_run_dihedrals(d, kT, discard_ps=discard_ps, max_chunks=mc[str(d)]) for d in ref_dirs]

@@ -38,6 +38,9 @@ def add_parser(subparsers) -> None:
                    help="halve the learning rate after N epochs without a better validation error "
                         "(and again after N more); 0 keeps it constant (default 5)")
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--n-models", type=int, default=1, metavar="K",
+                   help="export the mean energy of K networks trained with seeds SEED..SEED+K-1 on one split "
+                        "(default 1)")
     p.add_argument("--block-ps", type=float, default=100.0,
                    help="length of the time blocks of the train/validation split (ps, default 100)")
     p.add_argument("--val-fraction", type=float, default=0.2)
@@ -86,7 +89,7 @@ def _train(args) -> int:
     settings = FMSettings(seed=args.seed, max_epochs=args.max_epochs, patience=args.patience, lr=args.lr,
                           batch_size=args.batch_size, block_ps=args.block_ps, val_fraction=args.val_fraction,
                           n_rbf=args.n_rbf, hidden=tuple(args.hidden),
-                          lr_halve_after=args.lr_halve_after or None)
+                          lr_halve_after=args.lr_halve_after or None, n_models=args.n_models)
     command = "cgbg-bench train-pmf " + _argv_of(args, system, rep, dirs)
     train_and_export(system, rep, dirs, args.out, settings=settings, prior_only=args.prior_only,
                      command=command, log=lambda m: print(m, flush=True))
@@ -101,7 +104,7 @@ def _argv_of(args, system, rep, dirs) -> str:
         parts.append("--prior-only")
     parts += [f"--seed {args.seed}", f"--max-epochs {args.max_epochs}", f"--patience {args.patience}",
               f"--lr {args.lr:g}", f"--lr-halve-after {args.lr_halve_after}", f"--batch-size {args.batch_size}",
-              f"--block-ps {args.block_ps:g}",
+              f"--n-models {args.n_models}", f"--block-ps {args.block_ps:g}",
               f"--val-fraction {args.val_fraction:g}", f"--n-rbf {args.n_rbf}",
               "--hidden " + " ".join(str(h) for h in args.hidden), f"--threads {args.threads}"]
     return " ".join(parts)

@@ -4,6 +4,7 @@ from cgbg_bench.fm.models import RBFMLP
 from cgbg_bench.fm.peptide import (
     PeptideData,
     PeptidePMF,
+    PMFEnsemble,
     TrainResult,
     build_peptide_pmf,
     export_peptide_pmf,
@@ -20,6 +21,7 @@ __all__ = [
     "force_mse",
     "train_force_matching",
     "PeptidePMF",
+    "PMFEnsemble",
     "PeptidePrior",
     "PeptideData",
     "TrainResult",

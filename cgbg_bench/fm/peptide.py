@@ -44,6 +44,7 @@ from cgbg_bench.units import kT_kj_per_mol
 
 __all__ = [
     "PeptidePMF",
+    "PMFEnsemble",
     "PeptideData",
     "build_peptide_pmf",
     "load_training_data",
@@ -127,6 +128,25 @@ class PeptidePMF(nn.Module):
         if self.prior is not None:
             u = u + self.prior(x)
         return u
+
+
+class PMFEnsemble(nn.Module):
+    """The mean energy of several PMFs: U(R) = (1/K) sum_k U_k(R), (B, n_beads, 3) -> (B,).
+
+    Force-matched PMFs trained with different seeds differ most in the free-energy offsets
+    between basins, which the noisy mapped forces fix only weakly; averaging K of them
+    reduces that scatter (docs/force-matching.md has the numbers).
+    """
+
+    def __init__(self, members):
+        super().__init__()
+        members = list(members)
+        if not members:
+            raise DataError("an ensemble needs at least one member PMF")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)
 
 
 def build_peptide_pmf(
@@ -255,8 +275,10 @@ def load_training_data(
 class TrainResult:
     """What :func:`train_peptide_pmf` returns.
 
-    model: the trained :class:`PeptidePMF`, or the :class:`PeptidePrior` alone (prior_only).
-    report: the trainer's FMReport (None for prior_only).
+    model: the trained :class:`PeptidePMF`, a :class:`PMFEnsemble` of ``n_models`` of them, or
+    the :class:`PeptidePrior` alone (prior_only).
+    report: the trainer's FMReport (None for prior_only; of the first member for an ensemble).
+    members: the FMReport of every ensemble member (one entry for a single model).
     RMSEs: force RMSE per component in kJ/mol/nm on the same block split: of the model
     and of the prior alone (the improvement over the prior is the figure of merit: the
     mapped forces carry a large irreducible noise).
@@ -270,6 +292,7 @@ class TrainResult:
     prior_val_force_rmse: float
     n_parameters: int
     settings: dict
+    members: tuple[FMReport, ...] = ()
 
 
 def train_peptide_pmf(
@@ -286,12 +309,17 @@ def train_peptide_pmf(
     n_rbf: int = 16,
     hidden: tuple[int, ...] = (128, 128),
     lr_halve_after: int | None = 5,
+    n_models: int = 1,
 ) -> TrainResult:
     """Fit the prior, then (unless ``prior_only``) train the correction by force matching.
 
     The split is by ``data.block_ids`` (see :func:`cgbg_bench.fm.block_split`), seeded by
-    ``seed``, which also seeds the weights and the minibatch order.
+    ``seed``, which also seeds the weights and the minibatch order. ``n_models`` > 1 trains
+    that many networks on the same split (weights and minibatch order seeded ``seed``,
+    ``seed + 1``, ...) and returns their :class:`PMFEnsemble`; its RMSEs are the ensemble's.
     """
+    if isinstance(n_models, bool) or int(n_models) != n_models or n_models < 1:
+        raise DataError(f"n_models must be a whole number >= 1, got {n_models!r}")
     prior = fit_prior(data.positions, data.mapping, temperature_kelvin=data.temperature_kelvin)
     train_idx, val_idx, _ = block_split(len(data.positions), block_ids=data.block_ids,
                                         val_fraction=val_fraction, seed=seed)
@@ -303,20 +331,30 @@ def train_peptide_pmf(
         return TrainResult(model=prior.eval(), report=None, train_force_rmse=prior_train, val_force_rmse=prior_val,
                            prior_train_force_rmse=prior_train, prior_val_force_rmse=prior_val,
                            n_parameters=0, settings=settings)
-    model = build_peptide_pmf(data.positions, data.mapping, prior=prior, n_rbf=n_rbf, hidden=hidden,
-                              temperature_kelvin=data.temperature_kelvin, seed=seed)
-    model, report = train_force_matching(
-        model, data.positions, data.forces, block_ids=data.block_ids, val_fraction=val_fraction, seed=seed,
-        lr=lr, max_epochs=max_epochs, patience=patience, batch_size=batch_size, weight_decay=weight_decay,
-        lr_halve_after=lr_halve_after,
-    )
     settings.update({"lr": float(lr), "max_epochs": int(max_epochs), "patience": int(patience),
                      "batch_size": int(batch_size), "weight_decay": float(weight_decay),
                      "n_rbf": int(n_rbf), "hidden": [int(h) for h in hidden],
-                     "lr_halve_after": lr_halve_after})
-    return TrainResult(model=model, report=report, train_force_rmse=report.train_force_rmse,
-                       val_force_rmse=report.val_force_rmse, prior_train_force_rmse=prior_train,
-                       prior_val_force_rmse=prior_val, n_parameters=report.n_parameters, settings=settings)
+                     "lr_halve_after": lr_halve_after, "n_models": int(n_models)})
+    members, reports = [], []
+    for k in range(int(n_models)):
+        model = build_peptide_pmf(data.positions, data.mapping, prior=prior, n_rbf=n_rbf, hidden=hidden,
+                                  temperature_kelvin=data.temperature_kelvin, seed=seed + k)
+        model, report = train_force_matching(
+            model, data.positions, data.forces, block_ids=data.block_ids, val_fraction=val_fraction, seed=seed + k,
+            split_seed=seed, lr=lr, max_epochs=max_epochs, patience=patience, batch_size=batch_size,
+            weight_decay=weight_decay, lr_halve_after=lr_halve_after,
+        )
+        members.append(model)
+        reports.append(report)
+    if n_models == 1:
+        model, train_rmse, val_rmse = members[0], reports[0].train_force_rmse, reports[0].val_force_rmse
+    else:
+        model = PMFEnsemble(members).eval()
+        train_rmse, val_rmse = rmse(model, train_idx), rmse(model, val_idx)
+    return TrainResult(model=model, report=reports[0], train_force_rmse=train_rmse, val_force_rmse=val_rmse,
+                       prior_train_force_rmse=prior_train, prior_val_force_rmse=prior_val,
+                       n_parameters=sum(p.numel() for p in model.parameters()), settings=settings,
+                       members=tuple(reports))
 
 
 # ---------------------------------------------------------------------- export ---

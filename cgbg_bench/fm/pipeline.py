@@ -35,6 +35,7 @@ class FMSettings:
     n_rbf: int = 16
     hidden: tuple[int, ...] = field(default=(128, 128))
     lr_halve_after: int | None = 5  # halve lr after this many epochs without a better val error (None: constant)
+    n_models: int = 1  # > 1: the mean of that many networks (seeds seed, seed + 1, ...) on one split
 
 
 def sidecar_path(out) -> Path:
@@ -77,6 +78,7 @@ def train_and_export(system: str, representation: str, data_dirs, out, *, settin
         data, prior_only=prior_only, seed=settings.seed, val_fraction=settings.val_fraction, lr=settings.lr,
         max_epochs=settings.max_epochs, patience=settings.patience, batch_size=settings.batch_size,
         n_rbf=settings.n_rbf, hidden=tuple(settings.hidden), lr_halve_after=settings.lr_halve_after,
+        n_models=settings.n_models,
     )
     # a few frames spread over the data as the export example
     example = data.positions[:: max(1, len(data.positions) // 7)][:7]
@@ -88,7 +90,9 @@ def train_and_export(system: str, representation: str, data_dirs, out, *, settin
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "model": {"path": out.name, "sha256": sha256_file(out),
-                  "kind": "prior" if prior_only else "prior + MLP(RBF pair distances, cos/sin Z-matrix dihedrals)",
+                  "kind": "prior" if prior_only else
+                          "prior + MLP(RBF pair distances, cos/sin Z-matrix dihedrals)" if settings.n_models == 1 else
+                          f"mean of {settings.n_models} x (prior + MLP(RBF pair distances, cos/sin Z-matrix dihedrals))",
                   "system": system, "representation": representation,
                   "n_beads": data.mapping.n_beads, "input": "(B, n_beads, 3) float32 nm",
                   "output": "(B,) kJ/mol", "n_parameters": result.n_parameters},
@@ -106,7 +110,11 @@ def train_and_export(system: str, representation: str, data_dirs, out, *, settin
             "epochs": rep.epochs, "best_epoch": rep.best_epoch, "stopped_early": rep.stopped_early,
             "n_train": rep.n_train, "n_val": rep.n_val, "val_blocks": list(rep.val_blocks),
             "final_lr": rep.final_lr,
-            "val_force_rmse_per_epoch": [round(math.sqrt(v), 4) for v in rep.val_mse_history]},
+            "val_force_rmse_per_epoch": [round(math.sqrt(v), 4) for v in rep.val_mse_history],
+            **({} if len(result.members) < 2 else {"members": [
+                {"seed": m.seed, "epochs": m.epochs, "best_epoch": m.best_epoch, "final_lr": m.final_lr,
+                 "val_force_rmse": round(m.val_force_rmse, 4), "train_force_rmse": round(m.train_force_rmse, 4)}
+                for m in result.members]})},
         "prior": (result.model if prior_only else result.model.prior).to_dict(),
         "versions": {"cgbg_bench": cgbg_bench.__version__, "torch": str(torch.__version__)},
     }

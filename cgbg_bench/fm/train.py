@@ -130,6 +130,7 @@ def train_force_matching(
     batch_size: int = 512,
     weight_decay: float = 0.0,
     lr_halve_after: int | None = None,
+    split_seed: int | None = None,
 ) -> tuple[nn.Module, FMReport]:
     """Train ``model`` by force matching; returns (model with best weights, report).
 
@@ -149,6 +150,8 @@ def train_force_matching(
         batch_size: frames per minibatch.
         lr_halve_after: halve the learning rate after this many epochs without a lower
             validation MSE (and again after as many more); None keeps it constant.
+        split_seed: seeds the split alone (default: ``seed``), so that models with
+            different ``seed`` can share one validation set.
 
     The loss is the mean over frames of the squared force-error norm; early
     stopping compares validation force MSE after every epoch and the best
@@ -165,7 +168,7 @@ def train_force_matching(
         raise DataError(f"lr_halve_after must be a whole number of epochs >= 1 or None, got {lr_halve_after!r}")
     n = r.shape[0]
     train_idx, val_idx, val_blocks = block_split(
-        n, block_ids=block_ids, n_blocks=n_blocks, val_fraction=val_fraction, seed=seed
+        n, block_ids=block_ids, n_blocks=n_blocks, val_fraction=val_fraction, seed=seed if split_seed is None else split_seed
     )
     r_tr, f_tr = r[train_idx], f[train_idx]
     r_va, f_va = r[val_idx], f[val_idx]
