@@ -131,6 +131,8 @@ def train_fm_baselines(system: str, rep: str, sources: AlanineSources, out_dir: 
         side = train_and_export(system, rep, runs, path, settings=fm, prior_only=name == "prior-only",
                                 command=command, log=log.info, max_chunks=sources.max_chunks)
         rmse = side["force_rmse_kj_per_mol_nm"]
+        if name != "prior-only" and fm.n_models > 1:
+            description = description.replace("prior + MLP", f"mean of {fm.n_models} x (prior + MLP)", 1)
         meta[name] = {"file": path.name, "description": description, "command": command,
                       "training": {"data_kind": kind, "data": [str(d) for d in runs], "seed": fm.seed,
                                    "sidecar": f"{name}.yaml", "val_force_rmse": rmse["val"],
