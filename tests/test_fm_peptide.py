@@ -397,3 +397,24 @@ def test_train_n_models_shares_the_split_and_reports_every_member():
     for bad in (0, 1.5, True):
         with pytest.raises(DataError, match="n_models"):
             train_peptide_pmf(data, seed=4, n_models=bad, **kw)
+
+
+def test_cli_n_models_writes_an_ensemble(cli_run, tmp_path):
+    """train-pmf --n-models 2: the exported program is the members' mean, the sidecar says so."""
+    from cgbg_bench.cli import main
+
+    run, _ = cli_run
+    out = tmp_path / "ens.pt2"
+    assert main(["train-pmf", "--system", "ala2", "--representation", "core-beta", "--data", str(run),
+                 "--out", str(out), "--max-epochs", "1", "--hidden", "8", "--n-rbf", "4", "--seed", "3",
+                 "--n-models", "2"]) == 0
+    side = yaml.safe_load(out.with_suffix(".yaml").read_text())
+    assert side["model"]["kind"].startswith("mean of 2 x")
+    assert [m["seed"] for m in side["training"]["members"]] == [3, 4]
+    assert "--n-models 2" in side["command"] and side["settings"]["n_models"] == 2
+    assert side["prior"]["dihedrals"]["beads"] == [[3, 2, 1, 4]]
+    with np.load(run / "chunk_000000.npz") as z:
+        x = torch.as_tensor(z["positions_nm"][:5, [1, 3, 4, 5, 6, 8]])
+    with torch.no_grad():
+        u = load_pmf(out, device="cpu")(x)
+    assert u.shape == (5,) and torch.isfinite(u).all()

@@ -145,6 +145,12 @@ class PMFEnsemble(nn.Module):
             raise DataError("an ensemble needs at least one member PMF")
         self.members = nn.ModuleList(members)
 
+    @property
+    def prior(self):
+        """The members' prior (force-matched members of one fit share it), else None."""
+        prior = getattr(self.members[0], "prior", None)
+        return prior if all(getattr(m, "prior", None) is prior for m in self.members) else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(x) for m in self.members]).mean(0)
 
