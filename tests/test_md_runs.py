@@ -57,7 +57,9 @@ def test_explicit_run_box_and_unbiased_forces(tmp_path, monkeypatch):
     heavy = np.asarray(derived["heavy_atom_indices"])
     with np.load(chunk_paths(tmp_path)[-1]) as z:
         stored = z["forces_kj_per_mol_nm"][-1].astype(np.float64)
-        assert z["bias_energy_kj_per_mol"][-1] > 0.5  # the bias is on
+        # the bias is on: right after a 5 kJ/mol hill the walker sits under it (the last sample
+        # alone can have moved off the hills: 0.44 kJ/mol seen once, hence the max over the chunk)
+        assert z["bias_energy_kj_per_mol"].max() > 2.0
         assert np.all(z["min_image_distance_nm"] >= 1.2)  # checked on every stored frame
     with gzip.open(tmp_path / "system.xml.gz", "rt") as fh:
         system = openmm.XmlSerializer.deserialize(fh.read())
