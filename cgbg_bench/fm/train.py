@@ -167,8 +167,9 @@ def train_force_matching(
                                        or lr_halve_after < 1):
         raise DataError(f"lr_halve_after must be a whole number of epochs >= 1 or None, got {lr_halve_after!r}")
     n = r.shape[0]
+    split_seed = seed if split_seed is None else split_seed
     train_idx, val_idx, val_blocks = block_split(
-        n, block_ids=block_ids, n_blocks=n_blocks, val_fraction=val_fraction, seed=seed if split_seed is None else split_seed
+        n, block_ids=block_ids, n_blocks=n_blocks, val_fraction=val_fraction, seed=split_seed
     )
     r_tr, f_tr = r[train_idx], f[train_idx]
     r_va, f_va = r[val_idx], f[val_idx]
