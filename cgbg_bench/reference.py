@@ -71,25 +71,32 @@ def load_run_dihedrals(run_dir: str | Path, kT: float, *, discard_ps: float = 0.
 def block_histograms(run: RunDihedrals, block_ps: float, residues: list[int] | None = None) -> np.ndarray:
     """(n_blocks, n_res, 100*100) weighted histograms of contiguous blocks of ``block_ps``.
 
-    Weights in a block are scaled to sum to the block's Kish effective size. A trailing
-    partial block shorter than half a block is dropped.
+    The weights are normalized once for the whole run, so that they sum to the run's Kish
+    effective size, and every block keeps its share of the run's total weight: the sum of
+    the blocks is then exactly the reweighted histogram of the run, and runs stacked by
+    :func:`combine_runs` count in proportion to their effective sizes. (Scaling each block
+    to its own effective size, as up to task version 6, drops the blocks' total weights; in
+    a static-bias run the bias, and so the weight, depends on the basin a block sits in,
+    so that was biased: it put 4.0% instead of 3.55% at phi > 0 on 25.6 ns of ala2.)
+    A trailing partial block shorter than half a block is dropped.
     """
     per_block = max(1, int(round(block_ps / run.dt_ps)))
     n = len(run.phi)
     n_blocks = n // per_block + (1 if n % per_block >= per_block / 2 else 0)
     if n_blocks == 0:
         raise ValueError(f"run {run.name}: {n} samples are fewer than half a block of {per_block}")
+    n_kept = min(n, n_blocks * per_block)
+    lw = np.asarray(run.log_weight[:n_kept], dtype=np.float64)
+    w = np.exp(lw - lw.max())
+    w *= M.ess(w) * n_kept / w.sum()  # sum of weights = Kish effective size of the run
     cols = range(run.phi.shape[1]) if residues is None else residues
     out = np.zeros((n_blocks, len(cols), DIHEDRAL_BINS**2))
     for b in range(n_blocks):
-        sl = slice(b * per_block, min((b + 1) * per_block, n))
-        lw = run.log_weight[sl]
-        w = np.exp(lw - lw.max())
-        w *= M.ess(w) * len(w) / w.sum()  # sum of weights = Kish effective size of the block
+        sl = slice(b * per_block, min((b + 1) * per_block, n_kept))
         for k, c in enumerate(cols):
             values = np.stack([run.phi[sl, c], run.psi[sl, c]], -1)
             idx = M.bin_index(values, (DIHEDRAL_BINS, DIHEDRAL_BINS), _RANGE)
-            out[b, k] = M.weighted_histogram(idx, w, DIHEDRAL_BINS**2)
+            out[b, k] = M.weighted_histogram(idx, w[sl], DIHEDRAL_BINS**2)
     return out
 
 

@@ -44,6 +44,20 @@ def test_log_weights_are_applied_exactly():
     assert M.js_divergence(hist, truth) < 5e-4
 
 
+def test_blocks_sum_to_the_run_reweighted_histogram_when_the_weight_depends_on_the_basin():
+    # static-bias MD: the bias (so the weight) depends on the basin, and the run stays in one
+    # basin for many blocks; the blocks must keep their total weights, so that their sum is the
+    # naive reweighted histogram of the whole run (per-block normalization fails this)
+    run = _run(40_000, 5, bias=lambda phi: np.where(phi > 0, 0.0, 6.0) + 0.5 * phi)
+    blocks = block_histograms(run, block_ps=20.0)  # 200 samples a block, hops every ~500
+    w = np.exp(run.log_weight - run.log_weight.max())
+    naive, _, _ = np.histogram2d(run.phi[:, 0], run.psi[:, 0], bins=100, weights=w,
+                                 range=[[-math.pi, math.pi]] * 2)
+    np.testing.assert_allclose(M.normalize(blocks.sum(0)[0]), M.normalize(naive.ravel()), atol=1e-12)
+    # and the blocks' total equals the run's Kish effective size
+    assert math.isclose(blocks.sum(), M.ess(w) * w.size, rel_tol=1e-9)
+
+
 def test_halves_and_population_and_self_noise():
     runs = [_run(20_000, s, name=f"r{s}") for s in range(2)]
     blocks = combine_runs(runs, block_ps=50.0)
