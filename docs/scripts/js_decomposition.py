@@ -1,0 +1,78 @@
+"""Where does a PMF's JS come from? Split the (phi, psi) JS into basins, and vary the clip.
+
+    python docs/scripts/js_decomposition.py ala2-core-beta baselines/ala2-core-beta/fm-biased.pt2
+
+Prints, for the task's first (phi, psi) observable, the JS of the reweighted bank (clipped as
+the benchmark defines it) against the reference, summed per region (the per-bin terms
+0.5 [p ln(p/m) + q ln(q/m)] are non-negative, so the regions add up to the total):
+beta/PPII (phi < 0, psi outside alpha_R), alpha_R (phi < 0, -120 < psi < 50 degrees) and
+phi > 0 (alpha_L / C7ax). Then the JS after counterfactual changes of the reweighted
+histogram: other clip percentiles (99.9, none), and the phi > 0 mass set to the reference's, its
+shape kept. Point estimates (no bootstrap): a diagnostic for docs/force-matching.md, not a score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+
+from cgbg_bench import metrics as M
+from cgbg_bench.evaluate import evaluate, observable_index
+from cgbg_bench.task import load_task
+
+
+def js_terms(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per-bin JS terms (natural log); they sum to M.js_divergence(p, q)."""
+    m = 0.5 * (p + q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tp = np.where(p > 0, p * np.log(p / m), 0.0)
+        tq = np.where(q > 0, q * np.log(q / m), 0.0)
+    return 0.5 * (tp + tq)
+
+
+def regions(n_phi: int, n_psi: int) -> dict[str, np.ndarray]:
+    phi = -180 + (np.arange(n_phi) + 0.5) * 360 / n_phi
+    psi = -180 + (np.arange(n_psi) + 0.5) * 360 / n_psi
+    PHI, PSI = np.meshgrid(phi, psi, indexing="ij")  # phi slow, as the flat index
+    alpha = (PHI < 0) & (PSI > -120) & (PSI < 50)
+    return {"beta/PPII": ((PHI < 0) & ~alpha).ravel(), "alpha_R": alpha.ravel(), "phi > 0": (PHI > 0).ravel()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("task")
+    ap.add_argument("pmf")
+    args = ap.parse_args()
+    task = load_task(args.task)
+    obs = task.observables[0]
+    proposal, reference = task.load_proposal(), task.load_reference()
+    _, log_w = evaluate(args.pmf, task, n_bootstrap=2, proposal=proposal, reference=reference)
+    index = observable_index(task, proposal.positions)[0]
+    n_bins = obs.n_bins
+    p = M.normalize(reference.block_hist[:, 0].sum(0))
+    reg = regions(*obs.bins)
+    pos = reg["phi > 0"]
+    clip = task.metrics.clip_percentile
+    print(f"{task.name} v{task.version}, {args.pmf} (point estimates; the task clips at the {clip}th percentile)")
+    print(f"{'clip':>6s} {'ESS':>6s} {'JS':>7s} " + " ".join(f"{k + ' P/JS':>18s}" for k in reg)
+          + f" {'JS, phi>0 mass fixed':>21s}")
+    print(f"{'ref':>6s} {'':6s} {'':7s} " + " ".join(f"{p[m].sum():8.4f} {'':9s}" for m in reg.values()))
+    for pct in sorted({clip, 99.9, 100.0}):
+        keep = M.clip_mask(log_w, pct)
+        w = M.normalized_weights(log_w, keep)
+        q = M.normalize(M.weighted_histogram(index, w, n_bins))
+        terms = js_terms(p, q)
+        assert math.isclose(terms.sum(), float(M.js_divergence(p, q)), rel_tol=1e-9)
+        q_fixed = q.copy()
+        q_fixed[pos] *= p[pos].sum() / q[pos].sum()
+        q_fixed[~pos] *= p[~pos].sum() / q[~pos].sum()
+        print(f"{pct:6.1f} {M.ess(w):6.3f} {terms.sum():7.4f} "
+              + " ".join(f"{q[m].sum():8.4f} {terms[m].sum():9.4f}" for m in reg.values())
+              + f" {float(M.js_divergence(p, q_fixed)):21.4f}")
+    assert math.isclose(terms.sum(), float(M.js_divergence(p, q)), rel_tol=1e-9)
+
+
+if __name__ == "__main__":
+    main()
