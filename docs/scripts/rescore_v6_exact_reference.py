@@ -4,7 +4,9 @@ The v6 tasks' reference.npz scaled every 200 ps block to its own Kish effective 
 (cgbg_bench.reference before the fix of 2026-12-01), which drops the blocks' total weights
 and biases a static-bias reference. This rebuilds the reference from the same pinned chunks
 with today's code and scores every shipped baseline of the unbiased-flow tasks against it,
-beside the stored scores. Run from the repository root:
+beside the stored scores. It reproduces the README's numbers only on a checkout of the v6
+tasks (commit d81e4e7; later commits ship v7 tasks with the exact reference). From the
+repository root:
 
     python docs/scripts/rescore_v6_exact_reference.py
 """
@@ -24,7 +26,8 @@ for name in ("ala2-core-beta", "ala2-heavy-atom"):
     task = load_task(name)
     runs = [load_run_dihedrals(d, task.kT, max_chunks=n) for d, n in PINS.items()]
     exact = Reference(combine_runs(runs, 200.0), exact=False)
-    stored = json.load(open(f"tasks/{name}/baseline_scores.json"))["baselines"]
+    with open(f"tasks/{name}/baseline_scores.json") as f:
+        stored = json.load(f)["baselines"]
     print(f"{name} v{task.version}: stored (per-block scaled reference) -> exact reference")
     for b in ("fm-unbiased", "fm-biased", "prior-only", "gb-obc1", "gb-obc2"):
         new = evaluate_baseline(task, b, reference=exact).scores
