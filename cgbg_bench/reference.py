@@ -3,9 +3,9 @@
 Inputs are dihedral time series (phi, psi of each residue, every <= 0.1 ps) with the bias
 energy of each sample. Unbiased runs enter with weight 1; static-bias runs are reweighted
 exactly with exp(+V_bias/kT). Each run is cut into contiguous time blocks (the blocks
-absorb the time correlation: the bootstrap resamples whole blocks). Within a block the
-weights are scaled so that their sum equals the block's Kish effective size, so runs of
-different efficiency combine in proportion to the information they carry.
+absorb the time correlation: the bootstrap resamples whole blocks). A run's weights are
+scaled once so that they sum to the run's Kish effective size and every block keeps its
+share, so runs of different efficiency combine in proportion to the information they carry.
 
 Pure functions on arrays; reading run directories is in :func:`load_run_dihedrals`.
 """
@@ -22,8 +22,8 @@ from cgbg_bench import metrics as M
 from cgbg_bench.bootstrap import bootstrap_scores
 
 __all__ = ["RunDihedrals", "load_run_dihedrals", "block_histograms", "combine_runs", "quality_report",
-           "run_halves",
-           "DIHEDRAL_BINS"]
+           "run_halves", "basin_masks", "basin_populations", "merge_blocks",
+           "DIHEDRAL_BINS", "BASINS"]
 
 DIHEDRAL_BINS = 100
 _RANGE = ((-math.pi, math.pi), (-math.pi, math.pi))
@@ -115,6 +115,54 @@ def _population(hist: np.ndarray, phi_positive: bool = True) -> np.ndarray:
     phi_centre = -math.pi + (np.arange(DIHEDRAL_BINS) + 0.5) * 2 * math.pi / DIHEDRAL_BINS
     mask = np.repeat(phi_centre > 0, DIHEDRAL_BINS)  # C order: phi is the slow axis
     return (hist * mask).sum(-1) / hist.sum(-1)
+
+
+BASINS = ("beta/PPII", "alpha_R", "phi > 0")
+"""The (phi, psi) regions of :func:`basin_masks`, in order."""
+
+
+def basin_masks(n_phi: int = DIHEDRAL_BINS, n_psi: int = DIHEDRAL_BINS) -> dict[str, np.ndarray]:
+    """Boolean masks over the flat (phi slow, psi fast) grid, by bin centre, for :data:`BASINS`.
+
+    alpha_R: phi < 0 and -120 < psi < 50 degrees; beta/PPII: the rest of phi < 0; phi > 0:
+    alpha_L and C7ax. The three partition the grid.
+    """
+    phi = -180 + (np.arange(n_phi) + 0.5) * 360 / n_phi
+    psi = -180 + (np.arange(n_psi) + 0.5) * 360 / n_psi
+    PHI, PSI = np.meshgrid(phi, psi, indexing="ij")
+    alpha = (PHI < 0) & (PSI > -120) & (PSI < 50)
+    masks = (((PHI < 0) & ~alpha), alpha, PHI > 0)
+    return {name: m.ravel() for name, m in zip(BASINS, masks)}
+
+
+def basin_populations(block_hist: np.ndarray, *, n_bootstrap: int = 500,
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Populations of :data:`BASINS` per residue, (n_res, 3), and their block-bootstrap errors.
+
+    ``block_hist`` (n_blocks, n_res, 100*100) as from :func:`combine_runs`; the blocks must
+    be long enough to be nearly independent for the basin populations (see
+    :func:`merge_blocks`). The error is NaN when there is a single block.
+    """
+    block_hist = np.asarray(block_hist, dtype=np.float64)
+    if block_hist.ndim != 3 or block_hist.shape[-1] != DIHEDRAL_BINS**2 or len(block_hist) == 0:
+        raise ValueError(f"block_hist must be (n_blocks >= 1, n_res, {DIHEDRAL_BINS**2}), got {block_hist.shape}")
+    masks = np.stack(list(basin_masks().values()), -1).astype(np.float64)  # (n_bins, 3)
+    mass = block_hist @ masks  # (n_blocks, n_res, 3)
+    value = mass.sum(0) / mass.sum(0).sum(-1, keepdims=True)
+    if len(mass) < 2:
+        return value, np.full_like(value, np.nan)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(len(mass), np.full(len(mass), 1.0 / len(mass)), size=n_bootstrap)
+    reps = np.einsum("rb,bok->rok", counts.astype(np.float64), mass)
+    reps /= reps.sum(-1, keepdims=True)
+    return value, reps.std(0, ddof=1)
+
+
+def merge_blocks(block_hist: np.ndarray, group: int) -> np.ndarray:
+    """Sum every ``group`` consecutive blocks of one run into one (a trailing partial group stays one)."""
+    if group < 1:
+        raise ValueError(f"group must be >= 1, got {group}")
+    return np.add.reduceat(block_hist, np.arange(0, len(block_hist), group), axis=0)
 
 
 def quality_report(block_hist: np.ndarray, *, n_bootstrap: int = 500, seed: int = 0,

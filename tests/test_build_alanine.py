@@ -146,6 +146,35 @@ def test_md_report_cli_on_the_same_runs(built, capsys):
     assert "unbiased: fewer than 2 blocks of 10 ps" in err and "smaller --block-ps" in err
 
 
+def test_md_report_compares_basins_of_runs_in_and_out_of_the_reference(built, capsys):
+    import json
+
+    from cgbg_bench.cli import main
+
+    base = built[0].parent
+    argv = ["md", "report", "--reference", str(base / "static"), str(base / "unbiased"),
+            "--check", str(base / "obc2"), "--block-ps", "2", "--basin-block-ps", "4", "--n-bootstrap", "20"]
+    assert main(argv + ["--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    basins = rep["basins"]
+    assert basins["names"] == ["beta/PPII", "alpha_R", "phi > 0"] and basins["block_ps"] == 4
+    runs = {r["dir"].rsplit("/", 1)[-1]: r for r in basins["runs"]}
+    assert [runs[n]["in_reference"] for n in ("static", "unbiased", "obc2")] == [True, True, False]
+    assert {r["dir"].rsplit("/", 1)[-1]: r["role"] for r in rep["runs"]}["obc2"] == "check (not in the reference)"
+    for r in runs.values():
+        assert sum(r["population"][0]) == pytest.approx(1.0)
+    assert runs["unbiased"]["blocks"] == 3  # 6 blocks of 2 ps merged in pairs
+    # with two reference runs every run has another to be compared with
+    assert all(r["z_vs_other_reference_runs"] is not None for r in runs.values())
+    assert main(argv) == 0 and "basin populations" in capsys.readouterr().out
+    # one reference run: it has no other run to be compared with, the checked run does
+    assert main(argv[:4] + argv[5:] + ["--json"]) == 0
+    one = {r["dir"].rsplit("/", 1)[-1]: r for r in json.loads(capsys.readouterr().out)["basins"]["runs"]}
+    assert one["static"]["z_vs_other_reference_runs"] is None and one["obc2"]["z_vs_other_reference_runs"]
+    assert main(argv[:5] + ["--check", str(base / "metad"), "--block-ps", "2"]) == 2
+    assert "only unbiased and static-bias" in capsys.readouterr().err
+
+
 def test_compare_cli_on_the_built_task(built, monkeypatch, capsys, tmp_path):
     import json
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from cgbg_bench import metrics as M
-from cgbg_bench.reference import RunDihedrals, block_histograms, combine_runs, quality_report
+from cgbg_bench.reference import (RunDihedrals, basin_masks, basin_populations, block_histograms, combine_runs,
+                                  merge_blocks, quality_report)
 
 
 def _run(n, seed, bias=None, name="r"):
@@ -105,3 +106,49 @@ def test_halves_split_each_run_in_time():
     assert rep["halves_js"][0] == pytest.approx(0.5 * kl(p) + 0.5 * kl(q), rel=1e-6)
     with pytest.raises(ValueError, match="both halves"):
         quality_report(blocks, n_bootstrap=10, first_half=np.ones(6, bool))
+
+
+def test_basin_masks_partition_the_grid_by_bin_centre():
+    masks = basin_masks()
+    total = sum(m.astype(int) for m in masks.values())
+    np.testing.assert_array_equal(total, 1)
+    grid = {k: m.reshape(100, 100) for k, m in masks.items()}  # [phi bin, psi bin]
+    # bin (i, j) has centre (-180 + 3.6 (i + 0.5), -180 + 3.6 (j + 0.5)) degrees
+    assert grid["alpha_R"][30, 35]  # (-70.2, -52.2): alpha_R
+    assert grid["beta/PPII"][30, 90]  # (-70.2, 145.8)
+    assert grid["beta/PPII"][30, 16]  # psi -120.6: just outside alpha_R
+    assert grid["alpha_R"][30, 17] and grid["alpha_R"][30, 63]  # psi -117.0 and 48.6: inside
+    assert grid["beta/PPII"][30, 64]  # psi 52.2: outside
+    assert grid["phi > 0"][60, 35] and not grid["phi > 0"][49, 35]  # phi +1.8 vs -1.8
+
+
+def test_basin_populations_and_their_bootstrap_error_match_the_block_statistics():
+    rng = np.random.default_rng(11)
+    masks = basin_masks()
+    cells = [np.flatnonzero(masks[k])[0] for k in ("beta/PPII", "alpha_R", "phi > 0")]
+    n_blocks, per_block = 400, 50
+    hist = np.zeros((n_blocks, 1, 10_000))
+    for b in range(n_blocks):
+        hist[b, 0, cells] = rng.multinomial(per_block, [0.6, 0.3, 0.1])
+    value, error = basin_populations(hist, n_bootstrap=2000, seed=1)
+    frac = hist[:, 0, cells] / per_block  # equal blocks: the estimate is the mean block fraction
+    np.testing.assert_allclose(value[0], frac.mean(0), atol=1e-12)
+    se = frac.std(0, ddof=1) / np.sqrt(n_blocks)
+    np.testing.assert_allclose(error[0], se, rtol=0.1)  # bootstrap sd of a mean: ~3% scatter at 2000 reps
+    # truth 0.6/0.3/0.1 within 3 standard errors
+    assert np.all(np.abs(value[0] - [0.6, 0.3, 0.1]) < 3 * se)
+    one_value, one_error = basin_populations(hist[:1])
+    assert np.isnan(one_error).all() and one_value.sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="n_blocks >= 1"):
+        basin_populations(hist[:0])
+
+
+def test_merge_blocks_sums_consecutive_groups():
+    blocks = np.arange(5 * 1 * 4, dtype=float).reshape(5, 1, 4)
+    merged = merge_blocks(blocks, 2)
+    assert merged.shape == (3, 1, 4)
+    np.testing.assert_array_equal(merged[0], blocks[0] + blocks[1])
+    np.testing.assert_array_equal(merged[2], blocks[4])  # the trailing partial group stays one block
+    np.testing.assert_array_equal(merge_blocks(blocks, 1), blocks)
+    with pytest.raises(ValueError, match="group"):
+        merge_blocks(blocks, 0)

@@ -58,11 +58,17 @@ def add_parser(subparsers) -> None:
     q = sub.add_parser("report", help="quality report of the reference data (ns, noise, halves, phi > 0, GB)",
                        description="Block-bootstrap report of the reference built from unbiased and "
                                    "static-bias runs: its own JS/PMF-error noise, JS between the first and "
-                                   "second half of every run, the phi > 0 population with its error, and "
-                                   "each implicit-solvent run scored against it.")
+                                   "second half of every run, the phi > 0 population with its error, the "
+                                   "basin populations of every run against the others, and each "
+                                   "implicit-solvent run scored against it.")
     q.add_argument("--reference", nargs="+", required=True, metavar="DIR",
                    help="unbiased and static-bias runs (metadynamics runs are listed, not used)")
     q.add_argument("--gb", action="append", default=[], metavar="NAME=DIR", help="e.g. obc2=data/ala2/obc2")
+    q.add_argument("--check", nargs="+", default=[], metavar="DIR",
+                   help="unbiased or static-bias runs compared with the reference basin by basin, not part of it")
+    q.add_argument("--basin-block-ps", type=float, default=1000.0,
+                   help="block length for the errors of the basin populations (ps, default 1000; basins "
+                        "decorrelate more slowly than the histogram bins)")
     q.add_argument("--block-ps", type=float, default=1000.0, help="bootstrap block length (ps, default 1000)")
     q.add_argument("--discard-ps", type=float, default=0.0, help="drop this much of each run's start")
     q.add_argument("--n-bootstrap", type=int, default=500)
@@ -121,7 +127,7 @@ def _report(args) -> int:
         if not sep or not name or not path:
             raise CgbgError(f"--gb {item!r}: expected NAME=DIR, e.g. obc2=data/ala2/obc2")
         gb.setdefault(name, []).append(Path(path))
-    for d in [*args.reference, *(p for v in gb.values() for p in v)]:
+    for d in [*args.reference, *args.check, *(p for v in gb.values() for p in v)]:
         if not (Path(d) / "run.json").exists():
             raise CgbgError(f"{d}: not a run directory (no run.json); make one with `cgbg-bench md run`")
     from cgbg_bench.cli._args import parse_max_chunks
@@ -130,7 +136,8 @@ def _report(args) -> int:
     try:
         rep = data_report([Path(d) for d in args.reference], gb, kT=kT_kj_per_mol(300.0),
                           block_ps=args.block_ps, discard_ps=args.discard_ps, n_bootstrap=args.n_bootstrap,
-                          max_chunks=max_chunks)
+                          max_chunks=max_chunks, check_dirs=[Path(d) for d in args.check],
+                          basin_block_ps=args.basin_block_ps)
     except ValueError as exc:
         raise CgbgError(str(exc)) from exc
     if args.json:
@@ -148,11 +155,32 @@ def _report(args) -> int:
             for k, (h, (p, e)) in enumerate(zip(rep["halves_js"], rep["phi_positive"]))]
     print(tabulate(rows, headers=["", "JS(1st half, 2nd half)", "phi > 0 population", "rel. error"],
                    tablefmt="github"))
+    _print_basins(rep["basins"], rep["n_residues"])
     if rep.get("baselines"):
         print()
         print(tabulate([[name, ok(*m["js"]), ok(*m["pmf_error"])] for name, m in rep["baselines"].items()],
                        headers=["implicit solvent", "JS", "PMF error"], tablefmt="github"))
     return 0
+
+
+def _print_basins(basins: dict, n_res: int) -> None:
+    from tabulate import tabulate
+
+    pct = lambda v, e: f"{100 * v:.1f}" + ("" if e != e else f"({100 * e:.1f})")  # noqa: E731  (e != e: NaN)
+    print(f"\nbasin populations (%, block bootstrap over {basins['block_ps']:g} ps blocks); z: difference "
+          "from the other reference runs in combined standard errors")
+    rows = []
+    for k in range(n_res):
+        res = f"residue {k + 1}: " if n_res > 1 else ""
+        ref = basins["reference"]
+        rows.append([f"{res}reference", "", *(pct(v, e) for v, e in zip(ref["population"][k], ref["error"][k])), ""])
+        for r in basins["runs"]:
+            z = r["z_vs_other_reference_runs"]
+            rows.append([f"{res}{r['dir']}", "yes" if r["in_reference"] else "no",
+                         *(pct(v, e) for v, e in zip(r["population"][k], r["error"][k])),
+                         "" if z is None else " ".join(f"{x:+.1f}" for x in z[k])])
+    print(tabulate(rows, headers=["run", "in ref.", *basins["names"], "z (" + ", ".join(basins["names"]) + ")"],
+                   tablefmt="github"))
 
 
 def _bench(args) -> int:

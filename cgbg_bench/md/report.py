@@ -1,4 +1,4 @@
-"""The quality report of the MD data: ns per run, reference noise, halves, phi > 0, GB rows.
+"""The quality report of the MD data: ns per run, reference noise, halves, phi > 0, basins, GB rows.
 
     cgbg-bench md report --system ala2 --unbiased DIR... --static DIR... --gb obc2=DIR ...
 
@@ -12,18 +12,24 @@ from pathlib import Path
 import numpy as np
 
 from cgbg_bench.md.production import run_status
-from cgbg_bench.reference import combine_runs, load_run_dihedrals, quality_report, run_halves
+from cgbg_bench.reference import (BASINS, basin_populations, combine_runs, load_run_dihedrals, merge_blocks,
+                                  quality_report, run_halves)
 
 __all__ = ["data_report"]
 
 
 def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: float, block_ps: float = 1000.0,
                 discard_ps: float = 0.0, n_bootstrap: int = 500, seed: int = 0,
-                max_chunks: dict[str, int] | None = None) -> dict:
+                max_chunks: dict[str, int] | None = None, check_dirs: list[Path] = (),
+                basin_block_ps: float = 1000.0) -> dict:
     """Report on a reference made of unbiased/static runs, with implicit-solvent runs scored against it.
 
     Runs whose bias evolves (wtmetad) are listed with their ns but enter nothing else.
     ``max_chunks``: {run dir: N} reads only a run's first N chunks (a task's snapshot).
+    ``check_dirs``: unbiased/static runs that stay out of the reference but are compared with
+    it basin by basin (``basins``: every run's beta/PPII, alpha_R and phi > 0 populations with
+    errors from blocks of ``basin_block_ps``, and how many combined standard errors each run
+    lies from the reference runs other than itself).
     """
     max_chunks = {str(Path(k)): v for k, v in (max_chunks or {}).items()}
 
@@ -61,10 +67,39 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
     for name, dirs in gb.items():
         rep["runs"] += [{"dir": str(d), "ns": ns(d), "blocks": None, "role": f"baseline {name}"}
                         for d in dirs]
+    checks = [load(d) for d in check_dirs]
+    rep["runs"] += [{"dir": str(d), "ns": ns(d), "blocks": None, "role": "check (not in the reference)"}
+                    for d in check_dirs]
+    group = max(1, int(round(basin_block_ps / block_ps)))
+    merged = [merge_blocks(b, group) for b in blocks] + [merge_blocks(combine_runs([c], block_ps), group)
+                                                         for c in checks]
+    rep["basins"] = _basins([str(d) for d in [*ref_dirs, *check_dirs]], merged, len(blocks),
+                            n_bootstrap=n_bootstrap, seed=seed)
+    rep["basins"]["block_ps"] = block_ps * group
     rep["kish_ess_fraction"] = [float(_kish(r.log_weight)) for r in runs]
     rep["n_residues"] = n_res
     rep["block_ps"] = block_ps
     return rep
+
+
+def _basins(names: list[str], merged: list[np.ndarray], n_ref: int, *, n_bootstrap: int, seed: int) -> dict:
+    """Basin populations of the reference and of every run; z of each run against the other reference runs."""
+    def pops(parts):
+        return basin_populations(np.concatenate(parts), n_bootstrap=n_bootstrap, seed=seed)
+
+    ref_v, ref_e = pops(merged[:n_ref])
+    out = {"names": list(BASINS), "reference": {"population": ref_v.tolist(), "error": ref_e.tolist()}, "runs": []}
+    for k, (name, m) in enumerate(zip(names, merged)):
+        v, e = pops([m])
+        rest = [b for j, b in enumerate(merged[:n_ref]) if j != k]
+        z = None
+        if rest:
+            rv, re_ = pops(rest)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = ((v - rv) / np.hypot(e, re_)).tolist()
+        out["runs"].append({"dir": name, "in_reference": k < n_ref, "blocks": len(m),
+                            "population": v.tolist(), "error": e.tolist(), "z_vs_other_reference_runs": z})
+    return out
 
 
 def _kish(log_w: np.ndarray) -> float:

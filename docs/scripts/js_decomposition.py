@@ -20,6 +20,7 @@ import numpy as np
 
 from cgbg_bench import metrics as M
 from cgbg_bench.evaluate import evaluate, observable_index
+from cgbg_bench.reference import basin_masks
 from cgbg_bench.task import load_task
 
 
@@ -30,14 +31,6 @@ def js_terms(p: np.ndarray, q: np.ndarray) -> np.ndarray:
         tp = np.where(p > 0, p * np.log(p / m), 0.0)
         tq = np.where(q > 0, q * np.log(q / m), 0.0)
     return 0.5 * (tp + tq)
-
-
-def regions(n_phi: int, n_psi: int) -> dict[str, np.ndarray]:
-    phi = -180 + (np.arange(n_phi) + 0.5) * 360 / n_phi
-    psi = -180 + (np.arange(n_psi) + 0.5) * 360 / n_psi
-    PHI, PSI = np.meshgrid(phi, psi, indexing="ij")  # phi slow, as the flat index
-    alpha = (PHI < 0) & (PSI > -120) & (PSI < 50)
-    return {"beta/PPII": ((PHI < 0) & ~alpha).ravel(), "alpha_R": alpha.ravel(), "phi > 0": (PHI > 0).ravel()}
 
 
 def main() -> None:
@@ -52,7 +45,7 @@ def main() -> None:
     index = observable_index(task, proposal.positions)[0]
     n_bins = obs.n_bins
     p = M.normalize(reference.block_hist[:, 0].sum(0))
-    reg = regions(*obs.bins)
+    reg = basin_masks(*obs.bins)
     pos = reg["phi > 0"]
     clip = task.metrics.clip_percentile
     print(f"{task.name} v{task.version}, {args.pmf} (point estimates; the task clips at the {clip}th percentile)")
