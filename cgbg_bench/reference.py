@@ -22,7 +22,7 @@ from cgbg_bench import metrics as M
 from cgbg_bench.bootstrap import bootstrap_scores
 
 __all__ = ["RunDihedrals", "load_run_dihedrals", "block_histograms", "combine_runs", "quality_report",
-           "run_halves", "basin_masks", "basin_populations", "merge_blocks",
+           "run_halves", "basin_masks", "basin_populations", "merge_blocks", "compare_basins",
            "DIHEDRAL_BINS", "BASINS"]
 
 DIHEDRAL_BINS = 100
@@ -159,10 +159,49 @@ def basin_populations(block_hist: np.ndarray, *, n_bootstrap: int = 500,
 
 
 def merge_blocks(block_hist: np.ndarray, group: int) -> np.ndarray:
-    """Sum every ``group`` consecutive blocks of one run into one (a trailing partial group stays one)."""
+    """Sum every ``group`` consecutive blocks of one run into one.
+
+    A trailing partial group stays one (shorter) block: the populations are ratios of summed
+    masses, so a short block only counts for less, and no sample is dropped.
+    """
     if group < 1:
         raise ValueError(f"group must be >= 1, got {group}")
     return np.add.reduceat(block_hist, np.arange(0, len(block_hist), group), axis=0)
+
+
+def compare_basins(names: list[str], block_hists: list[np.ndarray], n_reference: int, *,
+                   n_bootstrap: int = 500, seed: int = 0) -> dict:
+    """Basin populations of a reference and of each run, and each run's z against the other reference runs.
+
+    ``block_hists``: one (n_blocks, n_res, 100*100) array per run, the first ``n_reference``
+    of them making the reference. z = (P_run - P_rest) / sqrt(se_run^2 + se_rest^2) per residue
+    and basin, where "rest" is every reference run but this one (None when there is none);
+    JSON-ready: NaN errors and undefined z (a single block, or both errors zero: a basin
+    neither side visited with spread) are None.
+    """
+    if not 1 <= n_reference <= len(block_hists) or len(names) != len(block_hists):
+        raise ValueError(f"need 1 <= n_reference <= {len(block_hists)} runs and one name per run")
+
+    def pops(parts):
+        return basin_populations(np.concatenate(parts), n_bootstrap=n_bootstrap, seed=seed)
+
+    def clean(a):
+        return [[None if not np.isfinite(x) else float(x) for x in row] for row in np.asarray(a)]
+
+    ref_v, ref_e = pops(block_hists[:n_reference])
+    out = {"names": list(BASINS), "reference": {"population": clean(ref_v), "error": clean(ref_e)}, "runs": []}
+    for k, (name, b) in enumerate(zip(names, block_hists)):
+        v, e = pops([b])
+        rest = [r for j, r in enumerate(block_hists[:n_reference]) if j != k]
+        z = None
+        if rest:
+            rv, re_ = pops(rest)
+            se = np.hypot(e, re_)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = clean(np.where(se > 0, (v - rv) / se, np.nan))
+        out["runs"].append({"dir": name, "in_reference": k < n_reference, "blocks": len(b),
+                            "population": clean(v), "error": clean(e), "z_vs_other_reference_runs": z})
+    return out
 
 
 def quality_report(block_hist: np.ndarray, *, n_bootstrap: int = 500, seed: int = 0,

@@ -164,8 +164,9 @@ def test_md_report_compares_basins_of_runs_in_and_out_of_the_reference(built, ca
     for r in runs.values():
         assert sum(r["population"][0]) == pytest.approx(1.0)
     assert runs["unbiased"]["blocks"] == 3  # 6 blocks of 2 ps merged in pairs
-    # with two reference runs every run has another to be compared with
+    # with two reference runs every run has another to be compared with (values: compare_basins tests)
     assert all(r["z_vs_other_reference_runs"] is not None for r in runs.values())
+    assert runs["static"]["blocks"] == 2 and runs["static"]["error"][0][0] is not None
     assert main(argv) == 0 and "basin populations" in capsys.readouterr().out
     # one reference run: it has no other run to be compared with, the checked run does
     assert main(argv[:4] + argv[5:] + ["--json"]) == 0

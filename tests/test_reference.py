@@ -7,7 +7,7 @@ import pytest
 
 from cgbg_bench import metrics as M
 from cgbg_bench.reference import (RunDihedrals, basin_masks, basin_populations, block_histograms, combine_runs,
-                                  merge_blocks, quality_report)
+                                  compare_basins, merge_blocks, quality_report)
 
 
 def _run(n, seed, bias=None, name="r"):
@@ -119,7 +119,7 @@ def test_basin_masks_partition_the_grid_by_bin_centre():
     assert grid["beta/PPII"][30, 16]  # psi -120.6: just outside alpha_R
     assert grid["alpha_R"][30, 17] and grid["alpha_R"][30, 63]  # psi -117.0 and 48.6: inside
     assert grid["beta/PPII"][30, 64]  # psi 52.2: outside
-    assert grid["phi > 0"][60, 35] and not grid["phi > 0"][49, 35]  # phi +1.8 vs -1.8
+    assert grid["phi > 0"][50, 35] and not grid["phi > 0"][49, 35]  # phi +1.8 vs -1.8
 
 
 def test_basin_populations_and_their_bootstrap_error_match_the_block_statistics():
@@ -137,6 +137,14 @@ def test_basin_populations_and_their_bootstrap_error_match_the_block_statistics(
     np.testing.assert_allclose(error[0], se, rtol=0.1)  # bootstrap sd of a mean: ~3% scatter at 2000 reps
     # truth 0.6/0.3/0.1 within 3 standard errors
     assert np.all(np.abs(value[0] - [0.6, 0.3, 0.1]) < 3 * se)
+    # blocks of unequal weight (static-bias runs): the population is the ratio of the summed
+    # masses, not the mean of the block fractions
+    uneven = hist.copy()
+    uneven[::2] *= 5.0
+    v_uneven, _ = basin_populations(uneven, n_bootstrap=10)
+    mass = uneven[:, 0, cells]
+    np.testing.assert_allclose(v_uneven[0], mass.sum(0) / mass.sum(), atol=1e-12)
+    assert np.abs(v_uneven[0] - (mass / mass.sum(1, keepdims=True)).mean(0)).max() > 1e-4
     one_value, one_error = basin_populations(hist[:1])
     assert np.isnan(one_error).all() and one_value.sum() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="n_blocks >= 1"):
@@ -152,3 +160,39 @@ def test_merge_blocks_sums_consecutive_groups():
     np.testing.assert_array_equal(merge_blocks(blocks, 1), blocks)
     with pytest.raises(ValueError, match="group"):
         merge_blocks(blocks, 0)
+
+
+def _basin_blocks(rng, n_blocks, probs, per_block=100):
+    cells = [np.flatnonzero(m)[0] for m in basin_masks().values()]
+    hist = np.zeros((n_blocks, 1, 10_000))
+    for b in range(n_blocks):
+        hist[b, 0, cells] = rng.multinomial(per_block, probs)
+    return hist
+
+
+def test_compare_basins_z_leaves_each_reference_run_out_of_its_own_comparison():
+    rng = np.random.default_rng(4)
+    same = [_basin_blocks(rng, 40, [0.6, 0.3, 0.1]) for _ in range(2)]
+    shifted = _basin_blocks(rng, 40, [0.45, 0.45, 0.1])  # alpha_R +15 points
+    empty_basin = _basin_blocks(rng, 40, [0.7, 0.3, 0.0])  # never visits phi > 0
+    out = compare_basins(["a", "b", "s", "e"], [*same, shifted, empty_basin], 2, n_bootstrap=400, seed=1)
+    runs = {r["dir"]: r for r in out["runs"]}
+    assert [runs[n]["in_reference"] for n in "abse"] == [True, True, False, False]
+    # z by hand: run a against run b alone (a is left out of its own comparison)
+    va, ea = basin_populations(same[0], n_bootstrap=400, seed=1)
+    vb, eb = basin_populations(same[1], n_bootstrap=400, seed=1)
+    np.testing.assert_allclose(runs["a"]["z_vs_other_reference_runs"][0], ((va - vb) / np.hypot(ea, eb))[0])
+    assert max(abs(x) for x in runs["a"]["z_vs_other_reference_runs"][0]) < 3  # same distribution
+    z_shift = runs["s"]["z_vs_other_reference_runs"][0]
+    assert z_shift[1] > 5 and z_shift[0] < -5  # alpha_R up, beta/PPII down: detected
+    ref_v, _ = basin_populations(np.concatenate(same), n_bootstrap=10)
+    np.testing.assert_allclose(out["reference"]["population"][0], ref_v[0])
+    # a basin the run never visits: its own error is zero but the reference's is not, so z is finite
+    assert runs["e"]["error"][0][2] == 0.0 and runs["e"]["z_vs_other_reference_runs"][0][2] < -5
+    # a single-block run: error undefined -> None (JSON-ready), z undefined -> None
+    one = compare_basins(["a", "x"], [same[0], same[1][:1]], 1, n_bootstrap=50)
+    x = {r["dir"]: r for r in one["runs"]}
+    assert x["x"]["error"][0] == [None, None, None] and x["x"]["z_vs_other_reference_runs"][0] == [None] * 3
+    assert x["a"]["z_vs_other_reference_runs"] is None  # the only reference run has none to be compared with
+    with pytest.raises(ValueError, match="n_reference"):
+        compare_basins(["a"], [same[0]], 0)

@@ -55,7 +55,7 @@ def add_parser(subparsers) -> None:
     b.add_argument("--platform", default="auto", choices=["auto", "CPU", "CUDA", "Reference"])
     b.set_defaults(func=_bench)
 
-    q = sub.add_parser("report", help="quality report of the reference data (ns, noise, halves, phi > 0, GB)",
+    q = sub.add_parser("report", help="quality report of the reference data (ns, noise, halves, phi > 0, basins, GB)",
                        description="Block-bootstrap report of the reference built from unbiased and "
                                    "static-bias runs: its own JS/PMF-error noise, JS between the first and "
                                    "second half of every run, the phi > 0 population with its error, the "
@@ -166,21 +166,25 @@ def _report(args) -> int:
 def _print_basins(basins: dict, n_res: int) -> None:
     from tabulate import tabulate
 
-    pct = lambda v, e: f"{100 * v:.1f}" + ("" if e != e else f"({100 * e:.1f})")  # noqa: E731  (e != e: NaN)
+    pct = lambda v, e: f"{100 * v:.1f}" + ("" if e is None else f"({100 * e:.1f})")  # noqa: E731
+    zs = lambda z: " ".join("n/a" if x is None else f"{x:+.1f}" for x in z)  # noqa: E731
     print(f"\nbasin populations (%, block bootstrap over {basins['block_ps']:g} ps blocks); z: difference "
-          "from the other reference runs in combined standard errors")
+          "from the other reference runs in combined standard errors (with few blocks the errors are "
+          "themselves uncertain: read |z| < 3 with care; n/a: no spread on either side)")
     rows = []
     for k in range(n_res):
         res = f"residue {k + 1}: " if n_res > 1 else ""
         ref = basins["reference"]
-        rows.append([f"{res}reference", "", *(pct(v, e) for v, e in zip(ref["population"][k], ref["error"][k])), ""])
+        n_ref_blocks = sum(r["blocks"] for r in basins["runs"] if r["in_reference"])
+        rows.append([f"{res}reference", "", n_ref_blocks,
+                     *(pct(v, e) for v, e in zip(ref["population"][k], ref["error"][k])), ""])
         for r in basins["runs"]:
             z = r["z_vs_other_reference_runs"]
-            rows.append([f"{res}{r['dir']}", "yes" if r["in_reference"] else "no",
+            rows.append([f"{res}{r['dir']}", "yes" if r["in_reference"] else "no", r["blocks"],
                          *(pct(v, e) for v, e in zip(r["population"][k], r["error"][k])),
-                         "" if z is None else " ".join(f"{x:+.1f}" for x in z[k])])
-    print(tabulate(rows, headers=["run", "in ref.", *basins["names"], "z (" + ", ".join(basins["names"]) + ")"],
-                   tablefmt="github"))
+                         "" if z is None else zs(z[k])])
+    print(tabulate(rows, headers=["run", "in ref.", "blocks", *basins["names"],
+                                  "z (" + ", ".join(basins["names"]) + ")"], tablefmt="github"))
 
 
 def _bench(args) -> int:

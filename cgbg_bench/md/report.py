@@ -7,20 +7,21 @@ Pure assembly over :mod:`cgbg_bench.reference`; printing is in the CLI.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from cgbg_bench.md.production import run_status
-from cgbg_bench.reference import (BASINS, basin_populations, combine_runs, load_run_dihedrals, merge_blocks,
-                                  quality_report, run_halves)
+from cgbg_bench.reference import (combine_runs, compare_basins, load_run_dihedrals, merge_blocks, quality_report,
+                                  run_halves)
 
 __all__ = ["data_report"]
 
 
 def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: float, block_ps: float = 1000.0,
                 discard_ps: float = 0.0, n_bootstrap: int = 500, seed: int = 0,
-                max_chunks: dict[str, int] | None = None, check_dirs: list[Path] = (),
+                max_chunks: dict[str, int] | None = None, check_dirs: Sequence[Path] = (),
                 basin_block_ps: float = 1000.0) -> dict:
     """Report on a reference made of unbiased/static runs, with implicit-solvent runs scored against it.
 
@@ -73,33 +74,13 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
     group = max(1, int(round(basin_block_ps / block_ps)))
     merged = [merge_blocks(b, group) for b in blocks] + [merge_blocks(combine_runs([c], block_ps), group)
                                                          for c in checks]
-    rep["basins"] = _basins([str(d) for d in [*ref_dirs, *check_dirs]], merged, len(blocks),
-                            n_bootstrap=n_bootstrap, seed=seed)
+    rep["basins"] = compare_basins([str(d) for d in [*ref_dirs, *check_dirs]], merged, len(blocks),
+                                   n_bootstrap=n_bootstrap, seed=seed)
     rep["basins"]["block_ps"] = block_ps * group
     rep["kish_ess_fraction"] = [float(_kish(r.log_weight)) for r in runs]
     rep["n_residues"] = n_res
     rep["block_ps"] = block_ps
     return rep
-
-
-def _basins(names: list[str], merged: list[np.ndarray], n_ref: int, *, n_bootstrap: int, seed: int) -> dict:
-    """Basin populations of the reference and of every run; z of each run against the other reference runs."""
-    def pops(parts):
-        return basin_populations(np.concatenate(parts), n_bootstrap=n_bootstrap, seed=seed)
-
-    ref_v, ref_e = pops(merged[:n_ref])
-    out = {"names": list(BASINS), "reference": {"population": ref_v.tolist(), "error": ref_e.tolist()}, "runs": []}
-    for k, (name, m) in enumerate(zip(names, merged)):
-        v, e = pops([m])
-        rest = [b for j, b in enumerate(merged[:n_ref]) if j != k]
-        z = None
-        if rest:
-            rv, re_ = pops(rest)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                z = ((v - rv) / np.hypot(e, re_)).tolist()
-        out["runs"].append({"dir": name, "in_reference": k < n_ref, "blocks": len(m),
-                            "population": v.tolist(), "error": e.tolist(), "z_vs_other_reference_runs": z})
-    return out
 
 
 def _kish(log_w: np.ndarray) -> float:

@@ -13,11 +13,16 @@ exact weights exp(+V/kT), CG frames every 1 ps) and for the PMF (the task's bank
 benchmark does, clip included), and the per-coordinate terms 0.5 log(var_alpha / var_beta) whose
 differences add most. Compare the difference with the PMF's error in log-odds, log[(P_alpha /
 P_beta)_PMF / (P_alpha / P_beta)_MD] (both printed). Point estimates; numbers in docs/proposals.md.
+C is each basin's whole covariance, not the covariance at fixed (phi, psi), so it also carries how
+the stiff coordinates' means drift with (phi, psi) within the basin; differences in their mean
+energy between basins count as the (phi, psi) landscape.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,19 +38,15 @@ from cgbg_bench.units import kT_kj_per_mol
 BASINS = ("alpha_R", "beta/PPII")
 
 
-def stiff_coordinates(positions: np.ndarray, mapping) -> tuple[np.ndarray, list[str]]:
-    """Bonds, angles and the stiff dihedrals (all but the most spread two: phi and psi) of every sample."""
-    zm = zmatrix_for(mapping)
-    b, a, d = zm.to_internal(torch.as_tensor(positions, dtype=torch.float64))
-    d = d.numpy()
-    spread = 1 - np.abs(np.exp(1j * d).mean(0))  # circular variance
-    soft = np.argsort(spread)[-2:]
-    stiff = [j for j in range(d.shape[1]) if j not in soft]
-    centre = np.angle(np.exp(1j * d[:, stiff]).mean(0))
-    dd = np.angle(np.exp(1j * (d[:, stiff] - centre)))  # unwrapped around the circular mean
-    names = ([f"bond {k}" for k in range(b.shape[1])] + [f"angle {k}" for k in range(a.shape[1])]
-             + [f"dihedral {j}" for j in stiff])
-    return np.concatenate([b.numpy(), a.numpy(), dd], 1), names
+def internal(positions: np.ndarray, mapping):
+    b, a, d = zmatrix_for(mapping).to_internal(torch.as_tensor(positions, dtype=torch.float64))
+    return b.numpy(), a.numpy(), d.numpy()
+
+
+def stiff_coordinates(ic, stiff: list[int], centre: np.ndarray) -> np.ndarray:
+    """Bonds, angles and the stiff dihedrals (unwrapped around ``centre``) of every sample."""
+    b, a, d = ic
+    return np.concatenate([b, a, np.angle(np.exp(1j * (d[:, stiff] - centre)))], 1)
 
 
 def basin_of(task, positions: np.ndarray) -> dict[str, np.ndarray]:
@@ -81,29 +82,44 @@ def main() -> None:
     w_pmf = M.normalized_weights(log_w, M.clip_mask(log_w, task.metrics.clip_percentile))
     pos, w_md = [], []
     kT = kT_kj_per_mol(task.temperature_kelvin)
-    mapping = None
+    mapping, bias_sha = None, set()
     for run in args.runs:
+        settings = json.loads((Path(run) / "run.json").read_text())["settings"]
+        if settings["bias"] != "static":
+            raise SystemExit(f"{run}: bias {settings['bias']!r}; this script pools static-bias runs only")
+        bias_sha.add(settings["static_bias_sha256"])
         data = load_cg(run, task.representation)
         mapping = data["mapping"]
         at = np.searchsorted(data["time_ps"], data["frame_time_ps"] - 1e-6)
-        v = data["bias_energy_kj_per_mol"][np.minimum(at, len(data["time_ps"]) - 1)].astype(np.float64)
+        assert np.array_equal(data["time_ps"][at], data["frame_time_ps"]), "frames and bias samples misaligned"
         pos.append(data["positions_nm"])
-        w_md.append(v / kT)
+        w_md.append(data["bias_energy_kj_per_mol"][at].astype(np.float64) / kT)
+    if len(bias_sha) != 1:
+        raise SystemExit("the runs have different frozen biases; their weights cannot be pooled as they are")
     log_w_md = np.concatenate(w_md)
     w_md = np.exp(log_w_md - log_w_md.max())
-    x_md, names = stiff_coordinates(np.concatenate(pos), mapping)
-    x_pmf, _ = stiff_coordinates(proposal.positions, mapping)
+    ic_md = internal(np.concatenate(pos), mapping)
+    spread = 1 - np.abs(np.exp(1j * ic_md[2]).mean(0))  # circular variance: phi and psi spread most
+    stiff = [j for j in range(ic_md[2].shape[1]) if j not in np.argsort(spread)[-2:]]
+    centre = np.angle(np.exp(1j * ic_md[2][:, stiff]).mean(0))  # chosen on the MD data, used for both
+    names = ([f"bond {k}" for k in range(ic_md[0].shape[1])] + [f"angle {k}" for k in range(ic_md[1].shape[1])]
+             + [f"dihedral {j}" for j in stiff])
+    x_md = stiff_coordinates(ic_md, stiff, centre)
+    x_pmf = stiff_coordinates(internal(proposal.positions, mapping), stiff, centre)
     md = summary(x_md, w_md, basin_of(task, np.concatenate(pos)))
     pmf = summary(x_pmf, w_pmf, basin_of(task, proposal.positions))
     a, b = BASINS
     odds = lambda s: np.log(s["pop"][a] / s["pop"][b])  # noqa: E731
-    stiff = lambda s: s["half_logdet"][a] - s["half_logdet"][b]  # noqa: E731
+    volume = lambda s: s["half_logdet"][a] - s["half_logdet"][b]  # noqa: E731
     print(f"{task.name} v{task.version}, {args.pmf}; MD: {', '.join(args.runs)} ({len(x_md)} frames)")
+    print("point estimates; C is each basin's whole covariance, so it also holds how the stiff means drift "
+          "with (phi, psi)")
     print(f"P(alpha_R), P(beta/PPII): MD {md['pop'][a]:.4f} {md['pop'][b]:.4f}; PMF {pmf['pop'][a]:.4f} "
           f"{pmf['pop'][b]:.4f}")
-    print(f"log-odds alpha_R : beta/PPII: MD {odds(md):+.3f}, PMF {odds(pmf):+.3f}, PMF - MD {odds(pmf) - odds(md):+.3f}")
-    print(f"stiff volume term 0.5 [log det C_alpha - log det C_beta] ({len(names)} coordinates): MD {stiff(md):+.3f}, "
-          f"PMF {stiff(pmf):+.3f}, PMF - MD {stiff(pmf) - stiff(md):+.3f}")
+    print(f"log-odds alpha_R : beta/PPII: MD {odds(md):+.3f}, PMF {odds(pmf):+.3f}, "
+          f"PMF - MD {odds(pmf) - odds(md):+.3f}")
+    print(f"stiff volume term 0.5 [log det C_alpha - log det C_beta] ({len(names)} coordinates): "
+          f"MD {volume(md):+.3f}, PMF {volume(pmf):+.3f}, PMF - MD {volume(pmf) - volume(md):+.3f}")
     diag = lambda s: s["half_logvar"][a] - s["half_logvar"][b]  # noqa: E731
     delta = diag(pmf) - diag(md)
     print(f"sum of the per-coordinate terms 0.5 log(var_alpha/var_beta), PMF - MD: {delta.sum():+.3f}")
