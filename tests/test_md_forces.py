@@ -37,17 +37,16 @@ def _context(out, platform="Reference", grid=None, phi_psi_atoms=None):
     return ctx
 
 
-def test_stored_forces_are_minus_gradient_of_unbiased_potential(metad_run):
+def _stored_vs_unbiased_and_biased(out, grid):
+    """(max |stored - FD of the unbiased potential|, tolerance, max |biased force - stored|) at the
+    checkpoint state, the last stored frame; biased = the System plus the static bias ``grid``."""
     import json
 
-    out = metad_run
     derived = json.loads((out / "run.json").read_text())["derived"]
     heavy = np.asarray(derived["heavy_atom_indices"])
     with np.load(chunk_paths(out)[-1]) as z:
         stored = z["forces_kj_per_mol_nm"][-1].astype(np.float64)  # last frame = checkpoint state
         stored_pos = z["positions_nm"][-1]
-        vbias = z["bias_energy_kj_per_mol"]
-    assert vbias[-1] > 1.0, "the bias must be active on the tested frame"
     ctx = _context(out)
     pos0 = ctx.getState(getPositions=True).getPositions(asNumpy=True)._value.copy()
     np.testing.assert_allclose(pos0[heavy], stored_pos, atol=1e-6)
@@ -70,18 +69,38 @@ def test_stored_forces_are_minus_gradient_of_unbiased_potential(metad_run):
             ep = energy(p)
             p[group, d] -= 2 * h
             fd[i, d] = -(ep - energy(p)) / (2 * h)
-    scale = np.abs(fd).max()
-    np.testing.assert_allclose(stored, fd, atol=2e-3 * scale, rtol=2e-3)
-
-    # With the bias added (grid as saved at this frame), forces on the phi/psi atoms differ.
-    grid = _read_checkpoint(out)["metad_grid"]
+    tol = 2e-3 * np.abs(fd).max()
+    np.testing.assert_allclose(stored, fd, atol=tol, rtol=2e-3)
     quads = derived["phi_quads_heavy"][0], derived["psi_quads_heavy"][0]
     atoms = [tuple(int(heavy[i]) for i in q) for q in quads]
     biased = _context(out, grid=grid, phi_psi_atoms=atoms)
     fall = biased.getState(getForces=True).getForces(asNumpy=True)._value[: len(owner)]
     fb = np.stack([fall[owner == i].sum(0) for i in range(len(heavy))])
-    diff = np.abs(fb - stored).max()
-    assert diff > 10 * 2e-3 * scale, f"bias force too small to test the exclusion ({diff})"
+    return tol, float(np.abs(fb - stored).max())
+
+
+def test_stored_forces_are_minus_gradient_of_unbiased_potential(metad_run):
+    # metadynamics: stored forces are the unbiased ones (FD of the System without the bias); how
+    # much the bias would have changed them at this frame depends on where the walker ended
+    # (machine-dependent), so the exclusion is proven by the static-bias test below
+    _stored_vs_unbiased_and_biased(metad_run, _read_checkpoint(metad_run)["metad_grid"])
+
+
+def test_stored_forces_exclude_a_steep_static_bias(tmp_path):
+    # a static bias with a large gradient wherever alanine dipeptide goes: V = 100 (cos phi + cos psi)
+    # kJ/mol, so |dV/dphi| >= 48 kJ/mol/rad for -2.6 < phi < -0.5 and the bias changes the forces
+    # on the phi/psi atoms by far more than the tolerance of the FD check
+    axis = np.linspace(-np.pi, np.pi, 60)
+    psi, phi = np.meshgrid(axis, axis, indexing="ij")  # grid (n_psi, n_phi)
+    grid = 100.0 * (np.cos(phi) + np.cos(psi))
+    bias = tmp_path / "steep_bias.npz"
+    np.savez(bias, grid_kj_per_mol=grid, residue=np.int64(1))
+    out = tmp_path / "static"
+    run(RunSettings("ala2", "vacuum", "static", seed=5, chunk_ps=2.0, equilibration_ps=1.0), out,
+        ns=0.002, bias_from=bias, platform="CPU")
+    assert np.abs(load_chunks(out)["bias_energy_kj_per_mol"]).max() > 1.0
+    tol, diff = _stored_vs_unbiased_and_biased(out, grid)
+    assert diff > 10 * tol, f"bias force too small to test the exclusion ({diff} vs tolerance {tol})"
 
 
 def test_chunk_contents(metad_run):
