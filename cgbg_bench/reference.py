@@ -112,8 +112,7 @@ def run_halves(blocks_per_run: list[int]) -> np.ndarray:
 
 def _population(hist: np.ndarray, phi_positive: bool = True) -> np.ndarray:
     """Fraction of weight with phi > 0 (bins whose centre has phi > 0), along the last axis."""
-    phi_centre = -math.pi + (np.arange(DIHEDRAL_BINS) + 0.5) * 2 * math.pi / DIHEDRAL_BINS
-    mask = np.repeat(phi_centre > 0, DIHEDRAL_BINS)  # C order: phi is the slow axis
+    mask = basin_masks()["phi > 0"]
     return (hist * mask).sum(-1) / hist.sum(-1)
 
 

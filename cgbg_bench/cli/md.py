@@ -172,10 +172,10 @@ def _print_basins(basins: dict, n_res: int) -> None:
           "from the other reference runs in combined standard errors (with few blocks the errors are "
           "themselves uncertain: read |z| < 3 with care; n/a: no spread on either side)")
     rows = []
+    ref = basins["reference"]
+    n_ref_blocks = sum(r["blocks"] for r in basins["runs"] if r["in_reference"])
     for k in range(n_res):
         res = f"residue {k + 1}: " if n_res > 1 else ""
-        ref = basins["reference"]
-        n_ref_blocks = sum(r["blocks"] for r in basins["runs"] if r["in_reference"])
         rows.append([f"{res}reference", "", n_ref_blocks,
                      *(pct(v, e) for v, e in zip(ref["population"][k], ref["error"][k])), ""])
         for r in basins["runs"]:

@@ -98,7 +98,8 @@ def main() -> None:
         raise SystemExit("the runs have different frozen biases; their weights cannot be pooled as they are")
     log_w_md = np.concatenate(w_md)
     w_md = np.exp(log_w_md - log_w_md.max())
-    ic_md = internal(np.concatenate(pos), mapping)
+    pos = np.concatenate(pos)
+    ic_md = internal(pos, mapping)
     spread = 1 - np.abs(np.exp(1j * ic_md[2]).mean(0))  # circular variance: phi and psi spread most
     stiff = [j for j in range(ic_md[2].shape[1]) if j not in np.argsort(spread)[-2:]]
     centre = np.angle(np.exp(1j * ic_md[2][:, stiff]).mean(0))  # chosen on the MD data, used for both
@@ -106,7 +107,7 @@ def main() -> None:
              + [f"dihedral {j}" for j in stiff])
     x_md = stiff_coordinates(ic_md, stiff, centre)
     x_pmf = stiff_coordinates(internal(proposal.positions, mapping), stiff, centre)
-    md = summary(x_md, w_md, basin_of(task, np.concatenate(pos)))
+    md = summary(x_md, w_md, basin_of(task, pos))
     pmf = summary(x_pmf, w_pmf, basin_of(task, proposal.positions))
     a, b = BASINS
     odds = lambda s: np.log(s["pop"][a] / s["pop"][b])  # noqa: E731
