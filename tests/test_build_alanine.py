@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from cgbg_bench.build.alanine import AlanineSources, FlowSettings, build
 from cgbg_bench.fm.pipeline import FMSettings
@@ -200,17 +201,21 @@ def test_compare_cli_on_the_built_task(built, monkeypatch, capsys, tmp_path):
 
 def test_build_one_representation(built, tmp_path, monkeypatch):
     """--representation core-beta writes only the core-beta tasks and baselines, and says so in
-    the recorded command; an unknown representation is refused."""
+    the recorded command (with the non-default prior exponent, which the baselines use); an
+    unknown representation is refused."""
     base = built[0].parent
     monkeypatch.setenv("CGBG_BENCH_CACHE", str(tmp_path / "cache"))
     sources = AlanineSources(unbiased=(base / "unbiased",), static=(base / "static",), metad=(base / "metad",))
     written = build("ala2", sources, root=tmp_path, bank_size=500, block_ps=2.0, representations=("core-beta",),
                     flow=FlowSettings(epochs=1, transforms=1, hidden=16, batch_size=64),
-                    fm=FMSettings(seed=1, max_epochs=1, n_rbf=4, hidden=(16,), block_ps=1.0))
+                    fm=FMSettings(seed=1, max_epochs=1, n_rbf=4, hidden=(16,), block_ps=1.0, repulsion_power=12))
     assert sorted(p.name for p in written) == ["ala2-core-beta", "ala2-core-beta-biased"]
     assert sorted(p.name for p in (tmp_path / "baselines").iterdir()) == ["ala2-core-beta"]
     command = load_task(written[0]).proposal.provenance["command"]
-    assert "--representation core-beta" in command and command.endswith("--fm-hidden 16")
+    assert "--representation core-beta" in command and command.endswith("--fm-hidden 16 --fm-repulsion-power 12")
+    for name in ("fm-biased", "fm-unbiased", "prior-only"):
+        side = yaml.safe_load((tmp_path / "baselines" / "ala2-core-beta" / f"{name}.yaml").read_text())
+        assert side["prior"]["repulsion"]["power"] == 12
     with pytest.raises(ValueError, match="ala2 has"):
         build("ala2", sources, root=tmp_path, representations=("backbone",))
 

@@ -418,3 +418,44 @@ def test_cli_n_models_writes_an_ensemble(cli_run, tmp_path):
     with torch.no_grad():
         u = load_pmf(out, device="cpu")(x)
     assert u.shape == (5,) and torch.isfinite(u).all()
+
+
+def test_cli_repulsion_power_and_max_chunks(cli_run, tmp_path, capsys):
+    """--repulsion-power P sets the prior's exponent (the exported repulsion is
+    eps sum (sigma / r)^P, checked by hand); --max-chunks DIR=N reads only N chunks
+    and is recorded in the command; a --max-chunks naming a run not in --data is refused."""
+    from cgbg_bench.cli import main
+
+    run, _ = cli_run
+    two = tmp_path / "two"
+    two.mkdir()
+    for name in ("run.json", "solute.pdb", "chunk_000000.npz"):
+        shutil.copy(run / name, two / name)
+    shutil.copy(run / "chunk_000000.npz", two / "chunk_000001.npz")
+    out = tmp_path / "p12.pt2"
+    assert main(["train-pmf", "--system", "ala2", "--representation", "core-beta", "--data", str(two),
+                 "--out", str(out), "--prior-only", "--repulsion-power", "12",
+                 "--max-chunks", f"{two}=1"]) == 0
+    side = yaml.safe_load(out.with_suffix(".yaml").read_text())
+    assert side["prior"]["repulsion"]["power"] == 12 and side["settings"]["repulsion_power"] == 12
+    assert side["data"][0]["n_chunks"] == 1 and side["data"][0]["n_frames"] == 400
+    assert "--repulsion-power 12" in side["command"] and f"--max-chunks {two}=1" in side["command"]
+    rep = side["prior"]["repulsion"]
+    with np.load(two / "chunk_000000.npz") as z:
+        x = torch.as_tensor(z["positions_nm"][:3, [1, 3, 4, 5, 6, 8]], dtype=torch.float64)
+    i, j = np.array(rep["pairs"]).T
+    r = torch.linalg.vector_norm(x[:, i] - x[:, j], dim=-1)
+    by_hand = rep["eps_kj_per_mol"] * ((torch.as_tensor(rep["sigma_nm"]) / r) ** 12).sum(-1)
+    six = tmp_path / "p6.pt2"
+    assert main(["train-pmf", "--system", "ala2", "--representation", "core-beta", "--data", str(two),
+                 "--out", str(six), "--prior-only", "--max-chunks", f"{two}=1"]) == 0
+    by_hand6 = rep["eps_kj_per_mol"] * ((torch.as_tensor(rep["sigma_nm"]) / r) ** 6).sum(-1)
+    with torch.no_grad():  # the two priors differ by exactly the change of the repulsion term
+        diff = load_pmf(out, device="cpu")(x.float()).double() - load_pmf(six, device="cpu")(x.float()).double()
+    np.testing.assert_allclose(diff.numpy(), (by_hand - by_hand6).numpy(), rtol=1e-3, atol=1e-3)
+    assert main(["train-pmf", "--system", "ala2", "--representation", "core-beta", "--data", str(two),
+                 "--out", str(out), "--prior-only", "--max-chunks", f"{tmp_path}/other=1"]) == 2
+    assert "not among --data" in capsys.readouterr().err
+    assert main(["train-pmf", "--system", "ala2", "--representation", "core-beta", "--data", str(two),
+                 "--out", str(out), "--prior-only", "--repulsion-power", "0"]) == 2
+    assert "--repulsion-power 0" in capsys.readouterr().err

@@ -184,6 +184,8 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
         command += " --fm-hidden " + " ".join(str(h) for h in fm.hidden)
     if fm is not None and fm.n_models != FMSettings().n_models:
         command += f" --fm-models {fm.n_models}"
+    if fm is not None and fm.repulsion_power != FMSettings().repulsion_power:
+        command += f" --fm-repulsion-power {fm.repulsion_power}"
     mc = sources.max_chunks
     ref_dirs = sources.static if reference_from == "static" else (*sources.unbiased, *sources.static)
     ref_runs = [load_run_dihedrals(d, kT, discard_ps=discard_ps, max_chunks=mc[str(d)]) for d in ref_dirs]

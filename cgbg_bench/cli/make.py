@@ -36,6 +36,8 @@ def add_parser(sub) -> None:
                     help="hidden layer widths of the force-matched baselines' MLP (default 128 128)")
     md.add_argument("--fm-models", type=int, default=None, metavar="K",
                     help="force-matched baselines as the mean of K networks (seeds 23..23+K-1, one split; default 1)")
+    md.add_argument("--fm-repulsion-power", type=int, default=None, metavar="P",
+                    help="exponent of the force-matched baselines' prior repulsion (sigma / r)^P (default 6)")
     md.add_argument("--representation", action="append", default=None, choices=["heavy-atom", "core-beta"],
                     help="build only this representation's tasks and baselines (repeatable; default: all)")
     p.set_defaults(func=run)
@@ -60,7 +62,7 @@ def run(args) -> int:
         max_chunks = parse_max_chunks(args.max_chunks)
         sources = AlanineSources(tuple(args.unbiased), tuple(args.static), tuple(args.metad), gb, max_chunks)
         fm = None
-        if args.fm_hidden is not None or args.fm_models is not None:
+        if args.fm_hidden is not None or args.fm_models is not None or args.fm_repulsion_power is not None:
             from cgbg_bench.build.alanine import SEEDS
             from cgbg_bench.fm.pipeline import FMSettings
 
@@ -68,10 +70,14 @@ def run(args) -> int:
                 raise CgbgError(f"--fm-hidden {args.fm_hidden}: widths must be positive")
             if args.fm_models is not None and args.fm_models < 1:
                 raise CgbgError(f"--fm-models {args.fm_models}: give a number of networks >= 1")
+            if args.fm_repulsion_power is not None and args.fm_repulsion_power < 1:
+                raise CgbgError(f"--fm-repulsion-power {args.fm_repulsion_power}: give a whole number >= 1")
             default = FMSettings()
             fm = FMSettings(seed=SEEDS["fm"],
                             hidden=default.hidden if args.fm_hidden is None else tuple(args.fm_hidden),
-                            n_models=default.n_models if args.fm_models is None else args.fm_models)
+                            n_models=default.n_models if args.fm_models is None else args.fm_models,
+                            repulsion_power=(default.repulsion_power if args.fm_repulsion_power is None
+                                             else args.fm_repulsion_power))
         try:
             written = build(args.family, sources, fm=fm, bank_size=args.bank_size, block_ps=args.block_ps,
                             discard_ps=args.discard_ps, task_version=args.version, reference_from=args.reference,

@@ -9,6 +9,7 @@ Writes PATH.pt2 and a sidecar PATH.yaml (see :mod:`cgbg_bench.fm.pipeline`).
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 from cgbg_bench.fm.pipeline import FORMAT, sidecar_path  # noqa: F401  (re-exported for tests)
 
@@ -46,6 +47,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--n-rbf", type=int, default=16, help="Gaussians per pair distance (default 16)")
     p.add_argument("--hidden", type=int, nargs="+", default=[128, 128], help="MLP widths (default 128 128)")
+    p.add_argument("--repulsion-power", type=int, default=6, metavar="P",
+                   help="exponent of the prior's repulsion eps (sigma / r)^P (default 6)")
+    p.add_argument("--max-chunks", action="append", default=[], metavar="DIR=N",
+                   help="use only the first N chunks of run DIR (repeatable; default: all finished chunks)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=_train)
 
@@ -82,17 +87,27 @@ def _resolve(args) -> tuple[str, str, list[str]]:
 def _train(args) -> int:
     import torch
 
+    from cgbg_bench.cli._args import parse_max_chunks
+    from cgbg_bench.errors import DataError
     from cgbg_bench.fm.pipeline import FMSettings, train_and_export
 
+    if args.repulsion_power < 1:
+        raise DataError(f"--repulsion-power {args.repulsion_power}: give a whole number >= 1")
     torch.set_num_threads(max(1, args.threads))
     system, rep, dirs = _resolve(args)
+    max_chunks = parse_max_chunks(args.max_chunks)
+    unknown = sorted(set(max_chunks) - {str(Path(d)) for d in dirs})
+    if unknown:
+        raise DataError(f"--max-chunks names {', '.join(unknown)}, which is not among --data {' '.join(dirs)}")
+    dirs = [str(Path(d)) for d in dirs]
     settings = FMSettings(seed=args.seed, max_epochs=args.max_epochs, patience=args.patience, lr=args.lr,
                           batch_size=args.batch_size, block_ps=args.block_ps, val_fraction=args.val_fraction,
                           n_rbf=args.n_rbf, hidden=tuple(args.hidden),
-                          lr_halve_after=args.lr_halve_after or None, n_models=args.n_models)
+                          lr_halve_after=args.lr_halve_after or None, n_models=args.n_models,
+                          repulsion_power=args.repulsion_power)
     command = "cgbg-bench train-pmf " + _argv_of(args, system, rep, dirs)
     train_and_export(system, rep, dirs, args.out, settings=settings, prior_only=args.prior_only,
-                     command=command, log=lambda m: print(m, flush=True))
+                     command=command, log=lambda m: print(m, flush=True), max_chunks=max_chunks or None)
     return 0
 
 
@@ -106,5 +121,7 @@ def _argv_of(args, system, rep, dirs) -> str:
               f"--lr {args.lr:g}", f"--lr-halve-after {args.lr_halve_after}", f"--batch-size {args.batch_size}",
               f"--n-models {args.n_models}", f"--block-ps {args.block_ps:g}",
               f"--val-fraction {args.val_fraction:g}", f"--n-rbf {args.n_rbf}",
-              "--hidden " + " ".join(str(h) for h in args.hidden), f"--threads {args.threads}"]
+              "--hidden " + " ".join(str(h) for h in args.hidden), f"--repulsion-power {args.repulsion_power}"]
+    parts += [f"--max-chunks {shlex.quote(item)}" for item in args.max_chunks]
+    parts.append(f"--threads {args.threads}")
     return " ".join(parts)

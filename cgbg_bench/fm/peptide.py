@@ -316,6 +316,7 @@ def train_peptide_pmf(
     hidden: tuple[int, ...] = (128, 128),
     lr_halve_after: int | None = 5,
     n_models: int = 1,
+    repulsion_power: int = 6,
 ) -> TrainResult:
     """Fit the prior, then (unless ``prior_only``) train the correction by force matching.
 
@@ -326,13 +327,17 @@ def train_peptide_pmf(
     """
     if isinstance(n_models, bool) or int(n_models) != n_models or n_models < 1:
         raise DataError(f"n_models must be a whole number >= 1, got {n_models!r}")
-    prior = fit_prior(data.positions, data.mapping, temperature_kelvin=data.temperature_kelvin)
+    if isinstance(repulsion_power, bool) or int(repulsion_power) != repulsion_power or repulsion_power < 1:
+        raise DataError(f"repulsion_power must be a whole number >= 1, got {repulsion_power!r}")
+    prior = fit_prior(data.positions, data.mapping, temperature_kelvin=data.temperature_kelvin,
+                      repulsion_power=int(repulsion_power))
     train_idx, val_idx, _ = block_split(len(data.positions), block_ids=data.block_ids,
                                         val_fraction=val_fraction, seed=seed)
     rmse = lambda m, idx: math.sqrt(force_mse(m, data.positions[idx], data.forces[idx]))  # noqa: E731
     prior_train, prior_val = rmse(prior, train_idx), rmse(prior, val_idx)
     settings = {"prior_only": bool(prior_only), "seed": int(seed), "val_fraction": float(val_fraction),
-                "block_ps": data.block_ps, "temperature_kelvin": data.temperature_kelvin}
+                "block_ps": data.block_ps, "temperature_kelvin": data.temperature_kelvin,
+                "repulsion_power": int(repulsion_power)}
     if prior_only:
         return TrainResult(model=prior.eval(), report=None, train_force_rmse=prior_train, val_force_rmse=prior_val,
                            prior_train_force_rmse=prior_train, prior_val_force_rmse=prior_val,

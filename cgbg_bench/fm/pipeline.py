@@ -36,6 +36,7 @@ class FMSettings:
     hidden: tuple[int, ...] = field(default=(128, 128))
     lr_halve_after: int | None = 5  # halve lr after this many epochs without a better val error (None: constant)
     n_models: int = 1  # > 1: the mean of that many networks (seeds seed, seed + 1, ...) on one split
+    repulsion_power: int = 6  # the prior's repulsion eps (sigma / r)^power
 
 
 def sidecar_path(out) -> Path:
@@ -78,7 +79,7 @@ def train_and_export(system: str, representation: str, data_dirs, out, *, settin
         data, prior_only=prior_only, seed=settings.seed, val_fraction=settings.val_fraction, lr=settings.lr,
         max_epochs=settings.max_epochs, patience=settings.patience, batch_size=settings.batch_size,
         n_rbf=settings.n_rbf, hidden=tuple(settings.hidden), lr_halve_after=settings.lr_halve_after,
-        n_models=settings.n_models,
+        n_models=settings.n_models, repulsion_power=settings.repulsion_power,
     )
     # a few frames spread over the data as the export example
     example = data.positions[:: max(1, len(data.positions) // 7)][:7]
