@@ -422,8 +422,9 @@ def test_cli_n_models_writes_an_ensemble(cli_run, tmp_path):
 
 def test_cli_repulsion_power_and_max_chunks(cli_run, tmp_path, capsys):
     """--repulsion-power P sets the prior's exponent (the exported repulsion is
-    eps sum (sigma / r)^P, checked by hand); --max-chunks DIR=N reads only N chunks
-    and is recorded in the command; a --max-chunks naming a run not in --data is refused."""
+    eps sum (sigma / r)^P, checked by hand); --max-chunks DIR=N reads only N chunks of
+    that run however its path is spelled, and is recorded in the command; a --max-chunks
+    naming a run not in --data is refused."""
     from cgbg_bench.cli import main
 
     run, _ = cli_run
@@ -435,11 +436,11 @@ def test_cli_repulsion_power_and_max_chunks(cli_run, tmp_path, capsys):
     out = tmp_path / "p12.pt2"
     assert main(["train-pmf", "--system", "ala2", "--representation", "core-beta", "--data", str(two),
                  "--out", str(out), "--prior-only", "--repulsion-power", "12",
-                 "--max-chunks", f"{two}=1"]) == 0
+                 "--max-chunks", f"{two}/../{two.name}=1"]) == 0  # another spelling of the same run
     side = yaml.safe_load(out.with_suffix(".yaml").read_text())
     assert side["prior"]["repulsion"]["power"] == 12 and side["settings"]["repulsion_power"] == 12
     assert side["data"][0]["n_chunks"] == 1 and side["data"][0]["n_frames"] == 400
-    assert "--repulsion-power 12" in side["command"] and f"--max-chunks {two}=1" in side["command"]
+    assert "--repulsion-power 12" in side["command"] and f"--max-chunks {two}/../{two.name}=1" in side["command"]
     rep = side["prior"]["repulsion"]
     with np.load(two / "chunk_000000.npz") as z:
         x = torch.as_tensor(z["positions_nm"][:3, [1, 3, 4, 5, 6, 8]], dtype=torch.float64)

@@ -95,11 +95,14 @@ def _train(args) -> int:
         raise DataError(f"--repulsion-power {args.repulsion_power}: give a whole number >= 1")
     torch.set_num_threads(max(1, args.threads))
     system, rep, dirs = _resolve(args)
-    max_chunks = parse_max_chunks(args.max_chunks)
-    unknown = sorted(set(max_chunks) - {str(Path(d)) for d in dirs})
-    if unknown:
-        raise DataError(f"--max-chunks names {', '.join(unknown)}, which is not among --data {' '.join(dirs)}")
     dirs = [str(Path(d)) for d in dirs]
+    # --max-chunks keys match a run directory however it is spelled (relative, absolute, 'biased')
+    by_resolved = {Path(d).resolve(): d for d in dirs}
+    max_chunks = {}
+    for key, n in parse_max_chunks(args.max_chunks).items():
+        if Path(key).resolve() not in by_resolved:
+            raise DataError(f"--max-chunks names {key}, which is not among --data {' '.join(dirs)}")
+        max_chunks[by_resolved[Path(key).resolve()]] = n
     settings = FMSettings(seed=args.seed, max_epochs=args.max_epochs, patience=args.patience, lr=args.lr,
                           batch_size=args.batch_size, block_ps=args.block_ps, val_fraction=args.val_fraction,
                           n_rbf=args.n_rbf, hidden=tuple(args.hidden),
