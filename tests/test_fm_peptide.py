@@ -376,7 +376,7 @@ def test_ensemble_is_the_mean_of_its_members_and_exports(tmp_path):
 
 def test_train_n_models_shares_the_split_and_reports_every_member():
     """n_models=2: two networks with seeds 4 and 5 on the split of seed 4; the returned RMSEs
-    are the ensemble's on that split; bad n_models is refused."""
+    are the ensemble's on that split; bad n_models and repulsion_power are refused."""
     x = _toy_configurations(400, seed=8)
     f = _forces(_true_energy, x) + torch.randn(x.shape, generator=torch.Generator().manual_seed(0),
                                                dtype=torch.float64) * 20.0
@@ -397,6 +397,9 @@ def test_train_n_models_shares_the_split_and_reports_every_member():
     for bad in (0, 1.5, True):
         with pytest.raises(DataError, match="n_models"):
             train_peptide_pmf(data, seed=4, n_models=bad, **kw)
+    for bad in (0, 12.0, "abc", float("nan"), True):
+        with pytest.raises(DataError, match="repulsion_power"):
+            train_peptide_pmf(data, seed=4, repulsion_power=bad, **kw)
 
 
 def test_cli_n_models_writes_an_ensemble(cli_run, tmp_path):
@@ -457,6 +460,16 @@ def test_cli_repulsion_power_and_max_chunks(cli_run, tmp_path, capsys):
     assert main(["train-pmf", "--system", "ala2", "--representation", "core-beta", "--data", str(two),
                  "--out", str(out), "--prior-only", "--max-chunks", f"{tmp_path}/other=1"]) == 2
     assert "not among --data" in capsys.readouterr().err
+    assert main(["train-pmf", "--system", "ala2", "--representation", "core-beta", "--data", str(two),
+                 "--out", str(out), "--prior-only", "--max-chunks", f"{two}=1",
+                 "--max-chunks", f"{two}/../{two.name}=2"]) == 2
+    assert "two different limits (1 and 2)" in capsys.readouterr().err
+    assert main(["train-pmf", "--system", "ala2", "--representation", "core-beta", "--data", str(two),
+                 f"{two}/../{two.name}", "--out", str(out), "--prior-only"]) == 2
+    assert "names one run more than once" in capsys.readouterr().err
+    assert main(["train-pmf", "--system", "ala2", "--representation", "core-beta", "--data", str(two),
+                 "--out", str(out), "--prior-only", "--max-chunks", f"{two}=\u00b2"]) == 2
+    assert "expected DIR=N" in capsys.readouterr().err
     assert main(["train-pmf", "--system", "ala2", "--representation", "core-beta", "--data", str(two),
                  "--out", str(out), "--prior-only", "--repulsion-power", "0"]) == 2
     assert "--repulsion-power 0" in capsys.readouterr().err

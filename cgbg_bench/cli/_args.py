@@ -14,7 +14,7 @@ def parse_max_chunks(items: list[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for item in items:
         path, sep, n = item.rpartition("=")
-        if not sep or not path or not n.isdigit():
+        if not sep or not path or not (n.isascii() and n.isdigit()):
             raise CgbgError(f"--max-chunks {item!r}: expected DIR=N, e.g. data/ala2/explicit-unbiased=9")
         out[str(Path(path))] = int(n)
     return out

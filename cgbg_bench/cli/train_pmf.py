@@ -98,11 +98,16 @@ def _train(args) -> int:
     dirs = [str(Path(d)) for d in dirs]
     # --max-chunks keys match a run directory however it is spelled (relative, absolute, 'biased')
     by_resolved = {Path(d).resolve(): d for d in dirs}
+    if len(by_resolved) < len(dirs):
+        raise DataError(f"--data {' '.join(dirs)} names one run more than once; give each run once")
     max_chunks = {}
     for key, n in parse_max_chunks(args.max_chunks).items():
         if Path(key).resolve() not in by_resolved:
             raise DataError(f"--max-chunks names {key}, which is not among --data {' '.join(dirs)}")
-        max_chunks[by_resolved[Path(key).resolve()]] = n
+        d = by_resolved[Path(key).resolve()]
+        if max_chunks.get(d, n) != n:
+            raise DataError(f"--max-chunks gives run {d} two different limits ({max_chunks[d]} and {n})")
+        max_chunks[d] = n
     settings = FMSettings(seed=args.seed, max_epochs=args.max_epochs, patience=args.patience, lr=args.lr,
                           batch_size=args.batch_size, block_ps=args.block_ps, val_fraction=args.val_fraction,
                           n_rbf=args.n_rbf, hidden=tuple(args.hidden),

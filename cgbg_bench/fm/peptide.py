@@ -327,7 +327,7 @@ def train_peptide_pmf(
     """
     if isinstance(n_models, bool) or int(n_models) != n_models or n_models < 1:
         raise DataError(f"n_models must be a whole number >= 1, got {n_models!r}")
-    if isinstance(repulsion_power, bool) or int(repulsion_power) != repulsion_power or repulsion_power < 1:
+    if not isinstance(repulsion_power, (int, np.integer)) or isinstance(repulsion_power, bool) or repulsion_power < 1:
         raise DataError(f"repulsion_power must be a whole number >= 1, got {repulsion_power!r}")
     prior = fit_prior(data.positions, data.mapping, temperature_kelvin=data.temperature_kelvin,
                       repulsion_power=int(repulsion_power))
