@@ -5,7 +5,10 @@ energy of each sample. Unbiased runs enter with weight 1; static-bias runs are r
 exactly with exp(+V_bias/kT). Each run is cut into contiguous time blocks (the blocks
 absorb the time correlation: the bootstrap resamples whole blocks). A run's weights are
 scaled once so that they sum to the run's Kish effective size and every block keeps its
-share, so runs of different efficiency combine in proportion to the information they carry.
+share, so runs of the same kind (same bias) combine in proportion to the information they
+carry. Runs of different kinds (unbiased and static-bias) do not: the Kish size ignores how
+slowly a run crosses between basins, so :func:`combine_reference` weighs each kind by the
+inverse block-bootstrap variance of its basin populations instead.
 
 Pure functions on arrays; reading run directories is in :func:`load_run_dihedrals`.
 """
@@ -21,7 +24,8 @@ import numpy as np
 from cgbg_bench import metrics as M
 from cgbg_bench.bootstrap import bootstrap_scores
 
-__all__ = ["RunDihedrals", "load_run_dihedrals", "block_histograms", "combine_runs", "quality_report",
+__all__ = ["RunDihedrals", "load_run_dihedrals", "block_histograms", "combine_runs", "combine_reference",
+           "quality_report", "MIN_GROUP_BLOCKS",
            "run_halves", "basin_masks", "basin_populations", "merge_blocks", "compare_basins",
            "DIHEDRAL_BINS", "BASINS"]
 
@@ -31,13 +35,25 @@ _RANGE = ((-math.pi, math.pi), (-math.pi, math.pi))
 
 @dataclass(frozen=True)
 class RunDihedrals:
-    """Dihedral series of one run: phi, psi (T, n_res) rad; log-weight (T,); sample spacing (ps)."""
+    """Dihedral series of one run: phi, psi (T, n_res) rad; log-weight (T,); sample spacing (ps).
+
+    ``kind`` names how the run sampled ("unbiased", or "static <bias sha256 prefix>"): runs of
+    one kind are exchangeable and pool by effective size, kinds pool by :func:`combine_reference`.
+    Empty: "unbiased" when every log-weight is 0, else "static".
+    """
 
     name: str
     phi: np.ndarray
     psi: np.ndarray
     log_weight: np.ndarray
     dt_ps: float
+    kind: str = ""
+
+    @property
+    def group(self) -> str:
+        if self.kind:
+            return self.kind
+        return "unbiased" if not np.any(self.log_weight) else "static"
 
     @property
     def ns(self) -> float:
@@ -64,8 +80,9 @@ def load_run_dihedrals(run_dir: str | Path, kT: float, *, discard_ps: float = 0.
     keep = d["time_ps"] >= d["time_ps"][0] + discard_ps
     v = d["bias_energy_kj_per_mol"][keep].astype(np.float64)
     log_w = v / kT if bias == "static" else np.zeros_like(v)
+    kind = "unbiased" if bias == "none" else f"static {str(settings.get('static_bias_sha256') or '?')[:12]}"
     return RunDihedrals(run_dir.name, d["phi"][keep], d["psi"][keep], log_w,
-                        float(settings["dihedral_interval_ps"]))
+                        float(settings["dihedral_interval_ps"]), kind)
 
 
 def block_histograms(run: RunDihedrals, block_ps: float, residues: list[int] | None = None) -> np.ndarray:
@@ -103,6 +120,60 @@ def block_histograms(run: RunDihedrals, block_ps: float, residues: list[int] | N
 def combine_runs(runs: list[RunDihedrals], block_ps: float, residues: list[int] | None = None) -> np.ndarray:
     """Block histograms of several runs stacked along the block axis."""
     return np.concatenate([block_histograms(r, block_ps, residues) for r in runs], axis=0)
+
+
+MIN_GROUP_BLOCKS = 8
+"""Fewest basin blocks a kind of run needs in :func:`combine_reference` for its variance to count."""
+
+
+def combine_reference(runs: list[RunDihedrals], block_ps: float, residues: list[int] | None = None, *,
+                      basin_block_ps: float = 1000.0, n_bootstrap: int = 500,
+                      seed: int = 0) -> tuple[list[np.ndarray], dict[str, dict]]:
+    """Block histograms of a reference made of runs of several kinds; returns (blocks per run, groups).
+
+    Runs of one kind (:attr:`RunDihedrals.group`) keep their relative weights of
+    :func:`block_histograms` (their Kish effective sizes). Kinds are combined by inverse
+    variance: kind g gets the share (1/V_g) / sum_h (1/V_h) of the total weight, where V_g is
+    the block-bootstrap variance of the basin populations (:data:`BASINS`, summed over basins
+    and residues) of that kind's runs pooled, on blocks of ``basin_block_ps``. The Kish size
+    would count an unbiased run by its samples although it crosses between basins far more
+    slowly than a static-bias run (on ala2 at 18 ns it would take over the reference and
+    triple the phi > 0 error; docs/md.md). With one kind the blocks are returned unchanged.
+
+    ``groups``: kind -> {"runs", "blocks" (basin blocks), "basin_variance", "share"}.
+    Raises ValueError when a kind has fewer than :data:`MIN_GROUP_BLOCKS` basin blocks or no
+    spread between them (its variance, and so its share, would be meaningless).
+    """
+    blocks = [block_histograms(r, block_ps, residues) for r in runs]
+    kinds = [r.group for r in runs]
+    order = list(dict.fromkeys(kinds))
+    groups = {g: {"runs": [r.name for r, k in zip(runs, kinds) if k == g], "blocks": None,
+                  "basin_variance": None, "share": 1.0} for g in order}
+    if len(order) < 2:
+        return blocks, groups
+    merge = max(1, int(round(basin_block_ps / block_ps)))
+    totals = {}
+    for g in order:
+        members = [b for b, k in zip(blocks, kinds) if k == g]
+        merged = np.concatenate([merge_blocks(b, merge) for b in members])
+        names = ", ".join(groups[g]["runs"])
+        if len(merged) < MIN_GROUP_BLOCKS:
+            raise ValueError(f"{g} runs ({names}): {len(merged)} blocks of {block_ps * merge:g} ps, fewer than "
+                             f"{MIN_GROUP_BLOCKS} to estimate their basin variance; let them grow or leave them "
+                             "out of the reference")
+        _, err = basin_populations(merged, n_bootstrap=n_bootstrap, seed=seed)
+        var = float(np.sum(err**2))
+        if not var > 0:
+            raise ValueError(f"{g} runs ({names}): their basin populations do not vary between blocks, so "
+                             "their variance cannot be estimated; let them grow or leave them out of the reference")
+        groups[g].update(blocks=len(merged), basin_variance=var)
+        totals[g] = sum(float(b[:, 0].sum()) for b in members)
+    inv = {g: 1.0 / groups[g]["basin_variance"] for g in order}
+    grand = sum(totals.values())
+    for g in order:
+        groups[g]["share"] = inv[g] / sum(inv.values())
+    scaled = [b * (groups[k]["share"] * grand / totals[k]) for b, k in zip(blocks, kinds)]
+    return scaled, groups
 
 
 def run_halves(blocks_per_run: list[int]) -> np.ndarray:

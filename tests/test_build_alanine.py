@@ -19,13 +19,18 @@ def built(tmp_path_factory):
     run(RunSettings("ala2", "vacuum", "wtmetad", seed=1, **short), metad, ns=0.006, platform="CPU")
     run(RunSettings("ala2", "vacuum", "static", seed=2, **short), static, ns=0.006, bias_from=metad,
         platform="CPU")
+    run(RunSettings("ala2", "vacuum", "static", seed=5, **short), base / "static-2", ns=0.006, bias_from=metad,
+        platform="CPU")  # a second run of the same kind, for `md report`
     run(RunSettings("ala2", "vacuum", seed=3, **short), unbiased, ns=0.012, platform="CPU")  # >= 10 frames: FM prior
     run(RunSettings("ala2", "obc2", seed=4, **short), obc2, ns=0.004, platform="CPU")
     sources = AlanineSources(unbiased=(unbiased,), static=(static,), metad=(metad,), gb={"obc2": (obc2,)})
     cache = base / "cache"
     mp = pytest.MonkeyPatch()
     mp.setenv("CGBG_BENCH_CACHE", str(cache))
-    written = build("ala2", sources, root=base / "repo", bank_size=3000, block_ps=2.0,
+    # ps-long runs are too short to weigh unbiased against static-bias runs (that needs >= 8
+    # basin blocks of each kind: test_refuses_kinds_too_short_to_weigh), so the static run
+    # alone makes this reference
+    written = build("ala2", sources, root=base / "repo", bank_size=3000, block_ps=2.0, reference_from="static",
                     flow=FlowSettings(epochs=2, transforms=1, hidden=16, batch_size=64),
                     fm=FMSettings(seed=1, max_epochs=2, n_rbf=4, hidden=(16,), block_ps=1.0))
     yield base / "repo", written, cache
@@ -44,9 +49,12 @@ def test_builds_four_tasks_with_the_fixed_observables(built):
     command = cb.reference.provenance["command"]
     for run_name, n in (("unbiased", 6), ("static", 3), ("metad", 3), ("obc2", 2)):
         assert f"/{run_name}={n}" in command  # every run pinned to the chunks the build read
-    assert command.endswith("--block-ps 2 --bank-size 3000 --fm-hidden 16")  # non-default settings recorded too
+    assert command.endswith("--reference static --block-ps 2 --bank-size 3000 --fm-hidden 16")  # non-defaults too
     ref = cb.load_reference()
-    assert not ref.exact and ref.block_hist.shape == (9, 1, 10_000)  # 6 + 3 blocks of 2 ps
+    assert not ref.exact and ref.block_hist.shape == (3, 1, 10_000)  # the static run's 3 blocks of 2 ps
+    kinds = cb.reference.provenance["run_kinds"]
+    assert list(kinds) == [next(iter(kinds))] and next(iter(kinds)).startswith("static ")
+    assert next(iter(kinds.values())) == {"runs": ["static"], "share": 1.0}
 
 
 def test_generated_bank_is_cached_and_scores(built, monkeypatch):
@@ -110,6 +118,14 @@ def test_max_chunks_limits_what_is_read(built):
         load_chunks(run, max_chunks=7)
 
 
+def test_refuses_kinds_too_short_to_weigh(built, tmp_path):
+    base = built[0].parent
+    sources = AlanineSources(unbiased=(base / "unbiased",), static=(base / "static",), metad=(base / "metad",))
+    with pytest.raises(ValueError, match=r"unbiased runs \(unbiased\): 1 blocks of 1000 ps, fewer than 8"):
+        build("ala2", sources, root=tmp_path, bank_size=3000, block_ps=2.0)
+    assert not (tmp_path / "tasks").exists()  # refused before anything was written
+
+
 def test_refuses_without_reference_runs(tmp_path):
     with pytest.raises(ValueError, match="reference needs"):
         build("ala2", AlanineSources(unbiased=(), static=(), metad=(tmp_path,)), root=tmp_path)
@@ -121,22 +137,25 @@ def test_md_report_cli_on_the_same_runs(built, capsys):
     from cgbg_bench.cli import main
 
     base = built[0].parent
-    argv = ["md", "report", "--reference", str(base / "unbiased"), str(base / "static"), str(base / "metad"),
+    argv = ["md", "report", "--reference", str(base / "unbiased"), str(base / "metad"),
             "--gb", f"obc2={base / 'obc2'}", "--block-ps", "2", "--n-bootstrap", "20", "--json"]
     assert main(argv) == 0
     rep = json.loads(capsys.readouterr().out)
     roles = {r["dir"].rsplit("/", 1)[-1]: r["role"] for r in rep["runs"]}
-    assert roles == {"unbiased": "reference", "static": "reference", "metad": "evolving bias (not used)",
-                     "obc2": "baseline obc2"}
-    assert rep["n_blocks"] == 9 and len(rep["halves_js"]) == 1 and len(rep["phi_positive"]) == 1
+    assert roles == {"unbiased": "reference", "metad": "evolving bias (not used)", "obc2": "baseline obc2"}
+    assert rep["n_blocks"] == 6 and len(rep["halves_js"]) == 1 and len(rep["phi_positive"]) == 1
+    assert rep["groups"] == {"unbiased": {"runs": ["unbiased"], "blocks": None, "basin_variance": None, "share": 1.0}}
+    # unbiased with static-bias runs: too short to weigh one kind against the other, and said so
+    assert main(argv[:4] + [str(base / "static"), "--block-ps", "2"]) == 2
+    assert "fewer than 8 to estimate their basin variance" in capsys.readouterr().err
     assert set(rep["baselines"]["obc2"]) >= {"js", "pmf_error"}
     assert main(argv[:-1]) == 0 and "phi > 0 population" in capsys.readouterr().out
-    # --max-chunks: the snapshot a task was built from (the unbiased run's first chunk only)
-    assert main(argv + ["--max-chunks", f"{base / 'unbiased'}=1"]) == 0
+    # --max-chunks: the snapshot a task was built from (the unbiased run's first two chunks)
+    assert main(argv + ["--max-chunks", f"{base / 'unbiased'}=2"]) == 0
     snap = json.loads(capsys.readouterr().out)
     ns = {r["dir"].rsplit("/", 1)[-1]: r["ns"] for r in snap["runs"]}
     full = {r["dir"].rsplit("/", 1)[-1]: r["ns"] for r in rep["runs"]}
-    assert snap["n_blocks"] < rep["n_blocks"] and ns["static"] == full["static"]
+    assert snap["n_blocks"] < rep["n_blocks"] and ns["metad"] == full["metad"]
     assert 0 < ns["unbiased"] < full["unbiased"]
     assert main(argv + ["--max-chunks", "unbiased=x"]) == 2 and "expected DIR=N" in capsys.readouterr().err
     assert main(["md", "report", "--reference", str(base)]) == 2
@@ -153,14 +172,15 @@ def test_md_report_compares_basins_of_runs_in_and_out_of_the_reference(built, ca
     from cgbg_bench.cli import main
 
     base = built[0].parent
-    argv = ["md", "report", "--reference", str(base / "static"), str(base / "unbiased"),
-            "--check", str(base / "obc2"), "--block-ps", "2", "--basin-block-ps", "4", "--n-bootstrap", "20"]
+    argv = ["md", "report", "--reference", str(base / "static"), str(base / "static-2"),
+            "--check", str(base / "obc2"), str(base / "unbiased"), "--block-ps", "2", "--basin-block-ps", "4",
+            "--n-bootstrap", "20"]
     assert main(argv + ["--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     basins = rep["basins"]
     assert basins["names"] == ["beta/PPII", "alpha_R", "phi > 0"] and basins["block_ps"] == 4
     runs = {r["dir"].rsplit("/", 1)[-1]: r for r in basins["runs"]}
-    assert [runs[n]["in_reference"] for n in ("static", "unbiased", "obc2")] == [True, True, False]
+    assert [runs[n]["in_reference"] for n in ("static", "static-2", "obc2", "unbiased")] == [True, True, False, False]
     assert {r["dir"].rsplit("/", 1)[-1]: r["role"] for r in rep["runs"]}["obc2"] == "check (not in the reference)"
     for r in runs.values():
         assert sum(r["population"][0]) == pytest.approx(1.0)
@@ -207,12 +227,14 @@ def test_build_one_representation(built, tmp_path, monkeypatch):
     monkeypatch.setenv("CGBG_BENCH_CACHE", str(tmp_path / "cache"))
     sources = AlanineSources(unbiased=(base / "unbiased",), static=(base / "static",), metad=(base / "metad",))
     written = build("ala2", sources, root=tmp_path, bank_size=500, block_ps=2.0, representations=("core-beta",),
+                    reference_from="static",
                     flow=FlowSettings(epochs=1, transforms=1, hidden=16, batch_size=64),
                     fm=FMSettings(seed=1, max_epochs=1, n_rbf=4, hidden=(16,), block_ps=1.0, repulsion_power=12))
     assert sorted(p.name for p in written) == ["ala2-core-beta", "ala2-core-beta-biased"]
     assert sorted(p.name for p in (tmp_path / "baselines").iterdir()) == ["ala2-core-beta"]
     command = load_task(written[0]).proposal.provenance["command"]
-    assert "--representation core-beta" in command and command.endswith("--fm-hidden 16 --fm-repulsion-power 12")
+    assert "--representation core-beta" in command and "--reference static" in command
+    assert command.endswith("--fm-hidden 16 --fm-repulsion-power 12")
     for name in ("fm-biased", "fm-unbiased", "prior-only"):
         side = yaml.safe_load((tmp_path / "baselines" / "ala2-core-beta" / f"{name}.yaml").read_text())
         assert side["prior"]["repulsion"]["power"] == 12

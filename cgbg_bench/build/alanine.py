@@ -6,7 +6,9 @@
 For each CG representation of the system (ala2: heavy-atom and core-beta) and each
 proposal variant, it writes ``tasks/<system>-<representation>[-biased]/`` with:
 - ``reference.npz``: per-block (phi, psi) histograms of every residue with both angles,
-  from the unbiased runs and the exactly reweighted static-bias runs (cgbg_bench.reference);
+  from the unbiased runs and the exactly reweighted static-bias runs, each kind weighted by
+  the inverse variance of its basin populations (cgbg_bench.reference.combine_reference; the
+  shares are in the reference's provenance);
 - ``gb-<name>.npz``: the implicit-solvent runs' unweighted block histograms (baseline rows
   scored without ESS);
 - ``baselines/<system>-<representation>/``: force-matched PMFs on the unbiased runs
@@ -38,7 +40,7 @@ from cgbg_bench.build.scores import rescore_baselines
 from cgbg_bench.cg.mappings import BENCHMARK_REPRESENTATIONS, get_mapping
 from cgbg_bench.cg.zmatrix import zmatrix_for
 from cgbg_bench.flows.internal import train_ic_flow
-from cgbg_bench.reference import combine_runs, load_run_dihedrals
+from cgbg_bench.reference import combine_reference, combine_runs, load_run_dihedrals
 from cgbg_bench.units import kT_kj_per_mol
 
 log = logging.getLogger(__name__)
@@ -153,9 +155,10 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
           representations: tuple[str, ...] | None = None) -> list[Path]:
     """Build every task of ``system`` (or only those of ``representations``); returns the task folders written.
 
-    ``reference_from``: "all" (unbiased and static-bias runs) or "static" (static-bias runs
-    only: an unbiased run too short to have crossed to the rare basins would otherwise
-    dominate the reference with its nominal sample count; docs/md.md has the numbers).
+    ``reference_from``: "all" (unbiased and static-bias runs, each kind weighted by the inverse
+    variance of its basin populations; up to task version 7 they were pooled by Kish effective
+    size, which let an unbiased run that had hardly crossed to the rare basins dominate) or
+    "static" (static-bias runs only, as in version 7; docs/md.md has the numbers).
     """
     if reference_from not in ("all", "static"):
         raise ValueError(f"reference_from must be 'all' or 'static', got {reference_from!r}")
@@ -199,7 +202,10 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
         z = zmatrix_for(mapping)
         columns = [r - 1 for r in mapping.residues]  # alanine r is column r-1 of phi/psi
         soft = [z.dihedral_index(q) for q in mapping.phi + mapping.psi]  # the flows' multi-basin dihedrals
-        reference = combine_runs(ref_runs, block_ps, columns)
+        ref_blocks, ref_groups = combine_reference(ref_runs, block_ps, columns)
+        reference = np.concatenate(ref_blocks)
+        log.info("%s-%s: reference kinds %s", system, rep,
+                 "; ".join(f"{g}: {', '.join(v['runs'])} share {v['share']:.3f}" for g, v in ref_groups.items()))
         gb_hists = {name: combine_runs(runs, block_ps, columns) for name, runs in gb_runs.items()}
         fm_entries = train_fm_baselines(system, rep, sources, root / "baselines" / f"{system}-{rep}", command, fm)
         for suffix, train_dirs, kind in (("", sources.unbiased, "unbiased"),
@@ -226,7 +232,7 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
             positions, log_q = model.sample_bank(bank_size, seed=SEEDS["bank"])
             fingerprint = bank_fingerprint(positions, log_q)
             data = _task_yaml(name, system, rep, mapping, task_dir, task_version, command, kind, report,
-                              fingerprint, bank_size, baselines, train_dirs)
+                              fingerprint, bank_size, baselines, train_dirs, ref_groups)
             write_task_yaml(task_dir, data)
             _prime_cache(task_dir, positions, log_q)
             if baselines:
@@ -246,7 +252,7 @@ def _prime_cache(task_dir: Path, positions, log_q) -> None:
 
 
 def _task_yaml(name, system, rep, mapping, task_dir, version, command, kind, report, fingerprint,
-               bank_size, baselines, train_dirs) -> dict:
+               bank_size, baselines, train_dirs, ref_groups) -> dict:
     n = mapping.n_beads
     return {
         "name": name,
@@ -270,6 +276,8 @@ def _task_yaml(name, system, rep, mapping, task_dir, version, command, kind, rep
             "generate": {"generator": "ic-flow", "n_samples": bank_size, "seed": SEEDS["bank"],
                          "fingerprint": fingerprint, "rtol": 1e-5},
         },
-        "reference": file_entry(task_dir / "reference.npz", task_dir, provenance(command, None)),
+        "reference": file_entry(task_dir / "reference.npz", task_dir, provenance(
+            command, None, run_kinds={g: {"runs": v["runs"], "share": round(v["share"], 6)}
+                                      for g, v in ref_groups.items()})),
         "baselines": baselines,
     }

@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
                     help="use only the first N chunks of run DIR (default: the chunks finished when the "
                          "build starts; the build records them in its command)")
     md.add_argument("--reference", choices=["all", "static"], default="all",
-                    help="runs that make the reference: unbiased and static-bias (all, default) or the "
+                    help="runs that make the reference: unbiased and static-bias (all, default; each kind "
+                         "weighted by the inverse variance of its basin populations on 1000 ps blocks) or the "
                          "static-bias runs alone")
     md.add_argument("--bank-size", type=int, default=1_000_000, help="proposal bank size (default 10^6)")
     md.add_argument("--block-ps", type=float, default=1000.0, help="reference block length in ps (default 1000)")

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from cgbg_bench.md.production import run_status
-from cgbg_bench.reference import (combine_runs, compare_basins, load_run_dihedrals, merge_blocks, quality_report,
-                                  run_halves)
+from cgbg_bench.reference import (combine_reference, combine_runs, compare_basins, load_run_dihedrals, merge_blocks,
+                                  quality_report, run_halves)
 
 __all__ = ["data_report"]
 
@@ -30,7 +30,8 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
     ``check_dirs``: unbiased/static runs that stay out of the reference but are compared with
     it basin by basin (``basins``: every run's beta/PPII, alpha_R and phi > 0 populations with
     errors from blocks of ``basin_block_ps``, and how many combined standard errors each run
-    lies from the reference runs other than itself).
+    lies from the reference runs other than itself). Unbiased and static-bias runs combine by
+    :func:`cgbg_bench.reference.combine_reference` (``groups``: each kind's runs and share).
     """
     max_chunks = {str(Path(k)): v for k, v in (max_chunks or {}).items()}
 
@@ -52,7 +53,8 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
         raise ValueError("no unbiased or static-bias run among the reference runs")
     n_res = runs[0].phi.shape[1]
     ref_dirs = [d for d in reference_dirs if Path(d) not in other]
-    blocks = [combine_runs([r], block_ps) for r in runs]
+    blocks, groups = combine_reference(runs, block_ps, basin_block_ps=basin_block_ps, n_bootstrap=n_bootstrap,
+                                       seed=seed)
     if all(len(b) < 2 for b in blocks):  # every run split in time: a 1-block run adds to the second half only
         raise ValueError(f"{', '.join(map(str, ref_dirs))}: fewer than 2 blocks of {block_ps:g} ps, so no halves to compare; "
                          "pass a smaller --block-ps or let the run grow")
@@ -77,6 +79,7 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
     rep["basins"] = compare_basins([str(d) for d in [*ref_dirs, *check_dirs]], merged, len(blocks),
                                    n_bootstrap=n_bootstrap, seed=seed)
     rep["basins"]["block_ps"] = block_ps * group
+    rep["groups"] = groups
     rep["kish_ess_fraction"] = [float(_kish(r.log_weight)) for r in runs]
     rep["n_residues"] = n_res
     rep["block_ps"] = block_ps
