@@ -52,6 +52,8 @@ def test_builds_four_tasks_with_the_fixed_observables(built):
     assert command.endswith("--reference static --block-ps 2 --bank-size 3000 --fm-hidden 16")  # non-defaults too
     ref = cb.load_reference()
     assert not ref.exact and ref.block_hist.shape == (3, 1, 10_000)  # the static run's 3 blocks of 2 ps
+    seen = cb.proposal.provenance["flow_training"]["soft_positive_frames"]  # phi, psi > 0 on each side of the split
+    assert set(seen) == {"train", "val"} and all(len(v) == 2 for v in seen.values())
     kinds = cb.reference.provenance["run_kinds"]
     assert list(kinds) == [next(iter(kinds))] and next(iter(kinds)).startswith("static ")
     assert next(iter(kinds.values())) == {"runs": ["static"], "share": 1.0}

@@ -147,9 +147,13 @@ def test_flow_fits_stiff_coordinates_and_keeps_a_uniform_floor_on_the_soft_ones(
     data's, no sample with dihedral 1 far from its peak, and the uniform share of the proposals
     in the phi region that the data never visit, within 4 standard errors."""
     z = zmatrix_for(get_mapping("ala2", "core-beta"))
-    flow, rep = train_ic_flow(z, _stiff_chain(z, 3000), seed=0, soft=[0, 2], epochs=15, transforms=2, hidden=32,
-                              uniform=0.1)
+    data = _stiff_chain(z, 3000)
+    flow, rep = train_ic_flow(z, data, seed=0, soft=[0, 2], epochs=15, transforms=2, hidden=32, uniform=0.1)
     assert rep["soft_dihedrals"] == [0, 2]
+    # positive soft dihedrals counted on each side of the time split (last 10% validate)
+    d_data = z.to_internal(torch.as_tensor(data, dtype=torch.float64))[2].numpy()[:, [0, 2]] > 0
+    assert rep["soft_positive_frames"] == {"train": d_data[:2700].sum(0).tolist(), "val": d_data[2700:].sum(0).tolist()}
+    assert rep["soft_positive_frames"]["train"][1] > 1500  # psi ~ 2.5 (kappa 1): ~2/3 positive, a real count
     n = 20000
     x, log_q = flow.sample_bank(n, seed=1)
     b, a, d = (v.numpy() for v in z.to_internal(torch.as_tensor(x, dtype=torch.float64)))

@@ -227,6 +227,9 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
             model, report = train_ic_flow(z, frames, seed=SEEDS["flow"], soft=soft, epochs=flow.epochs,
                                           transforms=flow.transforms, bins=flow.bins, hidden=flow.hidden,
                                           batch_size=flow.batch_size, lr=flow.lr, uniform=flow.uniform)
+            n_phi = len(mapping.phi)  # soft = phi of every residue, then psi
+            log.info("%s: frames with phi > 0 per residue, flow training / validation part: %s / %s", name,
+                     report["soft_positive_frames"]["train"][:n_phi], report["soft_positive_frames"]["val"][:n_phi])
             model.save(task_dir / "flow.pt")
             log.info("%s: generating the %d-sample bank for its fingerprint", name, bank_size)
             positions, log_q = model.sample_bank(bank_size, seed=SEEDS["bank"])

@@ -305,4 +305,8 @@ def train_ic_flow(zmatrix: ZMatrix, positions: np.ndarray, *, seed: int, soft: S
                    "best_epoch": {part: best[part][1] + 1 for part in best},
                    "last_val_nll": history[-1]["soft"] + history[-1]["stiff"], "epochs": epochs, "seed": seed,
                    "soft_dihedrals": list(model.config["soft"]), "n_train": n_train, "n_val": n_val,
+                   # frames with each soft dihedral > 0 on either side of the time split: a rare
+                   # basin (phi > 0) the training part never saw is only the uniform floor's
+                   "soft_positive_frames": {part: [int(v) for v in (d[sl][:, soft] > 0).sum(0)]
+                                            for part, sl in (("train", train), ("val", val))},
                    "n_parameters": sum(p.numel() for p in model.parameters())}
