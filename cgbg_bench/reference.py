@@ -133,41 +133,58 @@ def combine_reference(runs: list[RunDihedrals], block_ps: float, residues: list[
 
     Runs of one kind (:attr:`RunDihedrals.group`) keep their relative weights of
     :func:`block_histograms` (their Kish effective sizes). Kinds are combined by inverse
-    variance: kind g gets the share (1/V_g) / sum_h (1/V_h) of the total weight, where V_g is
-    the block-bootstrap variance of the basin populations (:data:`BASINS`, summed over basins
-    and residues) of that kind's runs pooled, on blocks of ``basin_block_ps``. The Kish size
-    would count an unbiased run by its samples although it crosses between basins far more
-    slowly than a static-bias run (on ala2 at 18 ns it would take over the reference and
-    triple the phi > 0 error; docs/md.md). With one kind the blocks are returned unchanged.
+    variance: kind g gets the share (1/V_g) / sum_h (1/V_h) of the total weight, with
 
-    ``groups``: kind -> {"runs", "blocks" (basin blocks), "basin_variance", "share"}.
-    Raises ValueError when a kind has fewer than :data:`MIN_GROUP_BLOCKS` basin blocks or no
-    spread between them (its variance, and so its share, would be meaningless).
+        V_g = sum over residues and basins b of var_g(P_b) / Pbar_b,
+
+    var_g(P_b) the block-bootstrap variance of basin b's population (:data:`BASINS`) from that
+    kind's runs pooled, on blocks of ``basin_block_ps``, and Pbar_b the mean of the kinds'
+    estimates of P_b (basins no kind visits are skipped). JS ~ sum_b dP_b^2 / (8 P_b) for small
+    errors dP, so these shares minimize the expected JS error of the combined basin populations.
+    The Kish size would count an unbiased run by its samples although it crosses between basins
+    far more slowly than a static-bias run (on ala2 at 18 ns it took over the reference and
+    tripled the phi > 0 error; docs/md.md). Limits: the variances are themselves estimates (few
+    blocks of a slow run understate them), and a kind that never visited a basin has no variance
+    there, so it is weighed by the basins it did visit. With one kind the blocks are returned
+    unchanged.
+
+    ``groups``: kind -> {"runs", "ns", "blocks" (basin blocks), "basin_variance" (V_g), "share"}.
+    Raises ValueError when a kind has fewer than :data:`MIN_GROUP_BLOCKS` basin blocks, or no
+    finite spread between them (its variance, and so its share, would be meaningless).
     """
+    if residues is not None and len(residues) == 0:
+        raise ValueError("residues is empty: give at least one residue column, or None for all")
     blocks = [block_histograms(r, block_ps, residues) for r in runs]
     kinds = [r.group for r in runs]
     order = list(dict.fromkeys(kinds))
-    groups = {g: {"runs": [r.name for r, k in zip(runs, kinds) if k == g], "blocks": None,
+    groups = {g: {"runs": [r.name for r, k in zip(runs, kinds) if k == g],
+                  "ns": sum(r.ns for r, k in zip(runs, kinds) if k == g), "blocks": None,
                   "basin_variance": None, "share": 1.0} for g in order}
     if len(order) < 2:
         return blocks, groups
     merge = max(1, int(round(basin_block_ps / block_ps)))
-    totals = {}
+    fix = ("let them grow, or keep this kind out of the reference (make-task: --reference static; "
+           "md report: pass the runs to --check)")
+    pops, errs, totals = {}, {}, {}
     for g in order:
         members = [b for b, k in zip(blocks, kinds) if k == g]
         merged = np.concatenate([merge_blocks(b, merge) for b in members])
-        names = ", ".join(groups[g]["runs"])
+        where = f"{g} runs ({', '.join(groups[g]['runs'])}, {groups[g]['ns']:g} ns)"
         if len(merged) < MIN_GROUP_BLOCKS:
-            raise ValueError(f"{g} runs ({names}): {len(merged)} blocks of {block_ps * merge:g} ps, fewer than "
-                             f"{MIN_GROUP_BLOCKS} to estimate their basin variance; let them grow or leave them "
-                             "out of the reference")
-        _, err = basin_populations(merged, n_bootstrap=n_bootstrap, seed=seed)
-        var = float(np.sum(err**2))
-        if not var > 0:
-            raise ValueError(f"{g} runs ({names}): their basin populations do not vary between blocks, so "
-                             "their variance cannot be estimated; let them grow or leave them out of the reference")
-        groups[g].update(blocks=len(merged), basin_variance=var)
-        totals[g] = sum(float(b[:, 0].sum()) for b in members)
+            raise ValueError(f"{where}: {len(merged)} blocks of {block_ps * merge:g} ps, fewer than the "
+                             f"{MIN_GROUP_BLOCKS} needed to estimate their basin variance; {fix}")
+        pops[g], errs[g] = basin_populations(merged, n_bootstrap=n_bootstrap, seed=seed)
+        if not np.all(np.isfinite(errs[g])):
+            raise ValueError(f"{where}: their basin populations are not finite (NaN weights or empty blocks?)")
+        if not np.any(errs[g] > 0):
+            raise ValueError(f"{where}: their basin populations do not vary between blocks, so their variance "
+                             f"cannot be estimated; {fix}")
+        groups[g]["blocks"] = len(merged)
+        totals[g] = sum(float(b.sum()) for b in members) / blocks[0].shape[1]  # mean over residues
+    p_bar = np.mean([pops[g] for g in order], axis=0)
+    for g in order:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            groups[g]["basin_variance"] = float(np.sum(np.where(p_bar > 0, errs[g] ** 2 / p_bar, 0.0)))
     inv = {g: 1.0 / groups[g]["basin_variance"] for g in order}
     grand = sum(totals.values())
     for g in order:

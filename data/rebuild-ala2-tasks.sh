@@ -9,8 +9,12 @@
 # logs: ${TMPDIR:-/tmp}/rebuild-ala2-v$VERSION-<representation>.log. The reference is built
 # from the unbiased and the static-bias runs (make-task's default, --reference all).
 set -euo pipefail
-version=${1:?usage: bash data/rebuild-ala2-tasks.sh VERSION [--dry-run]}
+usage="usage: bash data/rebuild-ala2-tasks.sh VERSION [--dry-run]"
+version=${1:?$usage}
 dry=${2:-}
+case "$version" in ''|*[!0-9]*) echo "VERSION must be a whole number; $usage" >&2; exit 2;; esac
+case "$dry" in ''|--dry-run) ;; *) echo "unknown argument $dry; $usage" >&2; exit 2;; esac
+[ $# -le 2 ] || { echo "too many arguments; $usage" >&2; exit 2; }
 pins=()
 for run in explicit-unbiased explicit-static explicit-static-2 explicit-wtmetad obc1 obc2; do
     n=$(cgbg-bench md status --json "data/ala2/$run" | python -c 'import json, sys; print(json.load(sys.stdin)["chunks_done"])')
@@ -25,6 +29,8 @@ heavy_atom=("${common[@]}" --fm-hidden 64 64 --representation heavy-atom)
 echo "${core_beta[*]}"
 echo "${heavy_atom[*]}"
 [ "$dry" = --dry-run ] && exit 0
+cb='' ha=''
+trap '[ -n "$cb" ] && kill "$cb" 2>/dev/null; [ -n "$ha" ] && kill "$ha" 2>/dev/null; exit 130' INT TERM
 "${core_beta[@]}" > "${TMPDIR:-/tmp}/rebuild-ala2-v$version-core-beta.log" 2>&1 &
 cb=$!
 "${heavy_atom[@]}" > "${TMPDIR:-/tmp}/rebuild-ala2-v$version-heavy-atom.log" 2>&1 &

@@ -17,20 +17,19 @@ def built(tmp_path_factory):
     metad, static, unbiased, obc2 = (base / n for n in ("metad", "static", "unbiased", "obc2"))
     short = dict(chunk_ps=2.0, equilibration_ps=1.0)
     run(RunSettings("ala2", "vacuum", "wtmetad", seed=1, **short), metad, ns=0.006, platform="CPU")
-    run(RunSettings("ala2", "vacuum", "static", seed=2, **short), static, ns=0.006, bias_from=metad,
+    run(RunSettings("ala2", "vacuum", "static", seed=2, **short), static, ns=0.008, bias_from=metad,
         platform="CPU")
     run(RunSettings("ala2", "vacuum", "static", seed=5, **short), base / "static-2", ns=0.006, bias_from=metad,
         platform="CPU")  # a second run of the same kind, for `md report`
-    run(RunSettings("ala2", "vacuum", seed=3, **short), unbiased, ns=0.012, platform="CPU")  # >= 10 frames: FM prior
+    run(RunSettings("ala2", "vacuum", seed=3, **short), unbiased, ns=0.02, platform="CPU")  # >= 10 frames: FM prior
     run(RunSettings("ala2", "obc2", seed=4, **short), obc2, ns=0.004, platform="CPU")
     sources = AlanineSources(unbiased=(unbiased,), static=(static,), metad=(metad,), gb={"obc2": (obc2,)})
     cache = base / "cache"
     mp = pytest.MonkeyPatch()
     mp.setenv("CGBG_BENCH_CACHE", str(cache))
-    # ps-long runs are too short to weigh unbiased against static-bias runs (that needs >= 8
-    # basin blocks of each kind: test_refuses_kinds_too_short_to_weigh), so the static run
-    # alone makes this reference
-    written = build("ala2", sources, root=base / "repo", bank_size=3000, block_ps=2.0, reference_from="static",
+    # unbiased and static-bias runs weighed against each other on 1 ps blocks: 20 and 8 of them,
+    # each with basin populations that vary between blocks (seeded; >= 8 needed)
+    written = build("ala2", sources, root=base / "repo", bank_size=3000, block_ps=1.0, basin_block_ps=1.0,
                     flow=FlowSettings(epochs=2, transforms=1, hidden=16, batch_size=64),
                     fm=FMSettings(seed=1, max_epochs=2, n_rbf=4, hidden=(16,), block_ps=1.0))
     yield base / "repo", written, cache
@@ -47,16 +46,19 @@ def test_builds_four_tasks_with_the_fixed_observables(built):
     ha = load_task(root / "tasks" / "ala2-heavy-atom")
     assert ha.observables[0].indices == ((1, 3, 4, 6), (3, 4, 6, 8))
     command = cb.reference.provenance["command"]
-    for run_name, n in (("unbiased", 6), ("static", 3), ("metad", 3), ("obc2", 2)):
+    for run_name, n in (("unbiased", 10), ("static", 4), ("metad", 3), ("obc2", 2)):
         assert f"/{run_name}={n}" in command  # every run pinned to the chunks the build read
-    assert command.endswith("--reference static --block-ps 2 --bank-size 3000 --fm-hidden 16")  # non-defaults too
+    assert command.endswith("--block-ps 1 --basin-block-ps 1 --bank-size 3000 --fm-hidden 16")  # non-defaults too
     ref = cb.load_reference()
-    assert not ref.exact and ref.block_hist.shape == (3, 1, 10_000)  # the static run's 3 blocks of 2 ps
+    assert not ref.exact and ref.block_hist.shape == (28, 1, 10_000)  # 20 + 8 blocks of 1 ps
     seen = cb.proposal.provenance["flow_training"]["soft_positive_frames"]  # phi, psi > 0 on each side of the split
     assert set(seen) == {"train", "val"} and all(len(v) == 2 for v in seen.values())
     kinds = cb.reference.provenance["run_kinds"]
-    assert list(kinds) == [next(iter(kinds))] and next(iter(kinds)).startswith("static ")
-    assert next(iter(kinds.values())) == {"runs": ["static"], "share": 1.0}
+    assert list(kinds)[0] == "unbiased" and list(kinds)[1].startswith("static ") and len(kinds) == 2
+    assert [k["runs"] for k in kinds.values()] == [["unbiased"], ["static"]]
+    assert sum(k["share"] for k in kinds.values()) == pytest.approx(1.0, abs=1e-5)
+    # the stored blocks carry those shares: the unbiased run's 20 blocks hold its share of the weight
+    assert ref.block_hist[:20].sum() / ref.block_hist.sum() == pytest.approx(kinds["unbiased"]["share"], abs=1e-5)
 
 
 def test_generated_bank_is_cached_and_scores(built, monkeypatch):
@@ -116,14 +118,14 @@ def test_max_chunks_limits_what_is_read(built):
     run = built[0].parent / "unbiased"
     assert len(load_chunks(run, ("time_ps",), max_chunks=2)["time_ps"]) == 2 * len(
         load_chunks(run, ("time_ps",), max_chunks=1)["time_ps"])
-    with pytest.raises(MDError, match="7 chunks requested, only 6 finished"):
-        load_chunks(run, max_chunks=7)
+    with pytest.raises(MDError, match="11 chunks requested, only 10 finished"):
+        load_chunks(run, max_chunks=11)
 
 
 def test_refuses_kinds_too_short_to_weigh(built, tmp_path):
     base = built[0].parent
     sources = AlanineSources(unbiased=(base / "unbiased",), static=(base / "static",), metad=(base / "metad",))
-    with pytest.raises(ValueError, match=r"unbiased runs \(unbiased\): 1 blocks of 1000 ps, fewer than 8"):
+    with pytest.raises(ValueError, match=r"unbiased runs \(unbiased, 0.02 ns\): 1 blocks of 1000 ps, fewer than the 8"):
         build("ala2", sources, root=tmp_path, bank_size=3000, block_ps=2.0)
     assert not (tmp_path / "tasks").exists()  # refused before anything was written
 
@@ -145,11 +147,20 @@ def test_md_report_cli_on_the_same_runs(built, capsys):
     rep = json.loads(capsys.readouterr().out)
     roles = {r["dir"].rsplit("/", 1)[-1]: r["role"] for r in rep["runs"]}
     assert roles == {"unbiased": "reference", "metad": "evolving bias (not used)", "obc2": "baseline obc2"}
-    assert rep["n_blocks"] == 6 and len(rep["halves_js"]) == 1 and len(rep["phi_positive"]) == 1
-    assert rep["groups"] == {"unbiased": {"runs": ["unbiased"], "blocks": None, "basin_variance": None, "share": 1.0}}
-    # unbiased with static-bias runs: too short to weigh one kind against the other, and said so
+    assert rep["n_blocks"] == 10 and len(rep["halves_js"]) == 1 and len(rep["phi_positive"]) == 1
+    assert rep["groups"] == {"unbiased": {"runs": ["unbiased"], "ns": pytest.approx(0.02), "blocks": None,
+                                          "basin_variance": None, "share": 1.0}}
+    # unbiased with static-bias runs: on 1 ps blocks they are weighed (as in the build), on the
+    # default 1000 ps basin blocks they are too short to be, and the error says so
+    both = argv[:4] + [str(base / "static"), "--block-ps", "1", "--basin-block-ps", "1", "--n-bootstrap", "20"]
+    assert main(both) == 0
+    out = capsys.readouterr().out
+    assert "kinds of run, weighed by the inverse" in out and "(1 ps blocks" in out
+    assert main(both + ["--json"]) == 0
+    shares = {g: v["share"] for g, v in json.loads(capsys.readouterr().out)["groups"].items()}
+    assert list(shares)[0] == "unbiased" and sum(shares.values()) == pytest.approx(1.0) and len(shares) == 2
     assert main(argv[:4] + [str(base / "static"), "--block-ps", "2"]) == 2
-    assert "fewer than 8 to estimate their basin variance" in capsys.readouterr().err
+    assert "fewer than the 8 needed to estimate their basin variance" in capsys.readouterr().err
     assert set(rep["baselines"]["obc2"]) >= {"js", "pmf_error"}
     assert main(argv[:-1]) == 0 and "phi > 0 population" in capsys.readouterr().out
     # --max-chunks: the snapshot a task was built from (the unbiased run's first two chunks)
@@ -163,9 +174,9 @@ def test_md_report_cli_on_the_same_runs(built, capsys):
     assert main(["md", "report", "--reference", str(base)]) == 2
     assert "not a run directory" in capsys.readouterr().err
     # a run shorter than two blocks has no halves: the error names the run and the fix
-    assert main(argv[:4] + ["--block-ps", "10"]) == 2
+    assert main(argv[:4] + ["--block-ps", "30"]) == 2  # 20 ps: one (partial) block of 30 ps
     err = capsys.readouterr().err
-    assert "unbiased: fewer than 2 blocks of 10 ps" in err and "smaller --block-ps" in err
+    assert "unbiased: fewer than 2 blocks of 30 ps" in err and "smaller --block-ps" in err
 
 
 def test_md_report_compares_basins_of_runs_in_and_out_of_the_reference(built, capsys):
@@ -186,7 +197,7 @@ def test_md_report_compares_basins_of_runs_in_and_out_of_the_reference(built, ca
     assert {r["dir"].rsplit("/", 1)[-1]: r["role"] for r in rep["runs"]}["obc2"] == "check (not in the reference)"
     for r in runs.values():
         assert sum(r["population"][0]) == pytest.approx(1.0)
-    assert runs["unbiased"]["blocks"] == 3  # 6 blocks of 2 ps merged in pairs
+    assert runs["unbiased"]["blocks"] == 5  # 10 blocks of 2 ps merged in pairs
     # with two reference runs every run has another to be compared with (values: compare_basins tests)
     assert all(r["z_vs_other_reference_runs"] is not None for r in runs.values())
     assert runs["static"]["blocks"] == 2 and runs["static"]["error"][0][0] is not None

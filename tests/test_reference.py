@@ -203,7 +203,8 @@ def test_combine_reference_keeps_one_kind_unchanged():
     blocks, groups = combine_reference(runs, 50.0)
     for b, r in zip(blocks, runs):
         np.testing.assert_array_equal(b, block_histograms(r, 50.0))
-    assert groups == {"static abc": {"runs": ["r0", "r1"], "blocks": None, "basin_variance": None, "share": 1.0}}
+    assert groups == {"static abc": {"runs": ["r0", "r1"], "ns": pytest.approx(4.0), "blocks": None,
+                                     "basin_variance": None, "share": 1.0}}
     # the kind defaults from the weights: all zero -> unbiased
     assert _run(100, 0).group == "unbiased" and _run(100, 0, bias=lambda phi: phi).group == "static"
 
@@ -212,13 +213,19 @@ def test_combine_reference_weighs_kinds_by_the_inverse_variance_of_their_basins(
     fast = [_run(20_000, s, name=f"f{s}", hop=0.02, kind="static x") for s in (1, 2)]
     slow = _run(30_000, 3, name="u", hop=0.0005, kind="unbiased")
     blocks, groups = combine_reference([fast[0], slow, fast[1]], 50.0, basin_block_ps=100.0, n_bootstrap=300)
-    # each kind's variance by hand: its runs' Kish-weighted blocks merged to 100 ps, pooled
-    var = {}
+    # each kind's V by hand: its runs' Kish-weighted blocks merged to 100 ps, pooled; the basin
+    # variances over the mean of the two kinds' populations (the phi > 0 basin's weighs as much
+    # as the other's: two basins of ~50% each here)
+    pop, err = {}, {}
     for g, members in (("static x", fast), ("unbiased", [slow])):
         merged = np.concatenate([merge_blocks(block_histograms(r, 50.0), 2) for r in members])
-        var[g] = float(np.sum(basin_populations(merged, n_bootstrap=300)[1] ** 2))
-        assert groups[g]["basin_variance"] == pytest.approx(var[g], rel=1e-12)
+        pop[g], err[g] = basin_populations(merged, n_bootstrap=300)
         assert groups[g]["blocks"] == len(merged)
+    p_bar = (pop["static x"] + pop["unbiased"]) / 2
+    var = {g: float(np.sum(np.where(p_bar > 0, err[g] ** 2 / np.where(p_bar > 0, p_bar, 1), 0))) for g in pop}
+    for g in pop:
+        assert groups[g]["basin_variance"] == pytest.approx(var[g], rel=1e-12)
+    assert groups["unbiased"]["ns"] == pytest.approx(3.0) and groups["static x"]["ns"] == pytest.approx(4.0)
     assert groups["unbiased"]["share"] == pytest.approx((1 / var["unbiased"]) / (1 / var["unbiased"] + 1 / var["static x"]))
     assert groups["unbiased"]["share"] < 0.5 < groups["static x"]["share"]  # the slow run is worth less
     # the reference is the share-weighted mixture of each kind's own normalized histogram
@@ -251,8 +258,15 @@ def test_combine_reference_beats_pooling_by_sample_count_on_a_slow_run():
 def test_combine_reference_refuses_kinds_whose_variance_is_unknown():
     fast = _run(20_000, 1, name="f", hop=0.02, kind="static")
     short = _run(6_000, 2, name="u", hop=0.02, kind="unbiased")  # 600 ps: 6 basin blocks of 100 ps
-    with pytest.raises(ValueError, match=f"unbiased runs \\(u\\): 6 blocks of 100 ps, fewer than {MIN_GROUP_BLOCKS}"):
+    with pytest.raises(ValueError, match=f"unbiased runs \\(u, 0.6 ns\\): 6 blocks of 100 ps, fewer than the "
+                                         f"{MIN_GROUP_BLOCKS} needed.*--reference static.*--check"):
         combine_reference([fast, short], 50.0, basin_block_ps=100.0)
     stuck = _run(20_000, 3, name="u", hop=0.0, kind="unbiased")  # never leaves its basin
     with pytest.raises(ValueError, match="do not vary between blocks"):
         combine_reference([fast, stuck], 50.0, basin_block_ps=100.0)
+    broken = _run(20_000, 4, name="u", hop=0.02, kind="unbiased")
+    broken.log_weight[123] = np.nan
+    with pytest.raises(ValueError, match="not finite"):
+        combine_reference([fast, broken], 50.0, basin_block_ps=100.0)
+    with pytest.raises(ValueError, match="residues is empty"):
+        combine_reference([fast], 50.0, [])

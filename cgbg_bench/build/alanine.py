@@ -152,13 +152,15 @@ def train_fm_baselines(system: str, rep: str, sources: AlanineSources, out_dir: 
 def build(system: str, sources: AlanineSources, *, root: Path | None = None, bank_size: int = 1_000_000,
           block_ps: float = 1000.0, flow: FlowSettings = FlowSettings(), discard_ps: float = 0.0,
           task_version: int = 1, fm: "FMSettings | None" = None, reference_from: str = "all",
-          representations: tuple[str, ...] | None = None) -> list[Path]:
+          representations: tuple[str, ...] | None = None, basin_block_ps: float = 1000.0) -> list[Path]:
     """Build every task of ``system`` (or only those of ``representations``); returns the task folders written.
 
     ``reference_from``: "all" (unbiased and static-bias runs, each kind weighted by the inverse
     variance of its basin populations; up to task version 7 they were pooled by Kish effective
     size, which let an unbiased run that had hardly crossed to the rare basins dominate) or
     "static" (static-bias runs only, as in version 7; docs/md.md has the numbers).
+    ``basin_block_ps``: block length of the basin variances that weigh the kinds of run
+    (:func:`cgbg_bench.reference.combine_reference`).
     """
     if reference_from not in ("all", "static"):
         raise ValueError(f"reference_from must be 'all' or 'static', got {reference_from!r}")
@@ -177,7 +179,8 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
     kT = kT_kj_per_mol(TEMPERATURE_K)
     sources = sources.snapshot()
     command = _command(system, sources) + ("" if reference_from == "all" else " --reference static")
-    for flag, value, default in (("--block-ps", block_ps, 1000.0), ("--discard-ps", discard_ps, 0.0),
+    for flag, value, default in (("--block-ps", block_ps, 1000.0), ("--basin-block-ps", basin_block_ps, 1000.0),
+                                 ("--discard-ps", discard_ps, 0.0),
                                  ("--bank-size", bank_size, 1_000_000), ("--version", task_version, 1)):
         if value != default:
             command += f" {flag} {value:g}"
@@ -202,7 +205,7 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
         z = zmatrix_for(mapping)
         columns = [r - 1 for r in mapping.residues]  # alanine r is column r-1 of phi/psi
         soft = [z.dihedral_index(q) for q in mapping.phi + mapping.psi]  # the flows' multi-basin dihedrals
-        ref_blocks, ref_groups = combine_reference(ref_runs, block_ps, columns)
+        ref_blocks, ref_groups = combine_reference(ref_runs, block_ps, columns, basin_block_ps=basin_block_ps)
         reference = np.concatenate(ref_blocks)
         log.info("%s-%s: reference kinds %s", system, rep,
                  "; ".join(f"{g}: {', '.join(v['runs'])} share {v['share']:.3f}" for g, v in ref_groups.items()))

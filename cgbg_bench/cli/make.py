@@ -27,10 +27,13 @@ def add_parser(sub) -> None:
                          "build starts; the build records them in its command)")
     md.add_argument("--reference", choices=["all", "static"], default="all",
                     help="runs that make the reference: unbiased and static-bias (all, default; each kind "
-                         "weighted by the inverse variance of its basin populations on 1000 ps blocks) or the "
-                         "static-bias runs alone")
+                         "weighted by the inverse variance of its basin populations, see --basin-block-ps) or "
+                         "the static-bias runs alone")
     md.add_argument("--bank-size", type=int, default=1_000_000, help="proposal bank size (default 10^6)")
     md.add_argument("--block-ps", type=float, default=1000.0, help="reference block length in ps (default 1000)")
+    md.add_argument("--basin-block-ps", type=float, default=1000.0,
+                    help="block length (ps) of the basin-population variances that weigh unbiased against "
+                         "static-bias runs in the reference (default 1000, as `md report`)")
     md.add_argument("--discard-ps", type=float, default=0.0, help="drop this much of each run's start")
     md.add_argument("--version", type=int, default=1, help="task version to write (bump on every change)")
     md.add_argument("--fm-hidden", type=int, nargs="+", default=None, metavar="N",
@@ -82,7 +85,8 @@ def run(args) -> int:
         try:
             written = build(args.family, sources, fm=fm, bank_size=args.bank_size, block_ps=args.block_ps,
                             discard_ps=args.discard_ps, task_version=args.version, reference_from=args.reference,
-                            representations=None if args.representation is None else tuple(args.representation))
+                            representations=None if args.representation is None else tuple(args.representation),
+                            basin_block_ps=args.basin_block_ps)
         except ValueError as exc:
             raise CgbgError(str(exc)) from exc
     for path in written:

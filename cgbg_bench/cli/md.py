@@ -152,10 +152,11 @@ def _report(args) -> int:
     print(f"  own noise JS        {ok(*rep['self_js'])}   (bootstrap replicate vs full reference)")
     print(f"  own noise PMF error {ok(*rep['self_pmf_error'])}")
     if len(rep["groups"]) > 1:
-        print("  kinds of run, weighed by the inverse block-bootstrap variance of their basin populations:")
-        print(tabulate([[g, ", ".join(v["runs"]), v["blocks"], f"{v['basin_variance']:.2e}", f"{v['share']:.3f}"]
-                        for g, v in rep["groups"].items()],
-                       headers=["kind", "runs", "basin blocks", "basin variance", "share"], tablefmt="github"))
+        print(f"  kinds of run, weighed by the inverse block-bootstrap variance of their basin populations "
+              f"({args.basin_block_ps:g} ps blocks; make-task uses its own --basin-block-ps, default 1000):")
+        print(tabulate([[g, ", ".join(v["runs"]), f"{v['ns']:.1f}", v["blocks"], f"{v['basin_variance']:.2e}",
+                         f"{v['share']:.3f}"] for g, v in rep["groups"].items()],
+                       headers=["kind", "runs", "ns", "basin blocks", "sum var / P", "share"], tablefmt="github"))
     rows = [[f"residue {k + 1}", f"{h:.4f}", f"{p:.4f} +- {e:.4f}", f"{100 * e / p:.1f}%" if p > 0 else "n/a"]
             for k, (h, (p, e)) in enumerate(zip(rep["halves_js"], rep["phi_positive"]))]
     print(tabulate(rows, headers=["", "JS(1st half, 2nd half)", "phi > 0 population", "rel. error"],
