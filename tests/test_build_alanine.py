@@ -36,7 +36,7 @@ def built(tmp_path_factory):
     mp.undo()
 
 
-def test_builds_four_tasks_with_the_fixed_observables(built):
+def test_builds_four_tasks_with_the_fixed_observables(built, capsys):
     root, written, _ = built
     assert sorted(p.name for p in written) == ["ala2-core-beta", "ala2-core-beta-biased", "ala2-heavy-atom",
                                                "ala2-heavy-atom-biased"]
@@ -59,6 +59,11 @@ def test_builds_four_tasks_with_the_fixed_observables(built):
     assert sum(k["share"] for k in kinds.values()) == pytest.approx(1.0, abs=1e-5)
     # the stored blocks carry those shares: the unbiased run's 20 blocks hold its share of the weight
     assert ref.block_hist[:20].sum() / ref.block_hist.sum() == pytest.approx(kinds["unbiased"]["share"], abs=1e-5)
+    from cgbg_bench.cli import main
+
+    assert main(["info", str(root / "tasks" / "ala2-core-beta")]) == 0
+    assert f"reference runs by kind (share of the weight): unbiased (unbiased) {kinds['unbiased']['share']:.3f}; static " \
+        in capsys.readouterr().out
 
 
 def test_generated_bank_is_cached_and_scores(built, monkeypatch):

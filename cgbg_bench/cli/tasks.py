@@ -48,6 +48,11 @@ def run_info(args) -> int:
         print(f"  {label}: {f.path.name} sha256 {f.sha256[:12]}... made by: {f.provenance.get('command', '?')}")
         if args.verify:
             f.verify()
+    kinds = t.reference.provenance.get("run_kinds")
+    if isinstance(kinds, dict) and kinds:  # alanine tasks from v8: unbiased vs static-bias shares
+        print("  reference runs by kind (share of the weight): " + "; ".join(
+            f"{g} ({', '.join(map(str, v.get('runs', [])))}) {v.get('share', float('nan')):.3f}"
+            for g, v in kinds.items()))
     for b in t.baselines:
         print(f"  baseline {b.name} ({b.kind}): {b.description}")
         if args.verify:
