@@ -3,41 +3,80 @@
 # snapshot of the MD runs, then the leaderboard's baseline entries. From the repository root:
 #     bash data/rebuild-ala2-tasks.sh VERSION            # prints the two commands, then runs them
 #     bash data/rebuild-ala2-tasks.sh VERSION --dry-run  # prints them only
-# Every run is pinned (--max-chunks) to the chunks finished when this starts, the same pins for
-# both representations (make-task alone would pin each to the chunks of its own start). The two
-# builds run side by side (v7: core-beta 32 min, heavy-atom 92 min on the 2-core VM beside MD);
+#     bash data/rebuild-ala2-tasks.sh VERSION --only heavy-atom --pins-from tasks/ala2-core-beta
+#         # one representation, pinned to the chunks another task was built from (to finish a
+#         # version whose other half is already built)
+# Every run is pinned (--max-chunks) to the chunks finished when this starts (or to those of
+# --pins-from), the same pins for both representations (make-task alone would pin each to the
+# chunks of its own start). The two builds run side by side (v8: core-beta 86 min on the 2-core VM
+# beside the heavy-atom build and MD; heavy-atom v8 did not finish in a 3-hour session, ~2 h alone);
 # logs: ${TMPDIR:-/tmp}/rebuild-ala2-v$VERSION-<representation>.log. The reference is built
 # from the unbiased and the static-bias runs (make-task's default, --reference all).
 set -euo pipefail
-usage="usage: bash data/rebuild-ala2-tasks.sh VERSION [--dry-run]"
+usage="usage: bash data/rebuild-ala2-tasks.sh VERSION [--dry-run] [--only core-beta|heavy-atom] [--pins-from TASK_DIR]"
 version=${1:?$usage}
-dry=${2:-}
+shift
 case "$version" in ''|*[!0-9]*) echo "VERSION must be a whole number; $usage" >&2; exit 2;; esac
-case "$dry" in ''|--dry-run) ;; *) echo "unknown argument $dry; $usage" >&2; exit 2;; esac
-[ $# -le 2 ] || { echo "too many arguments; $usage" >&2; exit 2; }
-pins=()
-for run in explicit-unbiased explicit-static explicit-static-2 explicit-wtmetad obc1 obc2; do
-    n=$(cgbg-bench md status --json "data/ala2/$run" | python -c 'import json, sys; print(json.load(sys.stdin)["chunks_done"])')
-    pins+=(--max-chunks "data/ala2/$run=$n")
+dry='' only='' pins_from=''
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --dry-run) dry=--dry-run; shift;;
+        --only) [ $# -ge 2 ] || { echo "--only needs core-beta or heavy-atom; $usage" >&2; exit 2; }
+                case "$2" in core-beta|heavy-atom) only=$2;;
+                    *) echo "--only $2: expected core-beta or heavy-atom; $usage" >&2; exit 2;; esac
+                shift 2;;
+        --pins-from) [ $# -ge 2 ] || { echo "--pins-from needs a task directory; $usage" >&2; exit 2; }
+                     [ -f "$2/task.yaml" ] || { echo "--pins-from $2: no task.yaml there" >&2; exit 2; }
+                     pins_from=$2; shift 2;;
+        *) echo "unknown argument $1; $usage" >&2; exit 2;;
+    esac
 done
+pins=()
+if [ -n "$pins_from" ]; then
+    # the --max-chunks of the command that built that task's reference
+    mapfile -t pins < <(python - "$pins_from/task.yaml" <<'PY'
+import shlex, sys, yaml
+cmd = shlex.split(yaml.safe_load(open(sys.argv[1]))["reference"]["provenance"]["command"])
+pins = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--max-chunks"]
+if not pins:
+    sys.exit(f"{sys.argv[1]}: its reference command has no --max-chunks pins")
+for p in pins:
+    print("--max-chunks"); print(p)
+PY
+)
+    [ ${#pins[@]} -gt 0 ] || { echo "--pins-from $pins_from: no pins found" >&2; exit 2; }
+else
+    for run in explicit-unbiased explicit-static explicit-static-2 explicit-wtmetad obc1 obc2; do
+        n=$(cgbg-bench md status --json "data/ala2/$run" | python -c 'import json, sys; print(json.load(sys.stdin)["chunks_done"])')
+        pins+=(--max-chunks "data/ala2/$run=$n")
+    done
+fi
 common=(cgbg-bench make-task ala2 --unbiased data/ala2/explicit-unbiased
         --static data/ala2/explicit-static data/ala2/explicit-static-2 --metad data/ala2/explicit-wtmetad
         --gb obc1=data/ala2/obc1 --gb obc2=data/ala2/obc2 "${pins[@]}"
         --block-ps 200 --version "$version" --fm-models 4)
 core_beta=("${common[@]}" --representation core-beta)
 heavy_atom=("${common[@]}" --fm-hidden 64 64 --representation heavy-atom)
-echo "${core_beta[*]}"
-echo "${heavy_atom[*]}"
+[ "$only" = heavy-atom ] || echo "${core_beta[*]}"
+[ "$only" = core-beta ] || echo "${heavy_atom[*]}"
 [ "$dry" = --dry-run ] && exit 0
 cb='' ha=''
 trap '[ -n "$cb" ] && kill "$cb" 2>/dev/null; [ -n "$ha" ] && kill "$ha" 2>/dev/null; exit 130' INT TERM
-"${core_beta[@]}" > "${TMPDIR:-/tmp}/rebuild-ala2-v$version-core-beta.log" 2>&1 &
-cb=$!
-"${heavy_atom[@]}" > "${TMPDIR:-/tmp}/rebuild-ala2-v$version-heavy-atom.log" 2>&1 &
-ha=$!
+if [ "$only" != heavy-atom ]; then
+    "${core_beta[@]}" > "${TMPDIR:-/tmp}/rebuild-ala2-v$version-core-beta.log" 2>&1 &
+    cb=$!
+fi
+if [ "$only" != core-beta ]; then
+    "${heavy_atom[@]}" > "${TMPDIR:-/tmp}/rebuild-ala2-v$version-heavy-atom.log" 2>&1 &
+    ha=$!
+fi
 status=0
-wait $cb || { echo "core-beta build failed: ${TMPDIR:-/tmp}/rebuild-ala2-v$version-core-beta.log"; status=1; }
-wait $ha || { echo "heavy-atom build failed: ${TMPDIR:-/tmp}/rebuild-ala2-v$version-heavy-atom.log"; status=1; }
+if [ -n "$cb" ]; then
+    wait $cb || { echo "core-beta build failed: ${TMPDIR:-/tmp}/rebuild-ala2-v$version-core-beta.log"; status=1; }
+fi
+if [ -n "$ha" ]; then
+    wait $ha || { echo "heavy-atom build failed: ${TMPDIR:-/tmp}/rebuild-ala2-v$version-heavy-atom.log"; status=1; }
+fi
 [ $status = 0 ] || exit $status
 cgbg-bench leaderboard add-baselines
 cgbg-bench leaderboard render
