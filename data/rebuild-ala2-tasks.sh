@@ -5,7 +5,8 @@
 #     bash data/rebuild-ala2-tasks.sh VERSION --dry-run  # prints them only
 #     bash data/rebuild-ala2-tasks.sh VERSION --only heavy-atom --pins-from tasks/ala2-core-beta
 #         # one representation, pinned to the chunks another task was built from (to finish a
-#         # version whose other half is already built)
+#         # version whose other half is already built; only its --max-chunks pins are taken, the
+#         # other options are this script's)
 # Every run is pinned (--max-chunks) to the chunks finished when this starts (or to those of
 # --pins-from), the same pins for both representations (make-task alone would pin each to the
 # chunks of its own start). The two builds run side by side (v8: core-beta 86 min on the 2-core VM
@@ -45,6 +46,11 @@ for p in pins:
 PY
 )
     [ ${#pins[@]} -gt 0 ] || { echo "--pins-from $pins_from: no pins found" >&2; exit 2; }
+    for run in explicit-unbiased explicit-static explicit-static-2 explicit-wtmetad obc1 obc2; do
+        case " ${pins[*]} " in *" data/ala2/$run="*) ;;
+            *) echo "--pins-from $pins_from: no --max-chunks pin for data/ala2/$run in its reference command" >&2
+               exit 2;; esac
+    done
 else
     for run in explicit-unbiased explicit-static explicit-static-2 explicit-wtmetad obc1 obc2; do
         n=$(cgbg-bench md status --json "data/ala2/$run" | python -c 'import json, sys; print(json.load(sys.stdin)["chunks_done"])')
