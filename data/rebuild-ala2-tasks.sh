@@ -32,6 +32,7 @@ while [ $# -gt 0 ]; do
         *) echo "unknown argument $1; $usage" >&2; exit 2;;
     esac
 done
+runs=(explicit-unbiased explicit-static explicit-static-2 explicit-wtmetad obc1 obc2)
 pins=()
 if [ -n "$pins_from" ]; then
     # the --max-chunks of the command that built that task's reference
@@ -46,13 +47,13 @@ for p in pins:
 PY
 )
     [ ${#pins[@]} -gt 0 ] || { echo "--pins-from $pins_from: no pins found" >&2; exit 2; }
-    for run in explicit-unbiased explicit-static explicit-static-2 explicit-wtmetad obc1 obc2; do
+    for run in "${runs[@]}"; do
         case " ${pins[*]} " in *" data/ala2/$run="*) ;;
             *) echo "--pins-from $pins_from: no --max-chunks pin for data/ala2/$run in its reference command" >&2
                exit 2;; esac
     done
 else
-    for run in explicit-unbiased explicit-static explicit-static-2 explicit-wtmetad obc1 obc2; do
+    for run in "${runs[@]}"; do
         n=$(cgbg-bench md status --json "data/ala2/$run" | python -c 'import json, sys; print(json.load(sys.stdin)["chunks_done"])')
         pins+=(--max-chunks "data/ala2/$run=$n")
     done

@@ -75,7 +75,7 @@ CHUNK_KEYS = {
                             "heavy atom plus its bonded (constrained) hydrogens",
     "solute_forces_kj_per_mol_nm": "(F, n_peptide, 3) float32, UNBIASED force on every solute atom "
                                    "(hydrogens included, system order; no constraint forces), for "
-                                   "optimized force maps (chunks written before 2026-12-01 lack it)",
+                                   "optimized force maps (chunks written by code older than 2026-12-01 22:00 UTC lack it)",
     "potential_energy_kj_per_mol": "(F,) float64, unbiased potential energy",
     "min_image_distance_nm": "(F,) float32, smallest distance between a peptide atom "
                              "(H included) and a periodic image of the peptide; NaN without PBC",

@@ -18,7 +18,8 @@ import itertools
 import numpy as np
 
 from cgbg_bench import metrics as M
-from cgbg_bench.evaluate import evaluate, observable_index
+from cgbg_bench.evaluate import bank_log_weights, observable_index
+from cgbg_bench.pmf import default_device
 from cgbg_bench.task import load_task
 
 
@@ -27,8 +28,8 @@ def main() -> None:
     ap.add_argument("task")
     ap.add_argument("pmfs", nargs="+", metavar="PMF")
     args = ap.parse_args()
-    if len(args.pmfs) < 2:
-        ap.error("give at least two PMFs")
+    if len(set(args.pmfs)) != len(args.pmfs) or len(args.pmfs) < 2:
+        ap.error("give at least two different PMFs")
     task = load_task(args.task)
     obs = task.observables[0]
     proposal, reference = task.load_proposal(), task.load_reference()
@@ -38,7 +39,7 @@ def main() -> None:
     hists: dict[tuple[str, float], np.ndarray] = {}
     print(f"{task.name} v{task.version}: JS against the reference (clip {clips[0]:g} / none)")
     for pmf in args.pmfs:
-        _, log_w = evaluate(pmf, task, n_bootstrap=2, proposal=proposal, reference=reference)
+        _, log_w = bank_log_weights(pmf, task, device=default_device(), proposal=proposal)
         for pct in clips:
             w = M.normalized_weights(log_w, M.clip_mask(log_w, pct))
             hists[pmf, pct] = M.normalize(M.weighted_histogram(index, w, obs.n_bins))
