@@ -6,7 +6,12 @@
 #     bash data/rebuild-ala2-tasks.sh VERSION --only heavy-atom --pins-from tasks/ala2-core-beta
 #         # one representation, pinned to the chunks another task was built from (to finish a
 #         # version whose other half is already built; only its --max-chunks pins are taken, the
-#         # other options are this script's)
+#         # other options are this script's; the pins of its reference, and for runs that are not
+#         # in its reference, i.e. the metadynamics run, those its flow was trained on)
+#     bash data/rebuild-ala2-tasks.sh VERSION --reference-only
+#         # new VERSION of the four tasks with only the reference and the GB rows rebuilt from the
+#         # runs as they stand (flows and force-matched baselines kept, every baseline rescored;
+#         # ~30 min), e.g. once more MD has made the reference better
 # Every run is pinned (--max-chunks) to the chunks finished when this starts (or to those of
 # --pins-from), the same pins for both representations (make-task alone would pin each to the
 # chunks of its own start). The two builds run side by side (v8: core-beta 86 min on the 2-core VM
@@ -14,14 +19,15 @@
 # logs: ${TMPDIR:-/tmp}/rebuild-ala2-v$VERSION-<representation>.log. The reference is built
 # from the unbiased and the static-bias runs (make-task's default, --reference all).
 set -euo pipefail
-usage="usage: bash data/rebuild-ala2-tasks.sh VERSION [--dry-run] [--only core-beta|heavy-atom] [--pins-from TASK_DIR]"
+usage="usage: bash data/rebuild-ala2-tasks.sh VERSION [--dry-run] [--only core-beta|heavy-atom] [--pins-from TASK_DIR] [--reference-only]"
 version=${1:?$usage}
 shift
 case "$version" in ''|*[!0-9]*) echo "VERSION must be a whole number; $usage" >&2; exit 2;; esac
-dry='' only='' pins_from=''
+dry='' only='' pins_from='' ref_only=''
 while [ $# -gt 0 ]; do
     case "$1" in
         --dry-run) dry=--dry-run; shift;;
+        --reference-only) ref_only=--reference-only; shift;;
         --only) [ $# -ge 2 ] || { echo "--only needs core-beta or heavy-atom; $usage" >&2; exit 2; }
                 case "$2" in core-beta|heavy-atom) only=$2;;
                     *) echo "--only $2: expected core-beta or heavy-atom; $usage" >&2; exit 2;; esac
@@ -35,21 +41,29 @@ done
 runs=(explicit-unbiased explicit-static explicit-static-2 explicit-wtmetad obc1 obc2)
 pins=()
 if [ -n "$pins_from" ]; then
-    # the --max-chunks of the command that built that task's reference
+    # the --max-chunks of the command that built that task's reference, then those of its flow's
+    # command for runs the reference command does not pin (a --reference-only refresh pins no
+    # metadynamics run)
     mapfile -t pins < <(python - "$pins_from/task.yaml" <<'PY'
 import shlex, sys, yaml
-cmd = shlex.split(yaml.safe_load(open(sys.argv[1]))["reference"]["provenance"]["command"])
-pins = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--max-chunks"]
+task = yaml.safe_load(open(sys.argv[1]))
+pins = {}
+for entry in ("reference", "proposal"):
+    cmd = shlex.split(task[entry]["provenance"]["command"])
+    for i, a in enumerate(cmd):
+        if a == "--max-chunks":
+            run, _, n = cmd[i + 1].rpartition("=")
+            pins.setdefault(run, n)
 if not pins:
-    sys.exit(f"{sys.argv[1]}: its reference command has no --max-chunks pins")
-for p in pins:
-    print("--max-chunks"); print(p)
+    sys.exit(f"{sys.argv[1]}: its reference and flow commands have no --max-chunks pins")
+for run, n in pins.items():
+    print("--max-chunks"); print(f"{run}={n}")
 PY
 )
     [ ${#pins[@]} -gt 0 ] || { echo "--pins-from $pins_from: no pins found" >&2; exit 2; }
     for run in "${runs[@]}"; do
         case " ${pins[*]} " in *" data/ala2/$run="*) ;;
-            *) echo "--pins-from $pins_from: no --max-chunks pin for data/ala2/$run in its reference command" >&2
+            *) echo "--pins-from $pins_from: no --max-chunks pin for data/ala2/$run in its reference or flow command" >&2
                exit 2;; esac
     done
 else
@@ -57,6 +71,25 @@ else
         n=$(cgbg-bench md status --json "data/ala2/$run" | python -c 'import json, sys; print(json.load(sys.stdin)["chunks_done"])')
         pins+=(--max-chunks "data/ala2/$run=$n")
     done
+fi
+if [ -n "$ref_only" ]; then
+    ref_pins=()  # the reference-only refresh reads no metadynamics run
+    for ((i = 0; i < ${#pins[@]}; i += 2)); do
+        case "${pins[i+1]}" in data/ala2/explicit-wtmetad=*) ;; *) ref_pins+=("${pins[i]}" "${pins[i+1]}");; esac
+    done
+    refresh=(cgbg-bench make-task ala2 --unbiased data/ala2/explicit-unbiased
+             --static data/ala2/explicit-static data/ala2/explicit-static-2
+             --gb obc1=data/ala2/obc1 --gb obc2=data/ala2/obc2 "${ref_pins[@]}"
+             --block-ps 200 --version "$version" --reference-only)
+    [ -z "$only" ] || refresh+=(--representation "$only")
+    echo "${refresh[*]}"
+    [ "$dry" = --dry-run ] && exit 0
+    log="${TMPDIR:-/tmp}/rebuild-ala2-v$version-reference.log"
+    "${refresh[@]}" > "$log" 2>&1 || { echo "reference refresh failed: $log"; exit 1; }
+    cgbg-bench leaderboard add-baselines
+    cgbg-bench leaderboard render
+    echo "refreshed the references to v$version; next: python -m pytest, then update README/docs numbers"
+    exit 0
 fi
 common=(cgbg-bench make-task ala2 --unbiased data/ala2/explicit-unbiased
         --static data/ala2/explicit-static data/ala2/explicit-static-2 --metad data/ala2/explicit-wtmetad

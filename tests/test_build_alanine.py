@@ -5,6 +5,7 @@ import pytest
 import torch
 import yaml
 
+from cgbg_bench._io import sha256_file
 from cgbg_bench.build.alanine import AlanineSources, FlowSettings, build
 from cgbg_bench.fm.pipeline import FMSettings
 from cgbg_bench.md.production import RunSettings, run
@@ -125,6 +126,60 @@ def test_max_chunks_limits_what_is_read(built):
         load_chunks(run, ("time_ps",), max_chunks=1)["time_ps"])
     with pytest.raises(MDError, match="11 chunks requested, only 10 finished"):
         load_chunks(run, max_chunks=11)
+
+
+def test_reference_only_refresh_keeps_flows_and_pmfs_and_rescores(built, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from cgbg_bench.build.alanine import refresh_reference
+    from cgbg_bench.cli import main
+
+    src, _, cache = built
+    monkeypatch.setenv("CGBG_BENCH_CACHE", str(cache))
+    root = tmp_path / "repo"
+    shutil.copytree(src, root)
+    base = src.parent
+    before = {n: yaml.safe_load((root / "tasks" / n / "task.yaml").read_text())
+              for n in ("ala2-core-beta", "ala2-core-beta-biased", "ala2-heavy-atom", "ala2-heavy-atom-biased")}
+    sources = AlanineSources(unbiased=(base / "unbiased",), static=(base / "static",), metad=(),
+                             gb={"obc2": (base / "obc2",)}, max_chunks={str(base / "unbiased"): 8})
+    written = refresh_reference("ala2", sources, task_version=2, root=root, block_ps=1.0, basin_block_ps=1.0)
+    assert sorted(p.name for p in written) == sorted(before)
+    for name, old in before.items():
+        task = load_task(root / "tasks" / name)
+        assert task.version == 2
+        for f in (task.proposal, task.reference, *(b.file for b in task.baselines), task.baseline_scores):
+            f.verify()
+        new = yaml.safe_load((root / "tasks" / name / "task.yaml").read_text())
+        assert new["proposal"] == old["proposal"]  # flow, bank spec and their provenance untouched
+        assert [b for b in new["baselines"] if b["kind"] == "pmf"] == [b for b in old["baselines"] if b["kind"] == "pmf"]
+        command = task.reference.provenance["command"]
+        assert command.endswith("--version 2 --reference-only") and "/unbiased=8" in command
+        assert [b.file.provenance["command"] for b in task.baselines if b.kind == "md-histogram"] == [command]
+        # 8 unbiased chunks of 2 ps and the 4 static ones, on 1 ps blocks: 16 + 8 (was 20 + 8)
+        assert task.load_reference().block_hist.shape[0] == 24
+        scores = json.loads((root / "tasks" / name / "baseline_scores.json").read_text())
+        assert scores["task_version"] == 2 and set(scores["baselines"]) == {"fm-unbiased", "fm-biased", "prior-only",
+                                                                             "gb-obc2"}
+    # refused before anything is written: a version not above the current one, other GB rows, a bad flag mix
+    ref = root / "tasks" / "ala2-core-beta" / "reference.npz"
+    sha = sha256_file(ref)
+    with pytest.raises(ValueError, match="ala2-heavy-atom is version 2: give --version above it"):
+        refresh_reference("ala2", sources, task_version=2, root=root, block_ps=1.0, basin_block_ps=1.0)
+    with pytest.raises(ValueError, match=r"has GB rows \['gb-obc2'\]; give exactly these with --gb \(got \[\]\)"):
+        refresh_reference("ala2", AlanineSources(unbiased=(base / "unbiased",), static=(), metad=()),
+                          task_version=3, root=root, block_ps=1.0, basin_block_ps=1.0)
+    assert main(["make-task", "ala2", "--unbiased", str(base / "unbiased"), "--metad", str(base / "metad"),
+                 "--version", "3", "--reference-only"]) == 2
+    assert main(["make-task", "mueller-brown", "--reference-only"]) == 2  # its reference is exact
+    assert sha256_file(ref) == sha and load_task(root / "tasks" / "ala2-core-beta").version == 2
+    (root / "tasks" / "ala2-heavy-atom" / "gb-obc2.npz").write_bytes(b"tampered")
+    from cgbg_bench.errors import HashMismatch
+
+    with pytest.raises(HashMismatch, match="gb-obc2.npz: sha256 is"):
+        refresh_reference("ala2", sources, task_version=3, root=root, block_ps=1.0, basin_block_ps=1.0)
+    assert sha256_file(ref) == sha
 
 
 def test_refuses_kinds_too_short_to_weigh(built, tmp_path):

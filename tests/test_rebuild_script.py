@@ -42,7 +42,8 @@ def test_bad_arguments_exit_2_with_the_reason(args, message):
 def test_pins_from_a_task_reproduce_its_reference_pins_for_one_representation():
     task = ROOT / "tasks" / "ala2-core-beta"
     meta = yaml.safe_load((task / "task.yaml").read_text())
-    want = _pins(meta["reference"]["provenance"]["command"])
+    # the reference's pins; runs a reference-only refresh does not read (metadynamics) from the flow's
+    want = {**_pins(meta["proposal"]["provenance"]["command"]), **_pins(meta["reference"]["provenance"]["command"])}
     assert set(want) == {f"data/ala2/{r}" for r in RUNS}
     r = _run("8", "--only", "heavy-atom", "--pins-from", str(task.relative_to(ROOT)), "--dry-run")
     assert r.returncode == 0, r.stderr
@@ -61,3 +62,14 @@ def test_default_dry_run_pins_both_representations_to_one_snapshot():
     pins = [_pins(ln) for ln in lines]
     assert pins[0] == pins[1] and set(pins[0]) == {f"data/ala2/{r}" for r in RUNS}
     assert all(n >= 1 for n in pins[0].values())
+
+
+def test_reference_only_dry_run_pins_the_reference_runs_and_reads_no_metadynamics():
+    r = _run("9", "--reference-only", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("cgbg-bench make-task")]
+    assert len(lines) == 1 and lines[0].endswith("--block-ps 200 --version 9 --reference-only")
+    assert "--metad" not in lines[0] and "--fm-" not in lines[0]
+    assert set(_pins(lines[0])) == {f"data/ala2/{r}" for r in RUNS if r != "explicit-wtmetad"}
+    r = _run("9", "--reference-only", "--only", "core-beta", "--dry-run")
+    assert r.stdout.strip().endswith("--reference-only --representation core-beta")

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from cgbg_bench._io import atomic_savez
 from cgbg_bench.bank import bank_fingerprint, cache_dir
@@ -45,7 +46,7 @@ from cgbg_bench.units import kT_kj_per_mol
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AlanineSources", "FlowSettings", "build"]
+__all__ = ["AlanineSources", "FlowSettings", "build", "refresh_reference"]
 
 TEMPERATURE_K = 300.0
 SEEDS = {"flow": 21, "bank": 22, "fm": 23}
@@ -99,7 +100,10 @@ def _frames(dirs, representation: str, max_chunks: dict[str, int]) -> np.ndarray
     return np.concatenate([load_cg(d, representation, max_chunks.get(str(d)))["positions_nm"] for d in dirs])
 
 
-def _command(system: str, sources: AlanineSources) -> str:
+def _command(system: str, sources: AlanineSources, reference_from: str, *, block_ps: float,
+             basin_block_ps: float, discard_ps: float, task_version: int, representations,
+             bank_size: int | None = None) -> str:
+    """The make-task command line that rebuilds what this build writes (non-default options only)."""
     parts = ["cgbg-bench", "make-task", system]
     for flag, dirs in (("--unbiased", sources.unbiased), ("--static", sources.static), ("--metad", sources.metad)):
         if dirs:
@@ -108,7 +112,68 @@ def _command(system: str, sources: AlanineSources) -> str:
         parts += [a for d in dirs for a in ("--gb", f"{name}={d}")]
     for d, n in sources.max_chunks.items():
         parts += ["--max-chunks", f"{d}={n}"]
-    return shlex.join(parts)
+    command = shlex.join(parts) + ("" if reference_from == "all" else " --reference static")
+    for flag, value, default in (("--block-ps", block_ps, 1000.0), ("--basin-block-ps", basin_block_ps, 1000.0),
+                                 ("--discard-ps", discard_ps, 0.0),
+                                 ("--bank-size", bank_size, 1_000_000), ("--version", task_version, 1)):
+        if value is not None and value != default:
+            command += f" {flag} {value:g}"
+    if representations is not None:
+        command += "".join(f" --representation {rep}" for rep in representations)
+    return command
+
+
+def _representations(system: str, representations) -> list[str]:
+    known = [rep for sys_name, rep in BENCHMARK_REPRESENTATIONS if sys_name == system]
+    if representations is not None and (not representations or set(representations) - set(known)):
+        raise ValueError(f"representations {list(representations)}: {system} has {known}")
+    return [rep for rep in known if representations is None or rep in representations]
+
+
+def _check_reference_sources(sources: AlanineSources, reference_from: str) -> None:
+    if reference_from not in ("all", "static"):
+        raise ValueError(f"reference_from must be 'all' or 'static', got {reference_from!r}")
+    if reference_from == "static" and not sources.static:
+        raise ValueError("--reference static needs at least one --static run")
+    if not (sources.unbiased or sources.static):
+        raise ValueError("the reference needs at least one unbiased or static-bias run (--unbiased/--static)")
+
+
+def _load_reference_runs(sources: AlanineSources, reference_from: str, discard_ps: float):
+    """Dihedrals and weights of the (pinned) reference runs and of the implicit-solvent runs."""
+    kT, mc = kT_kj_per_mol(TEMPERATURE_K), sources.max_chunks
+    ref_dirs = sources.static if reference_from == "static" else (*sources.unbiased, *sources.static)
+    ref_runs = [load_run_dihedrals(d, kT, discard_ps=discard_ps, max_chunks=mc[str(d)]) for d in ref_dirs]
+    gb_runs = {name: [load_run_dihedrals(d, kT, discard_ps=discard_ps, max_chunks=mc[str(d)]) for d in dirs]
+               for name, dirs in sources.gb.items()}
+    return ref_runs, gb_runs
+
+
+def _histograms(system: str, rep: str, ref_runs, gb_runs, block_ps: float, basin_block_ps: float):
+    """One representation's reference block histograms (with the kinds' shares) and GB block histograms."""
+    columns = [r - 1 for r in get_mapping(system, rep).residues]  # alanine r is column r-1 of phi/psi
+    ref_blocks, ref_groups = combine_reference(ref_runs, block_ps, columns, basin_block_ps=basin_block_ps)
+    log.info("%s-%s: reference kinds %s", system, rep,
+             "; ".join(f"{g}: {', '.join(v['runs'])} share {v['share']:.3f}" for g, v in ref_groups.items()))
+    gb_hists = {name: combine_runs(runs, block_ps, columns) for name, runs in gb_runs.items()}
+    return np.concatenate(ref_blocks), ref_groups, gb_hists
+
+
+def _reference_entry(task_dir: Path, command: str, ref_groups) -> dict:
+    return file_entry(task_dir / "reference.npz", task_dir, provenance(
+        command, None, run_kinds={g: {"runs": v["runs"], "share": round(v["share"], 6)}
+                                  for g, v in ref_groups.items()}))
+
+
+def _write_gb_rows(task_dir: Path, gb_hists, command: str) -> list[dict]:
+    """Write the implicit-solvent rows' histograms; returns their task.yaml baseline entries."""
+    rows = []
+    for gb, hist in gb_hists.items():
+        atomic_savez(task_dir / f"gb-{gb}.npz", block_hist=hist)
+        rows.append({"name": f"gb-{gb}", "kind": "md-histogram",
+                     **file_entry(task_dir / f"gb-{gb}.npz", task_dir, provenance(command, None)),
+                     "description": f"implicit solvent GB {gb.upper()} MD, unweighted"})
+    return rows
 
 
 def _fm_runs(sources: AlanineSources, kind: str) -> tuple[Path, ...]:
@@ -118,8 +183,6 @@ def _fm_runs(sources: AlanineSources, kind: str) -> tuple[Path, ...]:
 def train_fm_baselines(system: str, rep: str, sources: AlanineSources, out_dir: Path, command: str,
                        fm: "FMSettings | None" = None) -> list[dict]:
     """Train and export the force-matching baselines of one representation; returns task.yaml entries."""
-    import yaml
-
     from cgbg_bench._io import atomic_write_text
     from cgbg_bench.fm.pipeline import FMSettings, train_and_export
 
@@ -162,30 +225,17 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
     ``basin_block_ps``: block length of the basin variances that weigh the kinds of run
     (:func:`cgbg_bench.reference.combine_reference`).
     """
-    if reference_from not in ("all", "static"):
-        raise ValueError(f"reference_from must be 'all' or 'static', got {reference_from!r}")
-    if reference_from == "static" and not sources.static:
-        raise ValueError("--reference static needs at least one --static run")
-    if not (sources.unbiased or sources.static):
-        raise ValueError("the reference needs at least one unbiased or static-bias run (--unbiased/--static)")
+    _check_reference_sources(sources, reference_from)
     if not sources.unbiased or not sources.metad:
         raise ValueError("both proposal variants need training data: --unbiased and --metad runs")
-    known = [rep for sys_name, rep in BENCHMARK_REPRESENTATIONS if sys_name == system]
-    if representations is not None and (not representations or set(representations) - set(known)):
-        raise ValueError(f"representations {list(representations)}: {system} has {known}")
+    _representations(system, representations)
     from cgbg_bench.fm.pipeline import FMSettings
 
     root = root or Path(__file__).resolve().parents[2]
-    kT = kT_kj_per_mol(TEMPERATURE_K)
     sources = sources.snapshot()
-    command = _command(system, sources) + ("" if reference_from == "all" else " --reference static")
-    for flag, value, default in (("--block-ps", block_ps, 1000.0), ("--basin-block-ps", basin_block_ps, 1000.0),
-                                 ("--discard-ps", discard_ps, 0.0),
-                                 ("--bank-size", bank_size, 1_000_000), ("--version", task_version, 1)):
-        if value != default:
-            command += f" {flag} {value:g}"
-    if representations is not None:
-        command += "".join(f" --representation {rep}" for rep in representations)
+    command = _command(system, sources, reference_from, block_ps=block_ps, basin_block_ps=basin_block_ps,
+                       discard_ps=discard_ps, bank_size=bank_size, task_version=task_version,
+                       representations=representations)
     if fm is not None and tuple(fm.hidden) != FMSettings().hidden:
         command += " --fm-hidden " + " ".join(str(h) for h in fm.hidden)
     if fm is not None and fm.n_models != FMSettings().n_models:
@@ -193,23 +243,13 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
     if fm is not None and fm.repulsion_power != FMSettings().repulsion_power:
         command += f" --fm-repulsion-power {fm.repulsion_power}"
     mc = sources.max_chunks
-    ref_dirs = sources.static if reference_from == "static" else (*sources.unbiased, *sources.static)
-    ref_runs = [load_run_dihedrals(d, kT, discard_ps=discard_ps, max_chunks=mc[str(d)]) for d in ref_dirs]
-    gb_runs = {name: [load_run_dihedrals(d, kT, discard_ps=discard_ps, max_chunks=mc[str(d)]) for d in dirs]
-               for name, dirs in sources.gb.items()}
+    ref_runs, gb_runs = _load_reference_runs(sources, reference_from, discard_ps)
     written = []
-    for sys_name, rep in BENCHMARK_REPRESENTATIONS:
-        if sys_name != system or (representations is not None and rep not in representations):
-            continue
+    for rep in _representations(system, representations):
         mapping = get_mapping(system, rep)
         z = zmatrix_for(mapping)
-        columns = [r - 1 for r in mapping.residues]  # alanine r is column r-1 of phi/psi
         soft = [z.dihedral_index(q) for q in mapping.phi + mapping.psi]  # the flows' multi-basin dihedrals
-        ref_blocks, ref_groups = combine_reference(ref_runs, block_ps, columns, basin_block_ps=basin_block_ps)
-        reference = np.concatenate(ref_blocks)
-        log.info("%s-%s: reference kinds %s", system, rep,
-                 "; ".join(f"{g}: {', '.join(v['runs'])} share {v['share']:.3f}" for g, v in ref_groups.items()))
-        gb_hists = {name: combine_runs(runs, block_ps, columns) for name, runs in gb_runs.items()}
+        reference, ref_groups, gb_hists = _histograms(system, rep, ref_runs, gb_runs, block_ps, basin_block_ps)
         fm_entries = train_fm_baselines(system, rep, sources, root / "baselines" / f"{system}-{rep}", command, fm)
         for suffix, train_dirs, kind in (("", sources.unbiased, "unbiased"),
                                          ("-biased", _fm_runs(sources, "biased"), "biased (metadynamics and static-bias)")):
@@ -220,11 +260,7 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
             baselines = [{"name": name, "kind": "pmf",
                           **file_entry(path, task_dir, provenance(command, SEEDS["fm"])),
                           "description": description} for name, description, path in fm_entries]
-            for gb, hist in gb_hists.items():
-                atomic_savez(task_dir / f"gb-{gb}.npz", block_hist=hist)
-                baselines.append({"name": f"gb-{gb}", "kind": "md-histogram",
-                                  **file_entry(task_dir / f"gb-{gb}.npz", task_dir, provenance(command, None)),
-                                  "description": f"implicit solvent GB {gb.upper()} MD, unweighted"})
+            baselines += _write_gb_rows(task_dir, gb_hists, command)
             frames = _frames(train_dirs, rep, mc)
             log.info("%s: training the IC flow on %d %s frames", name, len(frames), kind)
             model, report = train_ic_flow(z, frames, seed=SEEDS["flow"], soft=soft, epochs=flow.epochs,
@@ -245,6 +281,60 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
                 rescore_baselines(task_dir, command=command)
             written.append(task_dir)
     return written
+
+
+def refresh_reference(system: str, sources: AlanineSources, *, task_version: int, root: Path | None = None,
+                      block_ps: float = 1000.0, discard_ps: float = 0.0, reference_from: str = "all",
+                      representations: tuple[str, ...] | None = None,
+                      basin_block_ps: float = 1000.0) -> list[Path]:
+    """New task version with only the reference and the GB rows rebuilt (from more MD); returns the folders.
+
+    The proposal flow and the force-matched baselines stay as they are (their provenance still
+    names the command that trained them); the reference and GB entries record this command, and
+    every baseline is rescored against the new reference. Refuses, before writing anything, a
+    version that is not above each task's current one, a task folder that is missing or fails
+    its hash checks, and GB rows other than the task's.
+    """
+    from cgbg_bench.task import load_task
+
+    _check_reference_sources(sources, reference_from)
+    reps = _representations(system, representations)
+    root = root or Path(__file__).resolve().parents[2]
+    tasks = {}
+    for rep in reps:
+        for suffix in ("", "-biased"):
+            task_dir = root / "tasks" / f"{system}-{rep}{suffix}"
+            if not (task_dir / "task.yaml").is_file():
+                raise ValueError(f"{task_dir}: no task.yaml; build the task first (make-task without --reference-only)")
+            task = load_task(task_dir / "task.yaml")
+            for f in (task.proposal, task.reference, *(b.file for b in task.baselines)):
+                f.verify()  # refresh only intact tasks (a hash mismatch raises and names the file)
+            if task_version <= task.version:
+                raise ValueError(f"{task.name} is version {task.version}: give --version above it")
+            gb = sorted(b.name for b in task.baselines if b.kind == "md-histogram")
+            if gb != sorted(f"gb-{name}" for name in sources.gb):
+                raise ValueError(f"{task.name} has GB rows {gb}; give exactly these with --gb "
+                                 f"(got {sorted(sources.gb)})")
+            tasks[task_dir] = rep
+    sources = sources.snapshot()
+    command = _command(system, sources, reference_from, block_ps=block_ps, basin_block_ps=basin_block_ps,
+                       discard_ps=discard_ps, task_version=task_version,
+                       representations=representations) + " --reference-only"
+    ref_runs, gb_runs = _load_reference_runs(sources, reference_from, discard_ps)
+    hists = {rep: _histograms(system, rep, ref_runs, gb_runs, block_ps, basin_block_ps) for rep in reps}
+    for task_dir, rep in tasks.items():
+        reference, ref_groups, gb_hists = hists[rep]
+        data = yaml.safe_load((task_dir / "task.yaml").read_text())
+        atomic_savez(task_dir / "reference.npz", block_hist=reference, exact=np.array(False))
+        gb_rows = {row["name"]: row for row in _write_gb_rows(task_dir, gb_hists, command)}
+        data["version"] = task_version
+        data["reference"] = _reference_entry(task_dir, command, ref_groups)
+        data["baselines"] = [gb_rows.get(b["name"], b) for b in data["baselines"]]
+        data.pop("baseline_scores", None)  # rescored below against the new reference
+        write_task_yaml(task_dir, data)
+        log.info("%s: reference refreshed to version %d; rescoring its baselines", task_dir.name, task_version)
+        rescore_baselines(task_dir, command=command)
+    return list(tasks)
 
 
 def _prime_cache(task_dir: Path, positions, log_q) -> None:
@@ -282,8 +372,6 @@ def _task_yaml(name, system, rep, mapping, task_dir, version, command, kind, rep
             "generate": {"generator": "ic-flow", "n_samples": bank_size, "seed": SEEDS["bank"],
                          "fingerprint": fingerprint, "rtol": 1e-5},
         },
-        "reference": file_entry(task_dir / "reference.npz", task_dir, provenance(
-            command, None, run_kinds={g: {"runs": v["runs"], "share": round(v["share"], 6)}
-                                      for g, v in ref_groups.items()})),
+        "reference": _reference_entry(task_dir, command, ref_groups),
         "baselines": baselines,
     }

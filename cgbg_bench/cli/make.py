@@ -2,6 +2,7 @@
 
     cgbg-bench make-task mueller-brown
     cgbg-bench make-task ala2 --unbiased DIR... --static DIR... --metad DIR... --gb obc1=DIR --gb obc2=DIR
+    cgbg-bench make-task ala2 --unbiased DIR... --static DIR... --gb ... --version N --reference-only
 """
 
 from __future__ import annotations
@@ -42,12 +43,19 @@ def add_parser(sub) -> None:
                     help="force-matched baselines as the mean of K networks (seeds 23..23+K-1, one split; default 1)")
     md.add_argument("--fm-repulsion-power", type=int, default=None, metavar="P",
                     help="exponent of the force-matched baselines' prior repulsion (sigma / r)^P (default 6)")
+    md.add_argument("--reference-only", action="store_true",
+                    help="new --version of existing tasks with only the reference and the GB rows rebuilt "
+                         "from the given runs (e.g. after more MD); flows and force-matched baselines are "
+                         "kept, every baseline is rescored")
     md.add_argument("--representation", action="append", default=None, choices=["heavy-atom", "core-beta"],
                     help="build only this representation's tasks and baselines (repeatable; default: all)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.family == "mueller-brown" and args.reference_only:
+        raise CgbgError("--reference-only refreshes the alanine tasks' MD reference; mueller-brown's is exact: "
+                        "rebuild it with `cgbg-bench make-task mueller-brown`")
     if args.family == "mueller-brown":
         from cgbg_bench.build import mueller_brown
 
@@ -65,6 +73,28 @@ def run(args) -> int:
 
         max_chunks = parse_max_chunks(args.max_chunks)
         sources = AlanineSources(tuple(args.unbiased), tuple(args.static), tuple(args.metad), gb, max_chunks)
+        representations = None if args.representation is None else tuple(args.representation)
+        if args.reference_only:
+            from cgbg_bench.build.alanine import refresh_reference
+
+            unused = [flag for flag, given in (("--fm-hidden", args.fm_hidden is not None),
+                                               ("--fm-models", args.fm_models is not None),
+                                               ("--fm-repulsion-power", args.fm_repulsion_power is not None),
+                                               ("--bank-size", args.bank_size != 1_000_000),
+                                               ("--metad", bool(args.metad))) if given]
+            if unused:
+                raise CgbgError(f"--reference-only keeps the flows and the force-matched baselines: "
+                                f"drop {', '.join(unused)}")
+            try:
+                written = refresh_reference(args.family, sources, task_version=args.version,
+                                            block_ps=args.block_ps, discard_ps=args.discard_ps,
+                                            reference_from=args.reference, representations=representations,
+                                            basin_block_ps=args.basin_block_ps)
+            except ValueError as exc:
+                raise CgbgError(str(exc)) from exc
+            for path in written:
+                print(f"refreshed {path}")
+            return 0
         fm = None
         if args.fm_hidden is not None or args.fm_models is not None or args.fm_repulsion_power is not None:
             from cgbg_bench.build.alanine import SEEDS
@@ -85,7 +115,7 @@ def run(args) -> int:
         try:
             written = build(args.family, sources, fm=fm, bank_size=args.bank_size, block_ps=args.block_ps,
                             discard_ps=args.discard_ps, task_version=args.version, reference_from=args.reference,
-                            representations=None if args.representation is None else tuple(args.representation),
+                            representations=representations,
                             basin_block_ps=args.basin_block_ps)
         except ValueError as exc:
             raise CgbgError(str(exc)) from exc
