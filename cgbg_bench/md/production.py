@@ -73,9 +73,6 @@ CHUNK_KEYS = {
     "positions_nm": "(F, n_heavy, 3) float32, solute heavy atoms (solute.pdb order)",
     "forces_kj_per_mol_nm": "(F, n_heavy, 3) float32, UNBIASED force on each heavy atom's group: the "
                             "heavy atom plus its bonded (constrained) hydrogens",
-    "solute_forces_kj_per_mol_nm": "(F, n_peptide, 3) float32, UNBIASED force on every solute atom "
-                                   "(hydrogens included, system order; no constraint forces), for "
-                                   "optimized force maps (chunks written by code older than 2026-12-01 22:00 UTC lack it)",
     "potential_energy_kj_per_mol": "(F,) float64, unbiased potential energy",
     "min_image_distance_nm": "(F,) float32, smallest distance between a peptide atom "
                              "(H included) and a periodic image of the peptide; NaN without PBC",
@@ -390,7 +387,6 @@ class _Engine:
         ftimes = np.empty(n_frames)
         pos_out = np.empty((n_frames, n_heavy, 3), np.float32)
         frc_out = np.empty((n_frames, n_heavy, 3), np.float32)
-        solute_frc = np.empty((n_frames, self.n_peptide, 3), np.float32)
         epot = np.empty(n_frames)
         image_dist = np.full(n_frames, np.nan, np.float32)
         ctx = self.sim.context
@@ -425,14 +421,12 @@ class _Engine:
                 if self.box_edge is not None:
                     image_dist[j] = _min_image_distance(all_xyz[: self.n_peptide], self.box_edge)
                 frc_out[j] = self.aggregate @ frc[: self.n_peptide]
-                solute_frc[j] = frc[: self.n_peptide]
                 epot[j] = fstate.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)
-        if not all(np.all(np.isfinite(a)) for a in (pos_out, frc_out, solute_frc)):
+        if not (np.all(np.isfinite(pos_out)) and np.all(np.isfinite(frc_out))):
             raise MDError(f"chunk {chunk}: non-finite positions or forces (the run blew up)")
         return {
             "time_ps": times, "phi": phi, "psi": psi, "bias_energy_kj_per_mol": vbias,
             "frame_time_ps": ftimes, "positions_nm": pos_out, "forces_kj_per_mol_nm": frc_out,
-            "solute_forces_kj_per_mol_nm": solute_frc,
             "potential_energy_kj_per_mol": epot, "min_image_distance_nm": image_dist,
             "chunk_index": np.int64(chunk),
             "wall_seconds": np.float64(time.perf_counter() - t0),
