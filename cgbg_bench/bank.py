@@ -19,7 +19,7 @@ import numpy as np
 from cgbg_bench._io import atomic_savez
 from cgbg_bench.errors import DataError
 
-__all__ = ["bank_fingerprint", "cache_dir", "generated_bank", "GENERATORS"]
+__all__ = ["bank_cache_path", "bank_fingerprint", "cache_dir", "generated_bank", "GENERATORS"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,17 @@ def _matches(fp: dict[str, float], expected: dict[str, float], rtol: float) -> l
     return bad
 
 
+def bank_cache_path(task, n_samples: int | None = None) -> Path:
+    """Where the task's generated bank of ``n_samples`` (default: full size) is cached.
+
+    Keyed by what the samples depend on, the flow's weights (sha256), the seed and the size, plus
+    the task name; not by the task version, so a version that keeps the flow (a reference-only
+    refresh) reuses the bank.
+    """
+    n = task.bank.n_samples if n_samples is None else int(n_samples)
+    return cache_dir() / f"{task.name}-{task.proposal.sha256[:12]}-{task.bank.seed}-{n}.npz"
+
+
 def generated_bank(task, n_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The task's generated bank (full size, or a separate smaller bank of ``n_samples``).
 
@@ -71,7 +82,7 @@ def generated_bank(task, n_samples: int | None = None) -> tuple[np.ndarray, np.n
     n = spec.n_samples if n_samples is None else int(n_samples)
     full = n == spec.n_samples
     weights = task.proposal.verify()
-    path = cache_dir() / f"{task.name}-v{task.version}-{task.proposal.sha256[:12]}-{spec.seed}-{n}.npz"
+    path = bank_cache_path(task, n)
     if path.is_file():
         try:
             with np.load(path) as z:

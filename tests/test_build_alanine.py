@@ -144,6 +144,10 @@ def test_reference_only_refresh_keeps_flows_and_pmfs_and_rescores(built, tmp_pat
               for n in ("ala2-core-beta", "ala2-core-beta-biased", "ala2-heavy-atom", "ala2-heavy-atom-biased")}
     sources = AlanineSources(unbiased=(base / "unbiased",), static=(base / "static",), metad=(),
                              gb={"obc2": (base / "obc2",)}, max_chunks={str(base / "unbiased"): 8})
+    from cgbg_bench import bank as bank_mod
+
+    # same flow, same bank: the refresh rescores on the cached bank (the cache is not keyed by version)
+    monkeypatch.setitem(bank_mod.GENERATORS, "ic-flow", lambda *a: pytest.fail("the bank was regenerated"))
     written = refresh_reference("ala2", sources, task_version=2, root=root, block_ps=1.0, basin_block_ps=1.0)
     assert sorted(p.name for p in written) == sorted(before)
     for name, old in before.items():

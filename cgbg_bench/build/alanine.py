@@ -35,7 +35,7 @@ import numpy as np
 import yaml
 
 from cgbg_bench._io import atomic_savez
-from cgbg_bench.bank import bank_fingerprint, cache_dir
+from cgbg_bench.bank import bank_cache_path, bank_fingerprint
 from cgbg_bench.build.provenance import file_entry, provenance, write_task_yaml
 from cgbg_bench.build.scores import rescore_baselines
 from cgbg_bench.cg.mappings import BENCHMARK_REPRESENTATIONS, get_mapping
@@ -342,9 +342,7 @@ def _prime_cache(task_dir: Path, positions, log_q) -> None:
     from cgbg_bench.task import load_task
 
     task = load_task(task_dir / "task.yaml")
-    path = cache_dir() / f"{task.name}-v{task.version}-{task.proposal.sha256[:12]}-{task.bank.seed}-" \
-                         f"{task.bank.n_samples}.npz"
-    atomic_savez(path, compressed=False, positions=positions, log_q=log_q)
+    atomic_savez(bank_cache_path(task), compressed=False, positions=positions, log_q=log_q)
 
 
 def _task_yaml(name, system, rep, mapping, task_dir, version, command, kind, report, fingerprint,
