@@ -3,8 +3,9 @@
     python docs/scripts/pmf_pair_js.py ala2-core-beta A.pt2 B.pt2 [C.pt2 ...]
 
 Reweights the task's bank under every PMF and histograms its first (phi, psi) observable, at the
-task's clip and without one. Prints each PMF's JS against the reference's mean histogram and the
-JS between every pair of reweighted histograms. For two PMFs trained the same way on independent
+task's clip and without one. Prints each PMF's JS against the reference's mean histogram, what
+the clip alone changes (JS between its clipped and unclipped histograms), and the JS between
+every pair of reweighted histograms. For two PMFs trained the same way on independent
 data, E JS(A, B) is about twice the variance part of each one's JS against the truth (small
 deviations: JS ~ sum (p - q)^2 / 8p), which separates a force-matched PMF's variance from its
 bias (numbers in docs/force-matching.md). Point estimates (no bootstrap): a diagnostic, not a score.
@@ -43,7 +44,8 @@ def main() -> None:
         for pct in clips:
             w = M.normalized_weights(log_w, M.clip_mask(log_w, pct))
             hists[pmf, pct] = M.normalize(M.weighted_histogram(index, w, obs.n_bins))
-        print(f"  {pmf}: " + " / ".join(f"{float(M.js_divergence(p, hists[pmf, c])):.4f}" for c in clips))
+        print(f"  {pmf}: " + " / ".join(f"{float(M.js_divergence(p, hists[pmf, c])):.4f}" for c in clips)
+              + f"; the clip alone: JS(clip, none) {float(M.js_divergence(*(hists[pmf, c] for c in clips))):.4f}")
     print("JS between reweighted histograms (clip {:g} / none)".format(clips[0]))
     for a, b in itertools.combinations(args.pmfs, 2):
         print(f"  {a} vs {b}: " + " / ".join(f"{float(M.js_divergence(hists[a, c], hists[b, c])):.4f}"

@@ -1,0 +1,63 @@
+"""How low can any PMF score on a task's bank? The score of a PMF made exact along (phi, psi).
+
+    python docs/scripts/clip_limit.py ala2-core-beta baselines/ala2-core-beta/fm-biased.pt2
+
+Takes a PMF's log-weights on the task's bank and adds, per (phi, psi) bin of the first
+observable, log(p_ref / p_pmf), p_pmf being the PMF's unclipped reweighted histogram: the result
+is the log-weight of a PMF whose (phi, psi) distribution is the reference's, i.e. one that
+reproduces the reference exactly on this bank before the clip (samples in bins the reference never
+visits get weight 0). Scored as a submission (task clip, block bootstrap), its JS is what the bank,
+the clip and the reference's noise alone cost: no PMF can be expected to score lower on this task.
+Also prints the score at a 99.9% clip and without one, and the PMF itself at the same settings.
+A diagnostic (the correction uses the reference it is then scored against), not a score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import numpy as np
+
+from cgbg_bench import metrics as M
+from cgbg_bench.evaluate import bank_log_weights, observable_index, score_log_weights
+from cgbg_bench.pmf import default_device
+from cgbg_bench.report import format_value_error
+from cgbg_bench.task import load_task
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("task")
+    ap.add_argument("pmf")
+    ap.add_argument("--n-bootstrap", type=int, default=None, help="default: the task's")
+    args = ap.parse_args()
+    task = load_task(args.task)
+    proposal, reference = task.load_proposal(), task.load_reference()
+    index = observable_index(task, proposal.positions)
+    _, log_w = bank_log_weights(args.pmf, task, device=default_device(), proposal=proposal)
+    bins = index[0]
+    n_bins = task.observables[0].n_bins
+    p_ref = M.normalize(reference.block_hist[:, 0].sum(0))
+    p_pmf = M.normalize(M.weighted_histogram(bins, M.normalized_weights(log_w), n_bins))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        correction = np.log(p_ref) - np.log(p_pmf)  # -inf where the reference is empty
+    correction[p_pmf == 0] = 0.0  # no sample there: nothing to correct
+    log_w_exact = log_w + correction[bins]
+    print(f"{task.name} v{task.version}, {len(log_w)} proposals; bins the reference visits but the "
+          f"reweighted bank does not: {int(((p_ref > 0) & (p_pmf == 0)).sum())} "
+          f"(reference mass {p_ref[p_pmf == 0].sum():.2e})")
+    print("| weights | clip | JS | JS (point) | PMF err (kT^2) | ESS | JS floor |")
+    print("|---|---|---|---|---|---|---|")
+    for clip in (task.metrics.clip_percentile, 99.9, 100.0):
+        t = dataclasses.replace(task, metrics=dataclasses.replace(task.metrics, clip_percentile=clip))
+        for label, lw in (("PMF exact along (phi, psi)", log_w_exact), (args.pmf, log_w)):
+            s = score_log_weights(t, lw, index, reference, n_bootstrap=args.n_bootstrap).metrics
+            cells = [format_value_error(s["js"].value, s["js"].error), f"{s['js'].point:.4f}"]
+            cells += [format_value_error(s[m].value, s[m].error) if m in s else "-"
+                      for m in ("pmf_error", "ess", "js_floor")]
+            print(f"| {label} | {clip:g}% | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
