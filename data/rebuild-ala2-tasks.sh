@@ -7,7 +7,9 @@
 #         # one representation, pinned to the chunks another task was built from (to finish a
 #         # version whose other half is already built; only its --max-chunks pins are taken, the
 #         # other options are this script's; the pins of its reference, and for runs that are not
-#         # in its reference, i.e. the metadynamics run, those its flow was trained on)
+#         # in its reference, i.e. the metadynamics run, those its flow was trained on; after a
+#         # --reference-only refresh the reference's pins are newer than the flows', so the build
+#         # trains on the refreshed reference's chunks, not on the other task's training chunks)
 #     bash data/rebuild-ala2-tasks.sh VERSION --reference-only
 #         # new VERSION of the four tasks with only the reference and the GB rows rebuilt from the
 #         # runs as they stand (flows and force-matched baselines kept, every baseline rescored;

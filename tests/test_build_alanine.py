@@ -177,6 +177,10 @@ def test_reference_only_refresh_keeps_flows_and_pmfs_and_rescores(built, tmp_pat
     assert main(["make-task", "ala2", "--unbiased", str(base / "unbiased"), "--metad", str(base / "metad"),
                  "--version", "3", "--reference-only"]) == 2
     assert main(["make-task", "mueller-brown", "--reference-only"]) == 2  # its reference is exact
+    # a full build refuses to overwrite the tasks with a version not above theirs, before training
+    with pytest.raises(ValueError, match="ala2-heavy-atom is version 2: give --version above it"):
+        build("ala2", AlanineSources(unbiased=(base / "unbiased",), static=(base / "static",),
+                                     metad=(base / "metad",)), root=root, task_version=2)
     assert sha256_file(ref) == sha and load_task(root / "tasks" / "ala2-core-beta").version == 2
     (root / "tasks" / "ala2-heavy-atom" / "gb-obc2.npz").write_bytes(b"tampered")
     from cgbg_bench.errors import HashMismatch

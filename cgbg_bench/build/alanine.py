@@ -139,6 +139,16 @@ def _check_reference_sources(sources: AlanineSources, reference_from: str) -> No
         raise ValueError("the reference needs at least one unbiased or static-bias run (--unbiased/--static)")
 
 
+def _check_new_version(root: Path, system: str, rep: str, task_version: int) -> None:
+    """Refuse to overwrite a task (plain or -biased) with a version that is not above its current one."""
+    for suffix in ("", "-biased"):
+        path = root / "tasks" / f"{system}-{rep}{suffix}" / "task.yaml"
+        if path.is_file():
+            current = yaml.safe_load(path.read_text()).get("version")
+            if isinstance(current, int) and task_version <= current:
+                raise ValueError(f"{path.parent.name} is version {current}: give --version above it")
+
+
 def _load_reference_runs(sources: AlanineSources, reference_from: str, discard_ps: float):
     """Dihedrals and weights of the (pinned) reference runs and of the implicit-solvent runs."""
     kT, mc = kT_kj_per_mol(TEMPERATURE_K), sources.max_chunks
@@ -228,10 +238,11 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
     _check_reference_sources(sources, reference_from)
     if not sources.unbiased or not sources.metad:
         raise ValueError("both proposal variants need training data: --unbiased and --metad runs")
-    _representations(system, representations)
     from cgbg_bench.fm.pipeline import FMSettings
 
     root = root or Path(__file__).resolve().parents[2]
+    for rep in _representations(system, representations):
+        _check_new_version(root, system, rep, task_version)
     sources = sources.snapshot()
     command = _command(system, sources, reference_from, block_ps=block_ps, basin_block_ps=basin_block_ps,
                        discard_ps=discard_ps, bank_size=bank_size, task_version=task_version,
@@ -293,8 +304,12 @@ def refresh_reference(system: str, sources: AlanineSources, *, task_version: int
     names the command that trained them); the reference and GB entries record this command, and
     every baseline is rescored against the new reference. Refuses, before writing anything, a
     version that is not above each task's current one, a task folder that is missing or fails
-    its hash checks, and GB rows other than the task's.
+    its hash checks, GB rows other than the task's, and a bank that does not reproduce its
+    fingerprint (each bank is generated, or found in the cache, first). Interrupted while writing,
+    a task can be left half-refreshed (a new reference.npz whose hash task.yaml does not record
+    yet): restore the task folders from git (``git checkout tasks/``) and run it again.
     """
+    from cgbg_bench.bank import generated_bank
     from cgbg_bench.task import load_task
 
     _check_reference_sources(sources, reference_from)
@@ -316,6 +331,8 @@ def refresh_reference(system: str, sources: AlanineSources, *, task_version: int
                 raise ValueError(f"{task.name} has GB rows {gb}; give exactly these with --gb "
                                  f"(got {sorted(sources.gb)})")
             tasks[task_dir] = rep
+    for task_dir in tasks:  # the rescoring needs every bank: generate (or load) them before writing
+        generated_bank(load_task(task_dir / "task.yaml"))
     sources = sources.snapshot()
     command = _command(system, sources, reference_from, block_ps=block_ps, basin_block_ps=basin_block_ps,
                        discard_ps=discard_ps, task_version=task_version,

@@ -85,13 +85,9 @@ def run(args) -> int:
             if unused:
                 raise CgbgError(f"--reference-only keeps the flows and the force-matched baselines: "
                                 f"drop {', '.join(unused)}")
-            try:
-                written = refresh_reference(args.family, sources, task_version=args.version,
-                                            block_ps=args.block_ps, discard_ps=args.discard_ps,
-                                            reference_from=args.reference, representations=representations,
-                                            basin_block_ps=args.basin_block_ps)
-            except ValueError as exc:
-                raise CgbgError(str(exc)) from exc
+            written = _checked(refresh_reference, args.family, sources, task_version=args.version,
+                               block_ps=args.block_ps, discard_ps=args.discard_ps, reference_from=args.reference,
+                               representations=representations, basin_block_ps=args.basin_block_ps)
             for path in written:
                 print(f"refreshed {path}")
             return 0
@@ -112,13 +108,17 @@ def run(args) -> int:
                             n_models=default.n_models if args.fm_models is None else args.fm_models,
                             repulsion_power=(default.repulsion_power if args.fm_repulsion_power is None
                                              else args.fm_repulsion_power))
-        try:
-            written = build(args.family, sources, fm=fm, bank_size=args.bank_size, block_ps=args.block_ps,
-                            discard_ps=args.discard_ps, task_version=args.version, reference_from=args.reference,
-                            representations=representations,
-                            basin_block_ps=args.basin_block_ps)
-        except ValueError as exc:
-            raise CgbgError(str(exc)) from exc
+        written = _checked(build, args.family, sources, fm=fm, bank_size=args.bank_size, block_ps=args.block_ps,
+                           discard_ps=args.discard_ps, task_version=args.version, reference_from=args.reference,
+                           representations=representations, basin_block_ps=args.basin_block_ps)
     for path in written:
         print(f"built {path}")
     return 0
+
+
+def _checked(builder, *args, **kwargs):
+    """Run a task builder; its ValueErrors (bad sources, versions, options) become CLI errors."""
+    try:
+        return builder(*args, **kwargs)
+    except ValueError as exc:
+        raise CgbgError(str(exc)) from exc

@@ -1,4 +1,4 @@
-"""How low can any PMF score on a task's bank? The score of a PMF made exact along (phi, psi).
+"""How much of a PMF's score is the bank and its clip? Score the PMF made exact along (phi, psi).
 
     python docs/scripts/clip_limit.py ala2-core-beta baselines/ala2-core-beta/fm-biased.pt2
 
@@ -6,10 +6,12 @@ Takes a PMF's log-weights on the task's bank and adds, per (phi, psi) bin of the
 observable, log(p_ref / p_pmf), p_pmf being the PMF's unclipped reweighted histogram: the result
 is the log-weight of a PMF whose (phi, psi) distribution is the reference's, i.e. one that
 reproduces the reference exactly on this bank before the clip (samples in bins the reference never
-visits get weight 0). Scored as a submission (task clip, block bootstrap), its JS is what the bank,
-the clip and the reference's noise alone cost: no PMF can be expected to score lower on this task.
-Also prints the score at a 99.9% clip and without one, and the PMF itself at the same settings.
-A diagnostic (the correction uses the reference it is then scored against), not a score.
+visits get weight 0). Scored as a submission (task clip, block bootstrap), its JS estimates what
+the bank, the clip and the reference's noise cost a PMF with the right (phi, psi) distribution.
+An estimate, not a bound: within each bin the weights are still the given PMF's, and the clip
+discards the heaviest of those (another PMF's would differ); and the correction is fitted to the
+reference it is then scored against (optimistic). Also prints the score at a 99.9% clip and
+without one, and the PMF itself at the same settings.
 """
 
 from __future__ import annotations

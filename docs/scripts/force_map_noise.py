@@ -1,8 +1,9 @@
 """Would a statistically optimal force map cut the core-beta force noise? (No: measured here.)
 
-    python docs/scripts/force_map_noise.py data/ala2/explicit-static [--max-chunks 40]
+    python docs/scripts/force_map_noise.py data/ala2/explicit-static [--max-chunks 100]
 
-With bonds to hydrogen constrained, an admissible linear force map must give every atom of a
+With bonds to hydrogen constrained, an admissible linear force map (constant weights over the
+solute's atoms) must give every atom of a
 constrained group (a heavy atom and its hydrogens) one common weight, or the unknown constraint
 forces would enter the mapped force; and it must give weight 1 to the bead's own atom and 0 to the
 other beads' atoms (b c^T = 1 for the coordinate map c). So a bead's mapped force is its own
