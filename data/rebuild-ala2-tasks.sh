@@ -74,14 +74,14 @@ else
         pins+=(--max-chunks "data/ala2/$run=$n")
     done
 fi
+reference_runs=(--unbiased data/ala2/explicit-unbiased --static data/ala2/explicit-static data/ala2/explicit-static-2)
+gb_runs=(--gb obc1=data/ala2/obc1 --gb obc2=data/ala2/obc2)
 if [ -n "$ref_only" ]; then
     ref_pins=()  # the reference-only refresh reads no metadynamics run
     for ((i = 0; i < ${#pins[@]}; i += 2)); do
         case "${pins[i+1]}" in data/ala2/explicit-wtmetad=*) ;; *) ref_pins+=("${pins[i]}" "${pins[i+1]}");; esac
     done
-    refresh=(cgbg-bench make-task ala2 --unbiased data/ala2/explicit-unbiased
-             --static data/ala2/explicit-static data/ala2/explicit-static-2
-             --gb obc1=data/ala2/obc1 --gb obc2=data/ala2/obc2 "${ref_pins[@]}"
+    refresh=(cgbg-bench make-task ala2 "${reference_runs[@]}" "${gb_runs[@]}" "${ref_pins[@]}"
              --block-ps 200 --version "$version" --reference-only)
     [ -z "$only" ] || refresh+=(--representation "$only")
     echo "${refresh[*]}"
@@ -93,9 +93,8 @@ if [ -n "$ref_only" ]; then
     echo "refreshed the references to v$version; next: python -m pytest, then update README/docs numbers"
     exit 0
 fi
-common=(cgbg-bench make-task ala2 --unbiased data/ala2/explicit-unbiased
-        --static data/ala2/explicit-static data/ala2/explicit-static-2 --metad data/ala2/explicit-wtmetad
-        --gb obc1=data/ala2/obc1 --gb obc2=data/ala2/obc2 "${pins[@]}"
+common=(cgbg-bench make-task ala2 "${reference_runs[@]}" --metad data/ala2/explicit-wtmetad
+        "${gb_runs[@]}" "${pins[@]}"
         --block-ps 200 --version "$version" --fm-models 4)
 core_beta=("${common[@]}" --representation core-beta)
 heavy_atom=("${common[@]}" --fm-hidden 64 64 --representation heavy-atom)

@@ -322,17 +322,16 @@ def refresh_reference(system: str, sources: AlanineSources, *, task_version: int
             if not (task_dir / "task.yaml").is_file():
                 raise ValueError(f"{task_dir}: no task.yaml; build the task first (make-task without --reference-only)")
             task = load_task(task_dir / "task.yaml")
-            for f in (task.proposal, task.reference, *(b.file for b in task.baselines)):
-                f.verify()  # refresh only intact tasks (a hash mismatch raises and names the file)
             if task_version <= task.version:
                 raise ValueError(f"{task.name} is version {task.version}: give --version above it")
+            for f in (task.proposal, task.reference, *(b.file for b in task.baselines)):
+                f.verify()  # refresh only intact tasks (a hash mismatch raises and names the file)
             gb = sorted(b.name for b in task.baselines if b.kind == "md-histogram")
             if gb != sorted(f"gb-{name}" for name in sources.gb):
                 raise ValueError(f"{task.name} has GB rows {gb}; give exactly these with --gb "
                                  f"(got {sorted(sources.gb)})")
             tasks[task_dir] = rep
-    for task_dir in tasks:  # the rescoring needs every bank: generate (or load) them before writing
-        generated_bank(load_task(task_dir / "task.yaml"))
+            generated_bank(task)  # the rescoring needs every bank: generate (or load) them before writing
     sources = sources.snapshot()
     command = _command(system, sources, reference_from, block_ps=block_ps, basin_block_ps=basin_block_ps,
                        discard_ps=discard_ps, task_version=task_version,

@@ -53,10 +53,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    if args.family == "mueller-brown" and args.reference_only:
-        raise CgbgError("--reference-only refreshes the alanine tasks' MD reference; mueller-brown's is exact: "
-                        "rebuild it with `cgbg-bench make-task mueller-brown`")
     if args.family == "mueller-brown":
+        if args.reference_only:
+            raise CgbgError("--reference-only refreshes the alanine tasks' MD reference; mueller-brown's is exact: "
+                            "rebuild it with `cgbg-bench make-task mueller-brown`")
         from cgbg_bench.build import mueller_brown
 
         written = mueller_brown.build(quick=args.quick)
