@@ -40,6 +40,10 @@ while [ $# -gt 0 ]; do
         *) echo "unknown argument $1; $usage" >&2; exit 2;;
     esac
 done
+# one thread per build unless told otherwise: torch takes every core by default, and two builds
+# side by side (or one beside an MD run) then oversubscribe the 2-core VM; measured in session 13,
+# drawing 4096 bank samples beside one 1-thread MD run took 17.7 s with 2 threads, 0.5 s with 1
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 runs=(explicit-unbiased explicit-static explicit-static-2 explicit-wtmetad obc1 obc2)
 pins=()
 if [ -n "$pins_from" ]; then

@@ -73,13 +73,16 @@ def test_metric_phi_psi_are_internal_coordinates(system, rep):
             np.testing.assert_allclose(d[:, z.dihedral_index(q)].numpy(), dihedral(x.numpy(), q), atol=1e-12)
 
 
-def test_reweighted_bank_recovers_analytic_marginals():
-    """log q is exact: reweighting a deliberately imperfect flow's bank gives the analytic marginals."""
+@pytest.mark.parametrize("mirror", [0.0, 0.3])
+def test_reweighted_bank_recovers_analytic_marginals(mirror):
+    """log q is exact: reweighting a deliberately imperfect flow's bank gives the analytic marginals
+    (also with a share of the soft dihedrals drawn from the flow's mirror image)."""
     torch.manual_seed(0)
     z = zmatrix_for(("ala2", "core-beta"))
     target = AnalyticChain(z)
     flow, _ = train_ic_flow(z, target.sample(5000, seed=1), seed=2, epochs=20, transforms=2, hidden=32,
-                            batch_size=256, lr=3e-3)
+                            batch_size=256, lr=3e-3, mirror=mirror)
+    assert flow.config["mirror"] == mirror
     x, log_q = flow.sample_bank(20000, seed=3)
     with torch.no_grad():
         log_w = -target(torch.as_tensor(x)).numpy() - log_q
@@ -173,6 +176,36 @@ def test_flow_fits_stiff_coordinates_and_keeps_a_uniform_floor_on_the_soft_ones(
         soft, stiff, _ = flow._features(torch.as_tensor(x[:200], dtype=torch.float64))
         floor = math.log(0.1) - 2 * math.log(2 * math.pi) + flow.log_prob_parts(soft, stiff)[1]
         assert (flow.log_prob_features(soft, stiff) >= floor - 1e-6).all()
+
+
+def test_mirror_part_puts_the_flows_density_on_the_mirror_basin():
+    """Data with phi near -1.5 only, mirror 0.2 and uniform 0.1: the bank's share of phi in
+    (0.5, 2.5), which the data never visit, is 0.7 own(0.5, 2.5) + 0.2 own(-2.5, -0.5) + 0.1 * 2 / (2 pi)
+    (own: the soft flow's share) within 4 standard errors, mostly from the mirror part; and log q
+    is at least the mirror part's log 0.2 + log q_soft(-s) + log q_stiff."""
+    z = zmatrix_for(get_mapping("ala2", "core-beta"))
+    flow, rep = train_ic_flow(z, _stiff_chain(z, 3000), seed=0, soft=[0, 2], epochs=15, transforms=2, hidden=32,
+                              uniform=0.1, mirror=0.2)
+    assert rep["mixture"] == {"uniform": 0.1, "mirror": 0.2}
+    n = 20000
+    x, log_q = flow.sample_bank(n, seed=1)
+    d = z.to_internal(torch.as_tensor(x, dtype=torch.float64))[2].numpy()
+    torch.manual_seed(2)
+    with torch.no_grad():
+        phi = flow.soft().sample((n,))[:, 0]
+    own, own_mirror = (float(((phi > lo) & (phi < hi)).float().mean()) for lo, hi in ((0.5, 2.5), (-2.5, -0.5)))
+    assert 0.2 * own_mirror > 2 * 0.7 * own  # the mirror part dominates the region
+    p = 0.7 * own + 0.2 * own_mirror + 0.1 * 2.0 / (2 * math.pi)
+    frac = np.mean((d[:, 0] > 0.5) & (d[:, 0] < 2.5))
+    se = math.sqrt(p * (1 - p) / n + (0.49 * own * (1 - own) + 0.04 * own_mirror * (1 - own_mirror)) / n)
+    assert abs(frac - p) < 4 * se, (frac, p, se)
+    with torch.no_grad():
+        soft, stiff, _ = flow._features(torch.as_tensor(x[:200], dtype=torch.float64))
+        lp_mirror = flow.soft().log_prob((-soft).to(torch.float32)).double()
+        floor = math.log(0.2) + lp_mirror + flow.log_prob_parts(soft, stiff)[1]
+        assert (flow.log_prob_features(soft, stiff) >= floor - 1e-5).all()
+    with pytest.raises(ValueError, match="mirror"):
+        ICFlow(z, flow.loc.numpy(), flow.scale.numpy(), [0, 2], uniform=0.5, mirror=0.5)
 
 
 def test_soft_dihedrals_are_the_broad_ones():

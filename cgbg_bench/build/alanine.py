@@ -92,6 +92,7 @@ class FlowSettings:
     batch_size: int = 256
     lr: float = 1e-3
     uniform: float = 0.05  # share of the (phi, psi) proposals drawn uniformly on the torus
+    mirror: float = 0.1  # share drawn from the flow's mirror image (phi, psi) -> (-phi, -psi) (from v10)
 
 
 def _frames(dirs, representation: str, max_chunks: dict[str, int]) -> np.ndarray:
@@ -276,7 +277,8 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
             log.info("%s: training the IC flow on %d %s frames", name, len(frames), kind)
             model, report = train_ic_flow(z, frames, seed=SEEDS["flow"], soft=soft, epochs=flow.epochs,
                                           transforms=flow.transforms, bins=flow.bins, hidden=flow.hidden,
-                                          batch_size=flow.batch_size, lr=flow.lr, uniform=flow.uniform)
+                                          batch_size=flow.batch_size, lr=flow.lr, uniform=flow.uniform,
+                                          mirror=flow.mirror)
             n_phi = len(mapping.phi)  # soft = phi of every residue, then psi
             log.info("%s: frames with phi > 0 per residue, flow training / validation part: %s / %s", name,
                      report["soft_positive_frames"]["train"][:n_phi], report["soft_positive_frames"]["val"][:n_phi])

@@ -6,7 +6,10 @@ The internal coordinates split in two groups:
   torus by a neural circular spline flow (zuko's NCSF), mixed with a uniform density
   on the torus (weight ``uniform``; defensive importance sampling: every (phi, psi)
   keeps at least ``uniform / (2 pi)^k`` density, so no PMF finds a region the proposal
-  cannot reach);
+  cannot reach) and with the flow's own mirror image s -> -s (weight ``mirror``: the
+  Ramachandran distribution of the opposite chirality, which puts the alpha_R basin's
+  density on the left-handed alpha_L basin that unbiased MD rarely visits; without it the
+  few bank samples there carry weights above the clip and are discarded);
 - **stiff**: bonds, angles and the single-basin dihedrals (CB and O placement, the
   peptide bond), each centred on its training mean (the circular mean for a dihedral,
   which is then unwrapped to (-pi, pi]) and scaled by its standard deviation, modelled
@@ -66,7 +69,8 @@ def _deviation(lin: torch.Tensor, loc: torch.Tensor, n_lin: int) -> torch.Tensor
 
 class ICFlow(torch.nn.Module):
     def __init__(self, zmatrix: ZMatrix, loc, scale, soft: Sequence[int], *, transforms: int = 4,
-                 bins: int = 16, hidden: int = 32, uniform: float = 0.05, fourier: int = 2, coupling: bool = True):
+                 bins: int = 16, hidden: int = 32, uniform: float = 0.05, fourier: int = 2, coupling: bool = True,
+                 mirror: float = 0.0):
         super().__init__()
         self.zmatrix = zmatrix
         soft = sorted(int(j) for j in soft)
@@ -74,9 +78,11 @@ class ICFlow(torch.nn.Module):
             raise ValueError(f"soft dihedrals must be distinct indices in [0, {zmatrix.n_dihedrals}), got {soft}")
         if not 0.0 <= uniform < 1.0:
             raise ValueError(f"uniform must be in [0, 1), got {uniform}")
+        if not (0.0 <= mirror and uniform + mirror < 1.0):
+            raise ValueError(f"mirror must be >= 0 with uniform + mirror < 1, got mirror {mirror}, uniform {uniform}")
         stiff = [j for j in range(zmatrix.n_dihedrals) if j not in soft]
         self.config = {"transforms": transforms, "bins": bins, "hidden": hidden, "uniform": uniform,
-                       "fourier": fourier, "coupling": coupling, "soft": soft}
+                       "fourier": fourier, "coupling": coupling, "soft": soft, "mirror": mirror}
         self.n_lin = zmatrix.n_bonds + zmatrix.n_angles  # stiff features: bonds, angles, then dihedrals
         n_stiff = self.n_lin + len(stiff)
         self.register_buffer("loc", torch.as_tensor(np.asarray(loc, np.float64)).reshape(n_stiff))
@@ -145,11 +151,18 @@ class ICFlow(torch.nn.Module):
         return self.soft().log_prob(soft), lp_stiff
 
     def log_prob_features(self, soft: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log q of (soft, stiff features): the soft flow mixed with its mirror image and the uniform."""
         lp_soft, lp_stiff = self.log_prob_parts(soft, z)
-        eps = self.config["uniform"]
+        eps, mirror = self.config["uniform"], self.config["mirror"]
+        terms = [lp_soft + math.log1p(-eps - mirror)]
+        if mirror > 0:
+            terms.append(self.soft().log_prob(_wrap(-soft.to(torch.float64)).to(self._dtype())) + math.log(mirror))
         if eps > 0:
-            log_uniform = math.log(eps) - soft.shape[1] * math.log(2 * math.pi)
-            lp_soft = torch.logaddexp(lp_soft + math.log1p(-eps), torch.full_like(lp_soft, log_uniform))
+            terms.append(torch.full_like(lp_soft, math.log(eps) - soft.shape[1] * math.log(2 * math.pi)))
+        if len(terms) == 2:
+            lp_soft = torch.logaddexp(*terms)
+        elif len(terms) == 3:
+            lp_soft = torch.logsumexp(torch.stack(terms), 0)
         return lp_soft + lp_stiff
 
     def log_prob(self, positions: torch.Tensor) -> torch.Tensor:
@@ -170,13 +183,15 @@ class ICFlow(torch.nn.Module):
         out_x = np.empty((n, self.zmatrix.n_beads, 3), np.float32)
         out_lq = np.empty(n, np.float64)
         filled = 0
-        eps = self.config["uniform"]
+        eps, mirror = self.config["uniform"], self.config["mirror"]
         while filled < n:
             m = min(batch_size, n - filled)
             soft = self.soft().sample((m,)).to(torch.float64)
-            from_uniform = torch.rand(m, generator=gen, dtype=torch.float64) < eps
+            u = torch.rand(m, generator=gen, dtype=torch.float64)  # which part of the mixture draws
             uniform = (torch.rand(m, soft.shape[1], generator=gen, dtype=torch.float64) * 2 - 1) * math.pi
-            soft = torch.where(from_uniform[:, None], uniform, soft)
+            if mirror > 0:  # (mirror 0 keeps the random stream, hence the banks, of earlier flows)
+                soft = torch.where(((u >= eps) & (u < eps + mirror))[:, None], _wrap(-soft), soft)
+            soft = torch.where((u < eps)[:, None], uniform, soft)
             context = self._context(soft.to(self._dtype()))
             white = self.stiff(context).sample().to(torch.float64)
             z = white @ self.cholesky.T + self._mean(context.to(torch.float64))
@@ -301,10 +316,11 @@ def train_ic_flow(zmatrix: ZMatrix, positions: np.ndarray, *, seed: int, soft: S
         lp_soft, lp_stiff = model.log_prob_parts(s_all[train], z_all[train])
         val_full = float(-model.log_prob_features(s_all[val], z_all[val]).mean())
     return model, {"train_nll": float(-(lp_soft + lp_stiff).mean()),
-                   "val_nll": best["soft"][0] + best["stiff"][0], "val_nll_with_uniform": val_full,
+                   "val_nll": best["soft"][0] + best["stiff"][0], "val_nll_mixture": val_full,
                    "best_epoch": {part: best[part][1] + 1 for part in best},
                    "last_val_nll": history[-1]["soft"] + history[-1]["stiff"], "epochs": epochs, "seed": seed,
                    "soft_dihedrals": list(model.config["soft"]), "n_train": n_train, "n_val": n_val,
+                   "mixture": {"uniform": model.config["uniform"], "mirror": model.config["mirror"]},
                    # frames with each soft dihedral > 0 on either side of the time split: a rare
                    # basin (phi > 0) the training part never saw is only the uniform floor's
                    "soft_positive_frames": {part: [int(v) for v in (d[sl][:, soft] > 0).sum(0)]
