@@ -12,6 +12,10 @@ An estimate, not a bound: within each bin the weights are still the given PMF's,
 discards the heaviest of those (another PMF's would differ); and the correction is fitted to the
 reference it is then scored against (optimistic). Also prints the score at a 99.9% clip and
 without one, and the PMF itself at the same settings.
+
+``--mirror SHARE`` scores on a fresh bank of the task's flow (same size and seed) with the mirror
+part of its mixture (cgbg_bench.flows.internal) set to SHARE instead of the task's bank, e.g.
+``--mirror 0.1`` on a v9 task (whose flows have none) to see what that part buys.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from cgbg_bench import metrics as M
 from cgbg_bench.evaluate import bank_log_weights, observable_index, score_log_weights
 from cgbg_bench.pmf import default_device
 from cgbg_bench.report import format_value_error
-from cgbg_bench.task import load_task
+from cgbg_bench.task import Proposal, load_task
 
 
 def main() -> None:
@@ -33,9 +37,15 @@ def main() -> None:
     ap.add_argument("task")
     ap.add_argument("pmf")
     ap.add_argument("--n-bootstrap", type=int, default=None, help="default: the task's")
+    ap.add_argument("--mirror", type=float, default=None,
+                    help="score on a fresh bank of the task's flow with this mirror share")
     args = ap.parse_args()
     task = load_task(args.task)
-    proposal, reference = task.load_proposal(), task.load_reference()
+    reference = task.load_reference()
+    if args.mirror is None:
+        proposal = task.load_proposal()
+    else:
+        proposal = _mirror_bank(task, args.mirror)
     index = observable_index(task, proposal.positions)
     _, log_w = bank_log_weights(args.pmf, task, device=default_device(), proposal=proposal)
     bins = index[0]
@@ -59,6 +69,20 @@ def main() -> None:
             cells += [format_value_error(s[m].value, s[m].error) if m in s else "-"
                       for m in ("pmf_error", "ess", "js_floor")]
             print(f"| {label} | {clip:g}% | " + " | ".join(cells) + " |")
+
+
+def _mirror_bank(task, share: float) -> Proposal:
+    from cgbg_bench.flows.internal import ICFlow
+
+    if task.bank is None or task.bank.generator != "ic-flow":
+        raise SystemExit(f"{task.name}: --mirror needs a task whose bank an IC flow generates")
+    flow = ICFlow.load(task.proposal.verify())
+    if not (0.0 <= share and flow.config["uniform"] + share < 1.0):
+        raise SystemExit(f"--mirror {share}: need 0 <= mirror and uniform ({flow.config['uniform']}) + mirror < 1")
+    flow.config["mirror"] = share
+    positions, log_q = flow.sample_bank(task.bank.n_samples, task.bank.seed)
+    print(f"fresh bank of {len(log_q)} samples, mirror share {share}, uniform share {flow.config['uniform']}")
+    return Proposal(positions, log_q)
 
 
 if __name__ == "__main__":
