@@ -16,7 +16,8 @@
 #         # ~30 min), e.g. once more MD has made the reference better
 # Every run is pinned (--max-chunks) to the chunks finished when this starts (or to those of
 # --pins-from), the same pins for both representations (make-task alone would pin each to the
-# chunks of its own start). The two builds run side by side (v8: core-beta 86 min on the 2-core VM
+# chunks of its own start). The two builds run side by side (v10: core-beta 88 min at one thread
+# beside one MD run, the heavy-atom half stopped unfinished; v8: core-beta 86 min on the 2-core VM
 # beside the heavy-atom build and MD; heavy-atom v8 did not finish in a 3-hour session, ~2 h alone);
 # logs: ${TMPDIR:-/tmp}/rebuild-ala2-v$VERSION-<representation>.log. The reference is built
 # from the unbiased and the static-bias runs (make-task's default, --reference all).
