@@ -17,7 +17,7 @@
 # Every run is pinned (--max-chunks) to the chunks finished when this starts (or to those of
 # --pins-from), the same pins for both representations (make-task alone would pin each to the
 # chunks of its own start). The two builds run side by side (v10: core-beta 88 min at one thread
-# beside one MD run, the heavy-atom half stopped unfinished; v8: core-beta 86 min on the 2-core VM
+# beside other work, the heavy-atom half stopped unfinished; v8: core-beta 86 min on the 2-core VM
 # beside the heavy-atom build and MD; heavy-atom v8 did not finish in a 3-hour session, ~2 h alone);
 # logs: ${TMPDIR:-/tmp}/rebuild-ala2-v$VERSION-<representation>.log. The reference is built
 # from the unbiased and the static-bias runs (make-task's default, --reference all).
@@ -43,7 +43,8 @@ while [ $# -gt 0 ]; do
 done
 # one thread per build unless told otherwise: torch takes every core by default, and two builds
 # side by side (or one beside an MD run) then oversubscribe the 2-core VM; measured in session 13,
-# drawing 4096 bank samples beside one 1-thread MD run took 17.7 s with 2 threads, 0.5 s with 1
+# drawing 4096 bank samples beside one 1-thread MD run took 17.7 s with 2 threads, 0.5 s with 1;
+# a lone build on an idle machine may set OMP_NUM_THREADS=2
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 runs=(explicit-unbiased explicit-static explicit-static-2 explicit-wtmetad obc1 obc2)
 pins=()

@@ -204,8 +204,40 @@ def test_mirror_part_puts_the_flows_density_on_the_mirror_basin():
         lp_mirror = flow.soft().log_prob((-soft).to(torch.float32)).double()
         floor = math.log(0.2) + lp_mirror + flow.log_prob_parts(soft, stiff)[1]
         assert (flow.log_prob_features(soft, stiff) >= floor - 1e-5).all()
-    with pytest.raises(ValueError, match="mirror"):
-        ICFlow(z, flow.loc.numpy(), flow.scale.numpy(), [0, 2], uniform=0.5, mirror=0.5)
+    # the mixture term by term, at the samples and at the edges of the torus (s = -pi maps to -pi)
+    soft = torch.cat([soft, torch.tensor([[-math.pi, -math.pi], [math.pi - 1e-9, 0.3]], dtype=torch.float64)])
+    stiff = torch.cat([stiff, stiff[:2]])
+    with torch.no_grad():
+        lp_s, lp_z = flow.log_prob_parts(soft, stiff)
+        mirrored = torch.remainder(-soft + math.pi, 2 * math.pi) - math.pi
+        expected = torch.logsumexp(torch.stack([
+            lp_s.double() + math.log(0.7),
+            flow.soft().log_prob(mirrored.to(torch.float32)).double() + math.log(0.2),
+            torch.full_like(lp_s.double(), math.log(0.1) - 2 * math.log(2 * math.pi))]), 0) + lp_z.double()
+        torch.testing.assert_close(flow.log_prob_features(soft, stiff).double(), expected, rtol=0, atol=1e-5)
+    for bad in (dict(uniform=0.5, mirror=0.5), dict(mirror=-0.1), dict(mirror=float("nan"))):
+        with pytest.raises(ValueError, match="mirror"):
+            ICFlow(z, flow.loc.numpy(), flow.scale.numpy(), [0, 2], **bad)
+
+
+def test_flow_saved_before_the_mirror_part_loads_with_none(tmp_path):
+    """Flows of the v9 tasks have no 'mirror' in their config: they load with mirror 0 and the
+    same log q (and, by construction of sample_bank, the same bank)."""
+    z = zmatrix_for(get_mapping("ala2", "core-beta"))
+    flow, _ = train_ic_flow(z, _chain(z, 300).numpy(), seed=0, epochs=1, transforms=1, hidden=16)
+    flow.save(tmp_path / "new.pt")
+    blob = torch.load(tmp_path / "new.pt", weights_only=True)
+    del blob["config"]["mirror"]
+    torch.save(blob, tmp_path / "old.pt")
+    old = ICFlow.load(tmp_path / "old.pt")
+    assert old.config["mirror"] == 0.0
+    x = _chain(z, 5, seed=3)
+    with torch.no_grad():
+        torch.testing.assert_close(old.log_prob(x), flow.log_prob(x))
+    xa, lqa = old.sample_bank(300, seed=4)
+    xb, lqb = flow.sample_bank(300, seed=4)
+    np.testing.assert_array_equal(xa, xb)
+    np.testing.assert_array_equal(lqa, lqb)
 
 
 def test_soft_dihedrals_are_the_broad_ones():

@@ -7,7 +7,7 @@ The internal coordinates split in two groups:
   on the torus (weight ``uniform``; defensive importance sampling: every (phi, psi)
   keeps at least ``uniform / (2 pi)^k`` density, so no PMF finds a region the proposal
   cannot reach) and with the flow's own mirror image s -> -s (weight ``mirror``: the
-  Ramachandran distribution of the opposite chirality, which puts the alpha_R basin's
+  Ramachandran distribution of the opposite chirality (only the soft dihedrals flip), which puts the alpha_R basin's
   density on the left-handed alpha_L basin that unbiased MD rarely visits; without it the
   few bank samples there carry weights above the clip and are discarded);
 - **stiff**: bonds, angles and the single-basin dihedrals (CB and O placement, the
@@ -144,7 +144,7 @@ class ICFlow(torch.nn.Module):
         return torch.log(torch.diagonal(self.cholesky)).sum()
 
     def log_prob_parts(self, soft: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log density of the soft flow alone, without the uniform part; log q_stiff(z | soft))."""
+        """(log density of the soft flow alone, without the uniform and mirror parts; log q_stiff(z | soft))."""
         soft, z = soft.to(self._dtype()), z.to(self._dtype())
         context = self._context(soft)
         lp_stiff = self.stiff(context).log_prob(self._whiten(z, context)) - self._log_det_cholesky().to(z.dtype)
