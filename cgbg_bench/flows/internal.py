@@ -67,6 +67,13 @@ def _deviation(lin: torch.Tensor, loc: torch.Tensor, n_lin: int) -> torch.Tensor
     return torch.cat([delta[:, :n_lin], _wrap(delta[:, n_lin:])], -1)
 
 
+def _check_mixture(uniform: float, mirror: float) -> None:
+    if not 0.0 <= uniform < 1.0:
+        raise ValueError(f"uniform must be in [0, 1), got {uniform}")
+    if not (0.0 <= mirror and uniform + mirror < 1.0):
+        raise ValueError(f"mirror must be >= 0 with uniform + mirror < 1, got mirror {mirror}, uniform {uniform}")
+
+
 class ICFlow(torch.nn.Module):
     def __init__(self, zmatrix: ZMatrix, loc, scale, soft: Sequence[int], *, transforms: int = 4,
                  bins: int = 16, hidden: int = 32, uniform: float = 0.05, fourier: int = 2, coupling: bool = True,
@@ -76,10 +83,7 @@ class ICFlow(torch.nn.Module):
         soft = sorted(int(j) for j in soft)
         if len(soft) < 1 or len(set(soft)) != len(soft) or not all(0 <= j < zmatrix.n_dihedrals for j in soft):
             raise ValueError(f"soft dihedrals must be distinct indices in [0, {zmatrix.n_dihedrals}), got {soft}")
-        if not 0.0 <= uniform < 1.0:
-            raise ValueError(f"uniform must be in [0, 1), got {uniform}")
-        if not (0.0 <= mirror and uniform + mirror < 1.0):
-            raise ValueError(f"mirror must be >= 0 with uniform + mirror < 1, got mirror {mirror}, uniform {uniform}")
+        _check_mixture(uniform, mirror)
         stiff = [j for j in range(zmatrix.n_dihedrals) if j not in soft]
         self.config = {"transforms": transforms, "bins": bins, "hidden": hidden, "uniform": uniform,
                        "fourier": fourier, "coupling": coupling, "soft": soft, "mirror": mirror}
@@ -143,6 +147,11 @@ class ICFlow(torch.nn.Module):
     def _log_det_cholesky(self) -> torch.Tensor:
         return torch.log(torch.diagonal(self.cholesky)).sum()
 
+    def set_mirror(self, share: float) -> None:
+        """Change the mirror part's weight of a trained flow (the mixture stays exact)."""
+        _check_mixture(self.config["uniform"], share)
+        self.config["mirror"] = share
+
     def log_prob_parts(self, soft: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log density of the soft flow alone, without the uniform and mirror parts; log q_stiff(z | soft))."""
         soft, z = soft.to(self._dtype()), z.to(self._dtype())
@@ -159,7 +168,7 @@ class ICFlow(torch.nn.Module):
             terms.append(self.soft().log_prob(_wrap(-soft.to(torch.float64)).to(self._dtype())) + math.log(mirror))
         if eps > 0:
             terms.append(torch.full_like(lp_soft, math.log(eps) - soft.shape[1] * math.log(2 * math.pi)))
-        if len(terms) == 2:
+        if len(terms) == 2:  # logaddexp, as before the mirror part: the same bits for older flows
             lp_soft = torch.logaddexp(*terms)
         elif len(terms) == 3:
             lp_soft = torch.logsumexp(torch.stack(terms), 0)

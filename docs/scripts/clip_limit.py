@@ -77,9 +77,10 @@ def _mirror_bank(task, share: float) -> Proposal:
     if task.bank is None or task.bank.generator != "ic-flow":
         raise SystemExit(f"{task.name}: --mirror needs a task whose bank an IC flow generates")
     flow = ICFlow.load(task.proposal.verify())
-    if not (0.0 <= share and flow.config["uniform"] + share < 1.0):
-        raise SystemExit(f"--mirror {share}: need 0 <= mirror and uniform ({flow.config['uniform']}) + mirror < 1")
-    flow.config["mirror"] = share
+    try:
+        flow.set_mirror(share)
+    except ValueError as exc:
+        raise SystemExit(f"--mirror {share}: {exc}") from exc
     positions, log_q = flow.sample_bank(task.bank.n_samples, task.bank.seed)
     print(f"fresh bank of {len(log_q)} samples, mirror share {share}, uniform share {flow.config['uniform']}")
     return Proposal(positions, log_q)
