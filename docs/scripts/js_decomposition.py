@@ -19,7 +19,8 @@ import math
 import numpy as np
 
 from cgbg_bench import metrics as M
-from cgbg_bench.evaluate import evaluate, observable_index
+from cgbg_bench.evaluate import bank_log_weights, observable_index
+from cgbg_bench.pmf import default_device
 from cgbg_bench.reference import basin_masks
 from cgbg_bench.task import load_task
 
@@ -41,7 +42,7 @@ def main() -> None:
     task = load_task(args.task)
     obs = task.observables[0]
     proposal, reference = task.load_proposal(), task.load_reference()
-    _, log_w = evaluate(args.pmf, task, n_bootstrap=2, proposal=proposal, reference=reference)
+    _, log_w = bank_log_weights(args.pmf, task, device=default_device(), proposal=proposal)
     index = observable_index(task, proposal.positions)[0]
     n_bins = obs.n_bins
     p = M.normalize(reference.block_hist[:, 0].sum(0))
