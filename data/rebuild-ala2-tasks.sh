@@ -19,7 +19,8 @@
 # chunks of its own start). The two builds run side by side (v10: core-beta 88 min at one thread
 # beside other work, the heavy-atom half stopped unfinished; v8: core-beta 86 min on the 2-core VM
 # beside the heavy-atom build and MD; heavy-atom v8 did not finish in a 3-hour session, ~2 h alone);
-# logs: ${TMPDIR:-/tmp}/rebuild-ala2-v$VERSION-<representation>.log. The reference is built
+# logs: ${TMPDIR:-/tmp}/rebuild-ala2-v$VERSION-<representation>.log. A build stopped part way
+# resumes when the same line is run again: the force-matched baselines it finished are reused. The reference is built
 # from the unbiased and the static-bias runs (make-task's default, --reference all).
 set -euo pipefail
 usage="usage: bash data/rebuild-ala2-tasks.sh VERSION [--dry-run] [--only core-beta|heavy-atom] [--pins-from TASK_DIR] [--reference-only]"

@@ -1,5 +1,7 @@
 """The alanine task builder end to end on tiny vacuum/implicit runs (ps long, not physics)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -330,3 +332,39 @@ def test_reference_from_static_needs_static_runs(tmp_path):
     with pytest.raises(ValueError, match="'all' or 'static'"):
         build("ala2", AlanineSources(unbiased=(tmp_path,), static=(tmp_path,), metad=(tmp_path,)), root=tmp_path,
               reference_from="unbiased")
+
+
+def test_rerun_of_an_interrupted_build_reuses_its_finished_baselines(built, tmp_path, monkeypatch):
+    """The same command again (as after an interruption) reuses every baseline whose sidecar
+    records that command and the same data and rewrites its own tasks of that version; a damaged
+    export is retrained; other data is another command, so a task version not above the
+    current one is refused and a new version retrains everything."""
+    import cgbg_bench.fm.pipeline as pipeline
+
+    base = built[0].parent
+    monkeypatch.setenv("CGBG_BENCH_CACHE", str(tmp_path / "cache"))
+    trained, real = [], pipeline.train_and_export
+    monkeypatch.setattr(pipeline, "train_and_export", lambda *a, **k: trained.append(a[3].stem) or real(*a, **k))
+    sources = AlanineSources(unbiased=(base / "unbiased",), static=(base / "static",), metad=(base / "metad",))
+    kw = dict(root=tmp_path, bank_size=500, block_ps=2.0, representations=("core-beta",), reference_from="static",
+              flow=FlowSettings(epochs=1, transforms=1, hidden=16, batch_size=64),
+              fm=FMSettings(seed=1, max_epochs=1, n_rbf=4, hidden=(16,), block_ps=1.0))
+    build("ala2", sources, **kw)
+    assert sorted(trained) == ["fm-biased", "fm-unbiased", "prior-only"]
+    out = tmp_path / "baselines" / "ala2-core-beta"
+    shas = {p.name: sha256_file(p) for p in out.glob("*.pt2")}
+    trained.clear()
+    build("ala2", sources, **kw)
+    assert trained == [] and {p.name: sha256_file(p) for p in out.glob("*.pt2")} == shas
+    task = load_task(tmp_path / "tasks" / "ala2-core-beta")
+    assert task.version == 1 and [b.name for b in task.baselines][:3] == ["fm-unbiased", "fm-biased", "prior-only"]
+    with open(out / "fm-biased.pt2", "ab") as fh:
+        fh.write(b"\0")  # damaged: no longer the file its sidecar records
+    build("ala2", sources, **kw)
+    assert trained == ["fm-biased"]
+    fewer = dataclasses.replace(sources, max_chunks={str(base / "static"): 2})
+    with pytest.raises(ValueError, match="ala2-core-beta is version 1: give --version above it"):
+        build("ala2", fewer, **kw)
+    trained.clear()
+    build("ala2", fewer, task_version=2, **kw)
+    assert sorted(trained) == ["fm-biased", "fm-unbiased", "prior-only"]

@@ -140,13 +140,20 @@ def _check_reference_sources(sources: AlanineSources, reference_from: str) -> No
         raise ValueError("the reference needs at least one unbiased or static-bias run (--unbiased/--static)")
 
 
-def _check_new_version(root: Path, system: str, rep: str, task_version: int) -> None:
-    """Refuse to overwrite a task (plain or -biased) with a version that is not above its current one."""
+def _check_new_version(root: Path, system: str, rep: str, task_version: int, command: str | None = None) -> None:
+    """Refuse to overwrite a task (plain or -biased) with a version that is not above its current one.
+
+    Except a task of this very version whose flow ``command`` wrote (an earlier run of this
+    build that was interrupted after writing it): a rerun of the same command rebuilds it.
+    """
     for suffix in ("", "-biased"):
         path = root / "tasks" / f"{system}-{rep}{suffix}" / "task.yaml"
         if path.is_file():
-            current = yaml.safe_load(path.read_text()).get("version")
-            if isinstance(current, int) and task_version <= current:
+            task = yaml.safe_load(path.read_text())
+            current = task.get("version")
+            same_build = (command is not None and current == task_version
+                          and ((task.get("proposal") or {}).get("provenance") or {}).get("command") == command)
+            if isinstance(current, int) and task_version <= current and not same_build:
                 raise ValueError(f"{path.parent.name} is version {current}: give --version above it")
 
 
@@ -195,7 +202,7 @@ def train_fm_baselines(system: str, rep: str, sources: AlanineSources, out_dir: 
                        fm: "FMSettings | None" = None) -> list[dict]:
     """Train and export the force-matching baselines of one representation; returns task.yaml entries."""
     from cgbg_bench._io import atomic_write_text
-    from cgbg_bench.fm.pipeline import FMSettings, train_and_export
+    from cgbg_bench.fm.pipeline import FMSettings, matching_export, train_and_export
 
     fm = fm or FMSettings(seed=SEEDS["fm"])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -203,9 +210,14 @@ def train_fm_baselines(system: str, rep: str, sources: AlanineSources, out_dir: 
     for name, (description, kind) in FM_BASELINES.items():
         runs = _fm_runs(sources, kind)
         path = out_dir / f"{name}.pt2"
-        log.info("%s-%s: training baseline %s on %d run(s)", system, rep, name, len(runs))
-        side = train_and_export(system, rep, runs, path, settings=fm, prior_only=name == "prior-only",
-                                command=command, log=log.info, max_chunks=sources.max_chunks)
+        side = matching_export(path, command=command, data_dirs=runs, max_chunks=sources.max_chunks)
+        if side is not None:
+            log.info("%s-%s: reusing baseline %s: %s was made by this command from the same data "
+                     "(an earlier, interrupted run of this build)", system, rep, name, path)
+        else:
+            log.info("%s-%s: training baseline %s on %d run(s)", system, rep, name, len(runs))
+            side = train_and_export(system, rep, runs, path, settings=fm, prior_only=name == "prior-only",
+                                    command=command, log=log.info, max_chunks=sources.max_chunks)
         rmse = side["force_rmse_kj_per_mol_nm"]
         if name != "prior-only" and fm.n_models > 1:
             description = description.replace("prior + MLP", f"mean of {fm.n_models} x (prior + MLP)", 1)
@@ -242,8 +254,7 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
     from cgbg_bench.fm.pipeline import FMSettings
 
     root = root or Path(__file__).resolve().parents[2]
-    for rep in _representations(system, representations):
-        _check_new_version(root, system, rep, task_version)
+    _representations(system, representations)  # an unknown representation is refused first
     sources = sources.snapshot()
     command = _command(system, sources, reference_from, block_ps=block_ps, basin_block_ps=basin_block_ps,
                        discard_ps=discard_ps, bank_size=bank_size, task_version=task_version,
@@ -254,6 +265,8 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
         command += f" --fm-models {fm.n_models}"
     if fm is not None and fm.repulsion_power != FMSettings().repulsion_power:
         command += f" --fm-repulsion-power {fm.repulsion_power}"
+    for rep in _representations(system, representations):
+        _check_new_version(root, system, rep, task_version, command)
     mc = sources.max_chunks
     ref_runs, gb_runs = _load_reference_runs(sources, reference_from, discard_ps)
     written = []

@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["FMSettings", "train_and_export", "sidecar_path", "FORMAT", "DATA_KINDS", "runs_for"]
+__all__ = ["FMSettings", "train_and_export", "matching_export", "sidecar_path", "FORMAT", "DATA_KINDS",
+           "runs_for"]
 
 FORMAT = "cgbg-bench force-matching pmf v1"
 
@@ -41,6 +42,47 @@ class FMSettings:
 
 def sidecar_path(out) -> Path:
     return Path(out).with_suffix(".yaml")
+
+
+def matching_export(out, *, command: str, data_dirs, max_chunks: dict | None = None) -> dict | None:
+    """The sidecar of the export at ``out`` if ``command`` made it from the same data, else None.
+
+    What lets an interrupted task build resume without retraining the baselines it finished:
+    the export and its sidecar exist, the sidecar is of this format and records exactly
+    ``command``, the file's sha256 is the one recorded, and every data run's chunk count and
+    chunk sha256 (the first ``max_chunks[dir]`` chunks, else all finished ones) are those the
+    sidecar records, in the same order. Anything else (a missing or damaged file, other data,
+    another command) returns None: the caller retrains.
+    """
+    import yaml
+
+    from cgbg_bench._io import sha256_file
+    from cgbg_bench.fm.peptide import _chunks_sha256
+    from cgbg_bench.md.production import chunk_paths
+
+    out = Path(out)
+    side_path = sidecar_path(out)
+    if not (out.is_file() and side_path.is_file()):
+        return None
+    try:
+        side = yaml.safe_load(side_path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None
+    if not isinstance(side, dict) or side.get("format") != FORMAT or side.get("command") != command:
+        return None
+    if not isinstance(side.get("model"), dict) or side["model"].get("sha256") != sha256_file(out):
+        return None
+    recorded = side.get("data")
+    if not isinstance(recorded, list) or len(recorded) != len(list(data_dirs)):
+        return None
+    for d, rec in zip(data_dirs, recorded):
+        n = (max_chunks or {}).get(str(d))
+        paths = chunk_paths(Path(d))
+        paths = paths if n is None else paths[:n]
+        if not isinstance(rec, dict) or (rec.get("dir"), rec.get("n_chunks"), rec.get("chunks_sha256")) != (
+                str(d), len(paths), _chunks_sha256(paths)):
+            return None
+    return side
 
 
 def runs_for(kind: str, system: str, root: Path) -> list[Path]:
