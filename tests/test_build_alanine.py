@@ -351,6 +351,8 @@ def test_rerun_of_an_interrupted_build_reuses_its_finished_baselines(built, tmp_
               fm=FMSettings(seed=1, max_epochs=1, n_rbf=4, hidden=(16,), block_ps=1.0))
     build("ala2", sources, **kw)
     assert sorted(trained) == ["fm-biased", "fm-unbiased", "prior-only"]
+    assert (tmp_path / "cache" / "fm-members").is_dir()  # members were kept there while training,
+    assert not list((tmp_path / "cache" / "fm-members").iterdir())  # and removed once exported
     out = tmp_path / "baselines" / "ala2-core-beta"
     shas = {p.name: sha256_file(p) for p in out.glob("*.pt2")}
     trained.clear()

@@ -11,6 +11,7 @@ configurations with unbiased forces give the mean force there.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import types
@@ -401,6 +402,42 @@ def test_train_n_models_shares_the_split_and_reports_every_member():
         with pytest.raises(DataError, match="repulsion_power"):
             train_peptide_pmf(data, seed=4, repulsion_power=bad, **kw)
 
+
+
+def test_member_checkpoints_resume_an_interrupted_ensemble(tmp_path, monkeypatch):
+    """With checkpoint_dir each member is saved when trained; a rerun loads the saved members
+    (not retrained) and gives the same ensemble; a damaged file, other settings or other data
+    train again."""
+    import cgbg_bench.fm.peptide as peptide
+
+    x = _toy_configurations(300, seed=3)
+    f = _forces(_true_energy, x) + torch.randn(x.shape, generator=torch.Generator().manual_seed(1),
+                                               dtype=torch.float64) * 20.0
+    src = ({"dir": "run", "n_chunks": 3, "chunks_sha256": "a" * 64},)
+    data = PeptideData(mapping=MAPPING, positions=x.float().numpy(), forces=f.float().numpy(),
+                       block_ids=np.arange(300) // 30, block_ps=30.0, temperature_kelvin=300.0, sources=src)
+    kw = dict(lr=3e-3, max_epochs=2, patience=2, batch_size=64, n_rbf=4, hidden=(8,), n_models=2)
+    trained, real = [], peptide.train_force_matching
+    monkeypatch.setattr(peptide, "train_force_matching", lambda *a, **k: trained.append(k["seed"]) or real(*a, **k))
+    first = train_peptide_pmf(data, seed=4, checkpoint_dir=tmp_path, **kw)
+    assert trained == [4, 5] and len(first.checkpoints) == 2 and all(p.is_file() for p in first.checkpoints)
+    first.checkpoints[1].unlink()  # interrupted while member 1 was training
+    trained.clear()
+    again = train_peptide_pmf(data, seed=4, checkpoint_dir=tmp_path, **kw)
+    assert trained == [5] and again.members == first.members and again.checkpoints == first.checkpoints
+    trained.clear()
+    third = train_peptide_pmf(data, seed=4, checkpoint_dir=tmp_path, **kw)
+    assert trained == []
+    with torch.no_grad():
+        assert torch.equal(third.model(torch.tensor(data.positions[:9])), first.model(torch.tensor(data.positions[:9])))
+    first.checkpoints[0].write_bytes(b"damaged")
+    train_peptide_pmf(data, seed=4, checkpoint_dir=tmp_path, **kw)
+    assert trained == [4]
+    trained.clear()
+    train_peptide_pmf(data, seed=4, checkpoint_dir=tmp_path, **{**kw, "max_epochs": 3})
+    other = dataclasses.replace(data, sources=({**src[0], "chunks_sha256": "b" * 64},))
+    train_peptide_pmf(other, seed=4, checkpoint_dir=tmp_path, **kw)
+    assert trained == [4, 5, 4, 5]
 
 def test_cli_n_models_writes_an_ensemble(cli_run, tmp_path):
     """train-pmf --n-models 2: the exported program is the members' mean, the sidecar says so."""

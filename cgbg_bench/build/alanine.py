@@ -35,7 +35,7 @@ import numpy as np
 import yaml
 
 from cgbg_bench._io import atomic_savez
-from cgbg_bench.bank import bank_cache_path, bank_fingerprint
+from cgbg_bench.bank import bank_cache_path, bank_fingerprint, cache_dir
 from cgbg_bench.build.provenance import file_entry, provenance, write_task_yaml
 from cgbg_bench.build.scores import rescore_baselines
 from cgbg_bench.cg.mappings import BENCHMARK_REPRESENTATIONS, get_mapping
@@ -217,7 +217,8 @@ def train_fm_baselines(system: str, rep: str, sources: AlanineSources, out_dir: 
         else:
             log.info("%s-%s: training baseline %s on %d run(s)", system, rep, name, len(runs))
             side = train_and_export(system, rep, runs, path, settings=fm, prior_only=name == "prior-only",
-                                    command=command, log=log.info, max_chunks=sources.max_chunks)
+                                    command=command, log=log.info, max_chunks=sources.max_chunks,
+                                    checkpoint_dir=cache_dir() / "fm-members")
         rmse = side["force_rmse_kj_per_mol_nm"]
         if name != "prior-only" and fm.n_models > 1:
             description = description.replace("prior + MLP", f"mean of {fm.n_models} x (prior + MLP)", 1)

@@ -299,6 +299,33 @@ class TrainResult:
     n_parameters: int
     settings: dict
     members: tuple[FMReport, ...] = ()
+    checkpoints: tuple[Path, ...] = ()  # the member checkpoints written or reused (``checkpoint_dir``)
+
+
+def _member_checkpoint(checkpoint_dir, data: "PeptideData", settings: dict, member_seed: int) -> Path:
+    """Where the trained network of one ensemble member is kept, named by what determines it:
+    the data (every run's chunk sha256), the mapping, the training settings and its seed."""
+    import hashlib
+
+    key = json.dumps({"format": 1, "mapping": data.mapping.name, "sources": [dict(s) for s in data.sources],
+                      "n_frames": len(data.positions), "settings": settings, "member_seed": int(member_seed)},
+                     sort_keys=True, default=str)
+    return Path(checkpoint_dir) / f"fm-member-{hashlib.sha256(key.encode()).hexdigest()[:24]}.pt"
+
+
+def _load_member(path: Path, model: nn.Module) -> FMReport | None:
+    """Load a member checkpoint into ``model``; None (retrain) if it is missing or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, weights_only=True)
+        model.load_state_dict(blob["state_dict"])
+        report = dict(blob["report"])
+        report["val_blocks"] = tuple(report["val_blocks"])
+        report["val_mse_history"] = tuple(report["val_mse_history"])
+        return FMReport(**report)
+    except Exception:  # noqa: BLE001 - a damaged or foreign file only means: train again
+        return None
 
 
 def train_peptide_pmf(
@@ -317,6 +344,7 @@ def train_peptide_pmf(
     lr_halve_after: int | None = 5,
     n_models: int = 1,
     repulsion_power: int = 6,
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Fit the prior, then (unless ``prior_only``) train the correction by force matching.
 
@@ -324,6 +352,10 @@ def train_peptide_pmf(
     ``seed``, which also seeds the weights and the minibatch order. ``n_models`` > 1 trains
     that many networks on the same split (weights and minibatch order seeded ``seed``,
     ``seed + 1``, ...) and returns their :class:`PMFEnsemble`; its RMSEs are the ensemble's.
+    ``checkpoint_dir``: each trained network is saved there as soon as it is done, and a
+    network already saved for the same data, settings and seed is loaded instead of trained,
+    so an interrupted ensemble fit resumes at the member it was on (same result: every member
+    is seeded on its own).
     """
     if isinstance(n_models, bool) or int(n_models) != n_models or n_models < 1:
         raise DataError(f"n_models must be a whole number >= 1, got {n_models!r}")
@@ -346,15 +378,26 @@ def train_peptide_pmf(
                      "batch_size": int(batch_size), "weight_decay": float(weight_decay),
                      "n_rbf": int(n_rbf), "hidden": [int(h) for h in hidden],
                      "lr_halve_after": lr_halve_after, "n_models": int(n_models)})
-    members, reports = [], []
+    members, reports, checkpoints = [], [], []
     for k in range(int(n_models)):
         model = build_peptide_pmf(data.positions, data.mapping, prior=prior, n_rbf=n_rbf, hidden=hidden,
                                   temperature_kelvin=data.temperature_kelvin, seed=seed + k)
-        model, report = train_force_matching(
-            model, data.positions, data.forces, block_ids=data.block_ids, val_fraction=val_fraction, seed=seed + k,
-            split_seed=seed, lr=lr, max_epochs=max_epochs, patience=patience, batch_size=batch_size,
-            weight_decay=weight_decay, lr_halve_after=lr_halve_after,
-        )
+        path = None if checkpoint_dir is None else _member_checkpoint(checkpoint_dir, data, settings, seed + k)
+        report = None if path is None else _load_member(path, model)
+        if report is None:
+            model, report = train_force_matching(
+                model, data.positions, data.forces, block_ids=data.block_ids, val_fraction=val_fraction,
+                seed=seed + k, split_seed=seed, lr=lr, max_epochs=max_epochs, patience=patience,
+                batch_size=batch_size, weight_decay=weight_decay, lr_halve_after=lr_halve_after,
+            )
+            if path is not None:
+                from cgbg_bench._io import atomic_path
+
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(path) as tmp:
+                    torch.save({"state_dict": model.state_dict(), "report": dataclasses.asdict(report)}, tmp)
+        if path is not None:
+            checkpoints.append(path)
         members.append(model)
         reports.append(report)
     if n_models == 1:
@@ -365,7 +408,7 @@ def train_peptide_pmf(
     return TrainResult(model=model, report=reports[0], train_force_rmse=train_rmse, val_force_rmse=val_rmse,
                        prior_train_force_rmse=prior_train, prior_val_force_rmse=prior_val,
                        n_parameters=sum(p.numel() for p in model.parameters()), settings=settings,
-                       members=tuple(reports))
+                       members=tuple(reports), checkpoints=tuple(checkpoints))
 
 
 # ---------------------------------------------------------------------- export ---

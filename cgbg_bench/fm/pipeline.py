@@ -100,8 +100,14 @@ def runs_for(kind: str, system: str, root: Path) -> list[Path]:
 
 
 def train_and_export(system: str, representation: str, data_dirs, out, *, settings: FMSettings = FMSettings(),
-                     prior_only: bool = False, command: str, log=print, max_chunks: dict | None = None) -> dict:
-    """Fit the prior and the network on the runs, export ``out`` (.pt2) and its sidecar; return the sidecar."""
+                     prior_only: bool = False, command: str, log=print, max_chunks: dict | None = None,
+                     checkpoint_dir=None) -> dict:
+    """Fit the prior and the network on the runs, export ``out`` (.pt2) and its sidecar; return the sidecar.
+
+    ``checkpoint_dir``: keep each ensemble member there as soon as it is trained, so that a
+    rerun after an interruption resumes at the member it was on (:func:`train_peptide_pmf`);
+    the member files are removed once ``out`` and its sidecar are written.
+    """
     import torch
     import yaml
 
@@ -121,7 +127,7 @@ def train_and_export(system: str, representation: str, data_dirs, out, *, settin
         data, prior_only=prior_only, seed=settings.seed, val_fraction=settings.val_fraction, lr=settings.lr,
         max_epochs=settings.max_epochs, patience=settings.patience, batch_size=settings.batch_size,
         n_rbf=settings.n_rbf, hidden=tuple(settings.hidden), lr_halve_after=settings.lr_halve_after,
-        n_models=settings.n_models, repulsion_power=settings.repulsion_power,
+        n_models=settings.n_models, repulsion_power=settings.repulsion_power, checkpoint_dir=checkpoint_dir,
     )
     # a few frames spread over the data as the export example
     example = data.positions[:: max(1, len(data.positions) // 7)][:7]
@@ -162,6 +168,8 @@ def train_and_export(system: str, representation: str, data_dirs, out, *, settin
         "versions": {"cgbg_bench": cgbg_bench.__version__, "torch": str(torch.__version__)},
     }
     atomic_write_text(sidecar_path(out), yaml.safe_dump(sidecar, sort_keys=False))
+    for path in result.checkpoints:
+        path.unlink(missing_ok=True)
     log(f"force RMSE (kJ/mol/nm): val {result.val_force_rmse:.2f} (prior alone {result.prior_val_force_rmse:.2f}), "
         f"train {result.train_force_rmse:.2f} (prior alone {result.prior_train_force_rmse:.2f})")
     if rep is not None:
