@@ -8,7 +8,9 @@ the benchmark defines it) against the reference, summed per region (the per-bin 
 beta/PPII (phi < 0, psi outside alpha_R), alpha_R (phi < 0, -120 < psi < 50 degrees) and
 phi > 0 (alpha_L / C7ax). Then the JS after counterfactual changes of the reweighted
 histogram: other clip percentiles (99.9, none), and the phi > 0 mass set to the reference's, its
-shape kept. Point estimates (no bootstrap): a diagnostic (numbers in docs/proposals.md), not a score.
+shape kept; and the ratio of C5 (beta/PPII with phi < -115 degrees) to PPII (the rest of
+beta/PPII), the shape of the beta basin. Point estimates (no bootstrap): a diagnostic (numbers in
+docs/proposals.md and docs/force-matching.md), not a score.
 """
 
 from __future__ import annotations
@@ -48,11 +50,15 @@ def main() -> None:
     p = M.normalize(reference.block_hist[:, 0].sum(0))
     reg = basin_masks(*obs.bins)
     pos = reg["phi > 0"]
+    phi_centre = np.repeat(-180 + (np.arange(obs.bins[0]) + 0.5) * 360 / obs.bins[0], obs.bins[1])
+    c5 = reg["beta/PPII"] & (phi_centre < -115)
+    ppii = reg["beta/PPII"] & ~c5
     clip = task.metrics.clip_percentile
     print(f"{task.name} v{task.version}, {args.pmf} (point estimates; the task clips at the {clip}th percentile)")
     print(f"{'clip':>6s} {'ESS':>6s} {'JS':>7s} " + " ".join(f"{k + ' P/JS':>18s}" for k in reg)
-          + f" {'JS, phi>0 mass fixed':>21s}")
-    print(f"{'ref':>6s} {'':6s} {'':7s} " + " ".join(f"{p[m].sum():8.4f} {'':9s}" for m in reg.values()))
+          + f" {'JS, phi>0 mass fixed':>21s} {'C5/PPII':>8s}")
+    print(f"{'ref':>6s} {'':6s} {'':7s} " + " ".join(f"{p[m].sum():8.4f} {'':9s}" for m in reg.values())
+          + f" {'':21s} {p[c5].sum() / p[ppii].sum():8.3f}")
     for pct in sorted({clip, 99.9, 100.0}):
         keep = M.clip_mask(log_w, pct)
         w = M.normalized_weights(log_w, keep)
@@ -64,7 +70,7 @@ def main() -> None:
         q_fixed[~pos] *= p[~pos].sum() / q[~pos].sum()
         print(f"{pct:6.1f} {M.ess(w):6.3f} {terms.sum():7.4f} "
               + " ".join(f"{q[m].sum():8.4f} {terms[m].sum():9.4f}" for m in reg.values())
-              + f" {float(M.js_divergence(p, q_fixed)):21.4f}")
+              + f" {float(M.js_divergence(p, q_fixed)):21.4f} {q[c5].sum() / q[ppii].sum():8.3f}")
 
 
 if __name__ == "__main__":
