@@ -60,7 +60,7 @@ def matching_export(out, *, command: str, data_dirs, max_chunks: dict | None = N
     from cgbg_bench.fm.peptide import _chunks_sha256
     from cgbg_bench.md.production import chunk_paths
 
-    out = Path(out)
+    out, data_dirs = Path(out), list(data_dirs)
     side_path = sidecar_path(out)
     if not (out.is_file() and side_path.is_file()):
         return None
@@ -73,7 +73,7 @@ def matching_export(out, *, command: str, data_dirs, max_chunks: dict | None = N
     if not isinstance(side.get("model"), dict) or side["model"].get("sha256") != sha256_file(out):
         return None
     recorded = side.get("data")
-    if not isinstance(recorded, list) or len(recorded) != len(list(data_dirs)):
+    if not isinstance(recorded, list) or len(recorded) != len(data_dirs):
         return None
     for d, rec in zip(data_dirs, recorded):
         n = (max_chunks or {}).get(str(d))
