@@ -20,7 +20,9 @@
 # beside other work, the heavy-atom half stopped unfinished; v8: core-beta 86 min on the 2-core VM
 # beside the heavy-atom build and MD; heavy-atom v8 did not finish in a 3-hour session, ~2 h alone);
 # logs: ${TMPDIR:-/tmp}/rebuild-ala2-v$VERSION-<representation>.log. A build stopped part way
-# resumes when the same line is run again: the force-matched baselines it finished are reused. The reference is built
+# resumes when run again on the same pins: with --pins-from (its pins do not move), or by running
+# the printed make-task line itself (this script alone re-pins to the chunks finished by then);
+# the force-matched baselines and ensemble members it finished are then reused. The reference is built
 # from the unbiased and the static-bias runs (make-task's default, --reference all).
 set -euo pipefail
 usage="usage: bash data/rebuild-ala2-tasks.sh VERSION [--dry-run] [--only core-beta|heavy-atom] [--pins-from TASK_DIR] [--reference-only]"

@@ -364,6 +364,9 @@ def test_rerun_of_an_interrupted_build_reuses_its_finished_baselines(built, tmp_
         fh.write(b"\0")  # damaged: no longer the file its sidecar records
     build("ala2", sources, **kw)
     assert trained == ["fm-biased"]
+    trained.clear()  # other training settings under the same command line: the networks are retrained
+    build("ala2", sources, **{**kw, "fm": dataclasses.replace(kw["fm"], max_epochs=2)})
+    assert trained == ["fm-unbiased", "fm-biased"]  # the prior-only export does not depend on epochs
     fewer = dataclasses.replace(sources, max_chunks={str(base / "static"): 2})
     with pytest.raises(ValueError, match="ala2-core-beta is version 1: give --version above it"):
         build("ala2", fewer, **kw)

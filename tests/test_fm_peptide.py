@@ -425,6 +425,8 @@ def test_member_checkpoints_resume_an_interrupted_ensemble(tmp_path, monkeypatch
     trained.clear()
     again = train_peptide_pmf(data, seed=4, checkpoint_dir=tmp_path, **kw)
     assert trained == [5] and again.members == first.members and again.checkpoints == first.checkpoints
+    with torch.no_grad():
+        assert torch.equal(again.model(torch.tensor(data.positions[:9])), first.model(torch.tensor(data.positions[:9])))
     trained.clear()
     third = train_peptide_pmf(data, seed=4, checkpoint_dir=tmp_path, **kw)
     assert trained == []
@@ -433,6 +435,12 @@ def test_member_checkpoints_resume_an_interrupted_ensemble(tmp_path, monkeypatch
     first.checkpoints[0].write_bytes(b"damaged")
     train_peptide_pmf(data, seed=4, checkpoint_dir=tmp_path, **kw)
     assert trained == [4]
+    blob = torch.load(first.checkpoints[1], weights_only=True)  # saved with another prior (as after a code change)
+    key = next(k for k in blob["state_dict"] if k.startswith("prior."))
+    blob["state_dict"][key] = blob["state_dict"][key] + 1.0
+    torch.save(blob, first.checkpoints[1])
+    train_peptide_pmf(data, seed=4, checkpoint_dir=tmp_path, **kw)
+    assert trained == [4, 5]
     trained.clear()
     train_peptide_pmf(data, seed=4, checkpoint_dir=tmp_path, **{**kw, "max_epochs": 3})
     other = dataclasses.replace(data, sources=({**src[0], "chunks_sha256": "b" * 64},))

@@ -210,7 +210,8 @@ def train_fm_baselines(system: str, rep: str, sources: AlanineSources, out_dir: 
     for name, (description, kind) in FM_BASELINES.items():
         runs = _fm_runs(sources, kind)
         path = out_dir / f"{name}.pt2"
-        side = matching_export(path, command=command, data_dirs=runs, max_chunks=sources.max_chunks)
+        side = matching_export(path, command=command, data_dirs=runs, max_chunks=sources.max_chunks,
+                               settings=fm, prior_only=name == "prior-only")
         if side is not None:
             log.info("%s-%s: reusing baseline %s: %s was made by this command from the same data "
                      "(an earlier, interrupted run of this build)", system, rep, name, path)
@@ -268,6 +269,7 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
         command += f" --fm-repulsion-power {fm.repulsion_power}"
     for rep in _representations(system, representations):
         _check_new_version(root, system, rep, task_version, command)
+    log.info("build command (run it again to resume an interrupted build): %s", command)
     mc = sources.max_chunks
     ref_runs, gb_runs = _load_reference_runs(sources, reference_from, discard_ps)
     written = []

@@ -314,12 +314,18 @@ def _member_checkpoint(checkpoint_dir, data: "PeptideData", settings: dict, memb
 
 
 def _load_member(path: Path, model: nn.Module) -> FMReport | None:
-    """Load a member checkpoint into ``model``; None (retrain) if it is missing or unreadable."""
+    """Load a member checkpoint into ``model``; None (retrain) if it is missing, unreadable, or
+    if anything but the network's weights (the fitted prior, the feature buffers) differs from
+    the freshly built ``model``'s, as after a change to the prior fit or the features."""
     if not path.is_file():
         return None
     try:
         blob = torch.load(path, weights_only=True)
-        model.load_state_dict(blob["state_dict"])
+        fresh, saved = model.state_dict(), blob["state_dict"]
+        if set(saved) != set(fresh) or not all(torch.equal(saved[k], v) for k, v in fresh.items()
+                                               if not k.startswith("mlp.")):
+            return None
+        model.load_state_dict(saved)
         report = dict(blob["report"])
         report["val_blocks"] = tuple(report["val_blocks"])
         report["val_mse_history"] = tuple(report["val_mse_history"])

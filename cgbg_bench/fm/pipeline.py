@@ -44,15 +44,31 @@ def sidecar_path(out) -> Path:
     return Path(out).with_suffix(".yaml")
 
 
-def matching_export(out, *, command: str, data_dirs, max_chunks: dict | None = None) -> dict | None:
+def _expected_settings(settings: FMSettings, prior_only: bool) -> dict:
+    """The sidecar's ``settings`` entries that ``settings`` fixes (as train_peptide_pmf records them)."""
+    out = {"prior_only": bool(prior_only), "seed": int(settings.seed), "val_fraction": float(settings.val_fraction),
+           "block_ps": float(settings.block_ps), "repulsion_power": int(settings.repulsion_power)}
+    if not prior_only:
+        out.update({"lr": float(settings.lr), "max_epochs": int(settings.max_epochs),
+                    "patience": int(settings.patience), "batch_size": int(settings.batch_size),
+                    "n_rbf": int(settings.n_rbf), "hidden": [int(h) for h in settings.hidden],
+                    "lr_halve_after": settings.lr_halve_after, "n_models": int(settings.n_models)})
+    return out
+
+
+def matching_export(out, *, command: str, data_dirs, max_chunks: dict | None = None,
+                    settings: FMSettings = FMSettings(), prior_only: bool = False) -> dict | None:
     """The sidecar of the export at ``out`` if ``command`` made it from the same data, else None.
 
     What lets an interrupted task build resume without retraining the baselines it finished:
-    the export and its sidecar exist, the sidecar is of this format and records exactly
-    ``command``, the file's sha256 is the one recorded, and every data run's chunk count and
-    chunk sha256 (the first ``max_chunks[dir]`` chunks, else all finished ones) are those the
-    sidecar records, in the same order. Anything else (a missing or damaged file, other data,
-    another command) returns None: the caller retrains.
+    the export and its sidecar exist, the sidecar is of this format and complete, it records
+    exactly ``command`` and the training ``settings`` (seed, epochs, widths, ...: the command
+    does not spell them all out), the file's sha256 is the one recorded, and every data run's
+    chunk count and chunk sha256 (the first ``max_chunks[dir]`` chunks, else all finished ones)
+    are those the sidecar records, in the same order. Anything else (a missing or damaged file,
+    other data or settings, another command) returns None: the caller retrains. The code is
+    not compared: a change to the force-matching code between the two runs is not detected
+    (delete the export to retrain it).
     """
     import yaml
 
@@ -70,7 +86,15 @@ def matching_export(out, *, command: str, data_dirs, max_chunks: dict | None = N
         return None
     if not isinstance(side, dict) or side.get("format") != FORMAT or side.get("command") != command:
         return None
-    if not isinstance(side.get("model"), dict) or side["model"].get("sha256") != sha256_file(out):
+    rmse, model, recorded_settings = (side.get(k) for k in ("force_rmse_kj_per_mol_nm", "model", "settings"))
+    if not (isinstance(rmse, dict) and {"val", "prior_val"} <= set(rmse) and isinstance(model, dict)
+            and "n_parameters" in model and isinstance(recorded_settings, dict)
+            and (prior_only or isinstance(side.get("training"), dict))):
+        return None  # incomplete: not what train_and_export writes
+    expected = _expected_settings(settings, prior_only)
+    if {k: recorded_settings.get(k) for k in expected} != expected:
+        return None
+    if model.get("sha256") != sha256_file(out):
         return None
     recorded = side.get("data")
     if not isinstance(recorded, list) or len(recorded) != len(data_dirs):
