@@ -242,6 +242,23 @@ def test_cli_writes_model_and_sidecar(cli_run):
     check_pmf(module, types.SimpleNamespace(input_shape=(6, 3)), sample=x.numpy(), device="cpu")
 
 
+def test_sidecar_settings_are_what_a_rerun_compares(cli_run):
+    """matching_export (the build's reuse check) expects exactly the settings train-pmf recorded."""
+    import dataclasses
+
+    from cgbg_bench.fm.pipeline import FMSettings, _expected_settings, matching_export
+
+    run, out = cli_run
+    side = yaml.safe_load(out.with_suffix(".yaml").read_text())
+    settings = FMSettings(seed=3, max_epochs=2, hidden=(32, 32), n_rbf=8)
+    expected = _expected_settings(settings, prior_only=False)
+    assert set(side["settings"]) - set(expected) == {"temperature_kelvin"}
+    assert matching_export(out, command=side["command"], data_dirs=[run], settings=settings) is not None
+    for change in ({"weight_decay": 1e-4}, {"n_rbf": 16}, {"seed": 4}, {"repulsion_power": 12}):
+        other = dataclasses.replace(settings, **change)
+        assert matching_export(out, command=side["command"], data_dirs=[run], settings=other) is None, change
+
+
 def test_cli_prior_only(cli_run, tmp_path):
     from cgbg_bench.cli import main
 

@@ -334,6 +334,28 @@ def _load_member(path: Path, model: nn.Module) -> FMReport | None:
         return None
 
 
+def training_settings(*, prior_only: bool, seed: int, val_fraction: float, block_ps: float,
+                      temperature_kelvin: float | None, repulsion_power: int, lr: float, max_epochs: int,
+                      patience: int, batch_size: int, weight_decay: float, n_rbf: int, hidden,
+                      lr_halve_after: int | None, n_models: int) -> dict:
+    """The settings a fit of :func:`train_peptide_pmf` is recorded under: its sidecar's
+    ``settings``, part of its member checkpoints' key, and what a build compares to reuse an
+    export (:func:`cgbg_bench.fm.pipeline.matching_export`). The network's settings are left
+    out of a prior-only fit's; ``temperature_kelvin`` None leaves it out (a caller that has not
+    loaded the data)."""
+    out = {"prior_only": bool(prior_only), "seed": int(seed), "val_fraction": float(val_fraction),
+           "block_ps": float(block_ps)}
+    if temperature_kelvin is not None:
+        out["temperature_kelvin"] = float(temperature_kelvin)
+    out["repulsion_power"] = int(repulsion_power)
+    if not prior_only:
+        out.update({"lr": float(lr), "max_epochs": int(max_epochs), "patience": int(patience),
+                    "batch_size": int(batch_size), "weight_decay": float(weight_decay),
+                    "n_rbf": int(n_rbf), "hidden": [int(h) for h in hidden],
+                    "lr_halve_after": lr_halve_after, "n_models": int(n_models)})
+    return out
+
+
 def train_peptide_pmf(
     data: PeptideData,
     *,
@@ -373,17 +395,15 @@ def train_peptide_pmf(
                                         val_fraction=val_fraction, seed=seed)
     rmse = lambda m, idx: math.sqrt(force_mse(m, data.positions[idx], data.forces[idx]))  # noqa: E731
     prior_train, prior_val = rmse(prior, train_idx), rmse(prior, val_idx)
-    settings = {"prior_only": bool(prior_only), "seed": int(seed), "val_fraction": float(val_fraction),
-                "block_ps": data.block_ps, "temperature_kelvin": data.temperature_kelvin,
-                "repulsion_power": int(repulsion_power)}
+    settings = training_settings(
+        prior_only=prior_only, seed=seed, val_fraction=val_fraction, block_ps=data.block_ps,
+        temperature_kelvin=data.temperature_kelvin, repulsion_power=repulsion_power, lr=lr, max_epochs=max_epochs,
+        patience=patience, batch_size=batch_size, weight_decay=weight_decay, n_rbf=n_rbf, hidden=hidden,
+        lr_halve_after=lr_halve_after, n_models=n_models)
     if prior_only:
         return TrainResult(model=prior.eval(), report=None, train_force_rmse=prior_train, val_force_rmse=prior_val,
                            prior_train_force_rmse=prior_train, prior_val_force_rmse=prior_val,
                            n_parameters=0, settings=settings)
-    settings.update({"lr": float(lr), "max_epochs": int(max_epochs), "patience": int(patience),
-                     "batch_size": int(batch_size), "weight_decay": float(weight_decay),
-                     "n_rbf": int(n_rbf), "hidden": [int(h) for h in hidden],
-                     "lr_halve_after": lr_halve_after, "n_models": int(n_models)})
     members, reports, checkpoints = [], [], []
     for k in range(int(n_models)):
         model = build_peptide_pmf(data.positions, data.mapping, prior=prior, n_rbf=n_rbf, hidden=hidden,

@@ -38,6 +38,7 @@ class FMSettings:
     lr_halve_after: int | None = 5  # halve lr after this many epochs without a better val error (None: constant)
     n_models: int = 1  # > 1: the mean of that many networks (seeds seed, seed + 1, ...) on one split
     repulsion_power: int = 6  # the prior's repulsion eps (sigma / r)^power
+    weight_decay: float = 0.0  # Adam's (not on the command line)
 
 
 def sidecar_path(out) -> Path:
@@ -45,15 +46,15 @@ def sidecar_path(out) -> Path:
 
 
 def _expected_settings(settings: FMSettings, prior_only: bool) -> dict:
-    """The sidecar's ``settings`` entries that ``settings`` fixes (as train_peptide_pmf records them)."""
-    out = {"prior_only": bool(prior_only), "seed": int(settings.seed), "val_fraction": float(settings.val_fraction),
-           "block_ps": float(settings.block_ps), "repulsion_power": int(settings.repulsion_power)}
-    if not prior_only:
-        out.update({"lr": float(settings.lr), "max_epochs": int(settings.max_epochs),
-                    "patience": int(settings.patience), "batch_size": int(settings.batch_size),
-                    "n_rbf": int(settings.n_rbf), "hidden": [int(h) for h in settings.hidden],
-                    "lr_halve_after": settings.lr_halve_after, "n_models": int(settings.n_models)})
-    return out
+    """The sidecar's ``settings`` entries that ``settings`` fixes (all but the data's temperature)."""
+    from cgbg_bench.fm.peptide import training_settings
+
+    return training_settings(
+        prior_only=prior_only, seed=settings.seed, val_fraction=settings.val_fraction, block_ps=settings.block_ps,
+        temperature_kelvin=None, repulsion_power=settings.repulsion_power, lr=settings.lr,
+        max_epochs=settings.max_epochs, patience=settings.patience, batch_size=settings.batch_size,
+        weight_decay=settings.weight_decay, n_rbf=settings.n_rbf, hidden=settings.hidden,
+        lr_halve_after=settings.lr_halve_after, n_models=settings.n_models)
 
 
 def matching_export(out, *, command: str, data_dirs, max_chunks: dict | None = None,
@@ -151,7 +152,8 @@ def train_and_export(system: str, representation: str, data_dirs, out, *, settin
         data, prior_only=prior_only, seed=settings.seed, val_fraction=settings.val_fraction, lr=settings.lr,
         max_epochs=settings.max_epochs, patience=settings.patience, batch_size=settings.batch_size,
         n_rbf=settings.n_rbf, hidden=tuple(settings.hidden), lr_halve_after=settings.lr_halve_after,
-        n_models=settings.n_models, repulsion_power=settings.repulsion_power, checkpoint_dir=checkpoint_dir,
+        n_models=settings.n_models, repulsion_power=settings.repulsion_power, weight_decay=settings.weight_decay,
+        checkpoint_dir=checkpoint_dir,
     )
     # a few frames spread over the data as the export example
     example = data.positions[:: max(1, len(data.positions) // 7)][:7]
