@@ -267,6 +267,8 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
         command += f" --fm-models {fm.n_models}"
     if fm is not None and fm.repulsion_power != FMSettings().repulsion_power:
         command += f" --fm-repulsion-power {fm.repulsion_power}"
+    if fm is not None and fm.dihedral_correction:
+        command += f" --fm-dihedral-correction {fm.dihedral_correction}"
     for rep in _representations(system, representations):
         _check_new_version(root, system, rep, task_version, command)
     log.info("build command (run it again to resume an interrupted build): %s", command)

@@ -43,6 +43,10 @@ def add_parser(sub) -> None:
                     help="force-matched baselines as the mean of K networks (seeds 23..23+K-1, one split; default 1)")
     md.add_argument("--fm-repulsion-power", type=int, default=None, metavar="P",
                     help="exponent of the force-matched baselines' prior repulsion (sigma / r)^P (default 6)")
+    md.add_argument("--fm-dihedral-correction", type=int, default=None, metavar="K",
+                    help="add to the force-matched baselines (not the prior-only one) the order-K Fourier series "
+                         "in each residue's (phi, psi), fitted by least squares on their force residuals "
+                         "(docs/force-matching.md; default: none)")
     md.add_argument("--reference-only", action="store_true",
                     help="new --version of existing tasks with only the reference and the GB rows rebuilt "
                          "from the given runs (e.g. after more MD); flows and force-matched baselines are "
@@ -80,6 +84,7 @@ def run(args) -> int:
             unused = [flag for flag, given in (("--fm-hidden", args.fm_hidden is not None),
                                                ("--fm-models", args.fm_models is not None),
                                                ("--fm-repulsion-power", args.fm_repulsion_power is not None),
+                                               ("--fm-dihedral-correction", args.fm_dihedral_correction is not None),
                                                ("--bank-size", args.bank_size != 1_000_000),
                                                ("--metad", bool(args.metad))) if given]
             if unused:
@@ -92,7 +97,8 @@ def run(args) -> int:
                 print(f"refreshed {path}")
             return 0
         fm = None
-        if args.fm_hidden is not None or args.fm_models is not None or args.fm_repulsion_power is not None:
+        if any(v is not None for v in (args.fm_hidden, args.fm_models, args.fm_repulsion_power,
+                                       args.fm_dihedral_correction)):
             from cgbg_bench.build.alanine import SEEDS
             from cgbg_bench.fm.pipeline import FMSettings
 
@@ -102,12 +108,16 @@ def run(args) -> int:
                 raise CgbgError(f"--fm-models {args.fm_models}: give a number of networks >= 1")
             if args.fm_repulsion_power is not None and args.fm_repulsion_power < 1:
                 raise CgbgError(f"--fm-repulsion-power {args.fm_repulsion_power}: give a whole number >= 1")
+            if args.fm_dihedral_correction is not None and args.fm_dihedral_correction < 0:
+                raise CgbgError(f"--fm-dihedral-correction {args.fm_dihedral_correction}: give an order >= 1 "
+                                "(0: none)")
             default = FMSettings()
             fm = FMSettings(seed=SEEDS["fm"],
                             hidden=default.hidden if args.fm_hidden is None else tuple(args.fm_hidden),
                             n_models=default.n_models if args.fm_models is None else args.fm_models,
                             repulsion_power=(default.repulsion_power if args.fm_repulsion_power is None
-                                             else args.fm_repulsion_power))
+                                             else args.fm_repulsion_power),
+                            dihedral_correction=args.fm_dihedral_correction or 0)
         written = _checked(build, args.family, sources, fm=fm, bank_size=args.bank_size, block_ps=args.block_ps,
                            discard_ps=args.discard_ps, task_version=args.version, reference_from=args.reference,
                            representations=representations, basin_block_ps=args.basin_block_ps)

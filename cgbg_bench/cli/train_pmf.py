@@ -49,6 +49,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--hidden", type=int, nargs="+", default=[128, 128], help="MLP widths (default 128 128)")
     p.add_argument("--repulsion-power", type=int, default=6, metavar="P",
                    help="exponent of the prior's repulsion eps (sigma / r)^P (default 6)")
+    p.add_argument("--dihedral-correction", type=int, default=0, metavar="K",
+                   help="after the networks, fit the order-K Fourier series in each residue's (phi, psi) by "
+                        "least squares on their force residuals, on every frame (default 0: none)")
     p.add_argument("--max-chunks", action="append", default=[], metavar="DIR=N",
                    help="use only the first N chunks of run DIR (repeatable; default: all finished chunks)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -93,6 +96,10 @@ def _train(args) -> int:
 
     if args.repulsion_power < 1:
         raise DataError(f"--repulsion-power {args.repulsion_power}: give a whole number >= 1")
+    if args.dihedral_correction < 0:
+        raise DataError(f"--dihedral-correction {args.dihedral_correction}: give an order >= 1 (0: none)")
+    if args.dihedral_correction and args.prior_only:
+        raise DataError("--dihedral-correction corrects a trained network; drop it or --prior-only")
     torch.set_num_threads(max(1, args.threads))
     system, rep, dirs = _resolve(args)
     dirs = [str(Path(d)) for d in dirs]
@@ -112,7 +119,7 @@ def _train(args) -> int:
                           batch_size=args.batch_size, block_ps=args.block_ps, val_fraction=args.val_fraction,
                           n_rbf=args.n_rbf, hidden=tuple(args.hidden),
                           lr_halve_after=args.lr_halve_after or None, n_models=args.n_models,
-                          repulsion_power=args.repulsion_power)
+                          repulsion_power=args.repulsion_power, dihedral_correction=args.dihedral_correction)
     command = "cgbg-bench train-pmf " + _argv_of(args, system, rep, dirs)
     train_and_export(system, rep, dirs, args.out, settings=settings, prior_only=args.prior_only,
                      command=command, log=lambda m: print(m, flush=True), max_chunks=max_chunks or None)
@@ -130,6 +137,8 @@ def _argv_of(args, system, rep, dirs) -> str:
               f"--n-models {args.n_models}", f"--block-ps {args.block_ps:g}",
               f"--val-fraction {args.val_fraction:g}", f"--n-rbf {args.n_rbf}",
               "--hidden " + " ".join(str(h) for h in args.hidden), f"--repulsion-power {args.repulsion_power}"]
+    if args.dihedral_correction:
+        parts.append(f"--dihedral-correction {args.dihedral_correction}")
     parts += [f"--max-chunks {shlex.quote(item)}" for item in args.max_chunks]
     parts.append(f"--threads {args.threads}")
     return " ".join(parts)

@@ -1,5 +1,6 @@
 """Force matching: fit a PMF U so that -grad U matches mapped MD forces."""
 
+from cgbg_bench.fm.dihedral_correction import CorrectedPMF, DihedralCorrection, fit_dihedral_correction
 from cgbg_bench.fm.models import RBFMLP
 from cgbg_bench.fm.peptide import (
     PeptideData,
@@ -30,4 +31,7 @@ __all__ = [
     "load_training_data",
     "train_peptide_pmf",
     "export_peptide_pmf",
+    "DihedralCorrection",
+    "CorrectedPMF",
+    "fit_dihedral_correction",
 ]

@@ -287,7 +287,9 @@ class TrainResult:
     members: the FMReport of every ensemble member (one entry for a single model).
     RMSEs: force RMSE per component in kJ/mol/nm on the same block split: of the model
     and of the prior alone (the improvement over the prior is the figure of merit: the
-    mapped forces carry a large irreducible noise).
+    mapped forces carry a large irreducible noise). With a dihedral correction, the model's
+    are of the corrected model, whose correction was fitted on every frame, validation included
+    (``dihedral_correction`` has the held-out measure).
     """
 
     model: nn.Module
@@ -300,6 +302,7 @@ class TrainResult:
     settings: dict
     members: tuple[FMReport, ...] = ()
     checkpoints: tuple[Path, ...] = ()  # the member checkpoints written or reused (``checkpoint_dir``)
+    dihedral_correction: dict | None = None  # the fit's numbers (``dihedral_correction`` > 0)
 
 
 def _member_checkpoint(checkpoint_dir, data: "PeptideData", settings: dict, member_seed: int) -> Path:
@@ -337,12 +340,13 @@ def _load_member(path: Path, model: nn.Module) -> FMReport | None:
 def training_settings(*, prior_only: bool, seed: int, val_fraction: float, block_ps: float,
                       temperature_kelvin: float | None, repulsion_power: int, lr: float, max_epochs: int,
                       patience: int, batch_size: int, weight_decay: float, n_rbf: int, hidden,
-                      lr_halve_after: int | None, n_models: int) -> dict:
+                      lr_halve_after: int | None, n_models: int, dihedral_correction: int = 0) -> dict:
     """The settings a fit of :func:`train_peptide_pmf` is recorded under: its sidecar's
     ``settings``, part of its member checkpoints' key, and what a build compares to reuse an
     export (:func:`cgbg_bench.fm.pipeline.matching_export`). The network's settings are left
     out of a prior-only fit's; ``temperature_kelvin`` None leaves it out (a caller that has not
-    loaded the data)."""
+    loaded the data). ``dihedral_correction`` is recorded only when > 0, so that what was
+    fitted without one keeps its record (and its member checkpoints their names)."""
     out = {"prior_only": bool(prior_only), "seed": int(seed), "val_fraction": float(val_fraction),
            "block_ps": float(block_ps)}
     if temperature_kelvin is not None:
@@ -353,6 +357,8 @@ def training_settings(*, prior_only: bool, seed: int, val_fraction: float, block
                     "batch_size": int(batch_size), "weight_decay": float(weight_decay),
                     "n_rbf": int(n_rbf), "hidden": [int(h) for h in hidden],
                     "lr_halve_after": lr_halve_after, "n_models": int(n_models)})
+        if dihedral_correction:
+            out["dihedral_correction"] = int(dihedral_correction)
     return out
 
 
@@ -372,6 +378,7 @@ def train_peptide_pmf(
     lr_halve_after: int | None = 5,
     n_models: int = 1,
     repulsion_power: int = 6,
+    dihedral_correction: int = 0,
     checkpoint_dir: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Fit the prior, then (unless ``prior_only``) train the correction by force matching.
@@ -383,7 +390,10 @@ def train_peptide_pmf(
     ``checkpoint_dir``: each trained network is saved there as soon as it is done, and a
     network already saved for the same data, settings and seed is loaded instead of trained,
     so an interrupted ensemble fit resumes at the member it was on (same result: every member
-    is seeded on its own).
+    is seeded on its own). ``dihedral_correction`` K > 0: then add the order-K Fourier series in
+    the backbone (phi, psi) fitted by least squares on the force residuals
+    (:mod:`cgbg_bench.fm.dihedral_correction`): first on the training blocks alone, to measure
+    it on the validation blocks, then on every frame for the model returned.
     """
     if isinstance(n_models, bool) or int(n_models) != n_models or n_models < 1:
         raise DataError(f"n_models must be a whole number >= 1, got {n_models!r}")
@@ -399,7 +409,10 @@ def train_peptide_pmf(
         prior_only=prior_only, seed=seed, val_fraction=val_fraction, block_ps=data.block_ps,
         temperature_kelvin=data.temperature_kelvin, repulsion_power=repulsion_power, lr=lr, max_epochs=max_epochs,
         patience=patience, batch_size=batch_size, weight_decay=weight_decay, n_rbf=n_rbf, hidden=hidden,
-        lr_halve_after=lr_halve_after, n_models=n_models)
+        lr_halve_after=lr_halve_after, n_models=n_models, dihedral_correction=dihedral_correction)
+    if dihedral_correction and prior_only:
+        raise DataError("a dihedral correction is fitted on a trained network's residuals; not with prior_only")
+    member_settings = {k: v for k, v in settings.items() if k != "dihedral_correction"}
     if prior_only:
         return TrainResult(model=prior.eval(), report=None, train_force_rmse=prior_train, val_force_rmse=prior_val,
                            prior_train_force_rmse=prior_train, prior_val_force_rmse=prior_val,
@@ -408,7 +421,7 @@ def train_peptide_pmf(
     for k in range(int(n_models)):
         model = build_peptide_pmf(data.positions, data.mapping, prior=prior, n_rbf=n_rbf, hidden=hidden,
                                   temperature_kelvin=data.temperature_kelvin, seed=seed + k)
-        path = None if checkpoint_dir is None else _member_checkpoint(checkpoint_dir, data, settings, seed + k)
+        path = None if checkpoint_dir is None else _member_checkpoint(checkpoint_dir, data, member_settings, seed + k)
         report = None if path is None else _load_member(path, model)
         if report is None:
             model, report = train_force_matching(
@@ -431,10 +444,23 @@ def train_peptide_pmf(
     else:
         model = PMFEnsemble(members).eval()
         train_rmse, val_rmse = rmse(model, train_idx), rmse(model, val_idx)
+    correction = None
+    if dihedral_correction:
+        from cgbg_bench.fm.dihedral_correction import CorrectedPMF, fit_dihedral_correction
+
+        _, held_out = fit_dihedral_correction(model, data.positions, data.forces, data.mapping,
+                                              dihedral_correction, fit_idx=train_idx, eval_idx=val_idx)
+        fitted, on_all = fit_dihedral_correction(model, data.positions, data.forces, data.mapping,
+                                                 dihedral_correction)
+        correction = {"order": int(dihedral_correction), "n_coefficients": on_all["n_coefficients"],
+                      "network_train_force_rmse": train_rmse, "network_val_force_rmse": val_rmse,
+                      "val_force_rmse_fitted_on_train_blocks": math.sqrt(held_out["mse_corrected"])}
+        model = CorrectedPMF(model, fitted).eval()
+        train_rmse, val_rmse = rmse(model, train_idx), rmse(model, val_idx)
     return TrainResult(model=model, report=reports[0], train_force_rmse=train_rmse, val_force_rmse=val_rmse,
                        prior_train_force_rmse=prior_train, prior_val_force_rmse=prior_val,
                        n_parameters=sum(p.numel() for p in model.parameters()), settings=settings,
-                       members=tuple(reports), checkpoints=tuple(checkpoints))
+                       members=tuple(reports), checkpoints=tuple(checkpoints), dihedral_correction=correction)
 
 
 # ---------------------------------------------------------------------- export ---

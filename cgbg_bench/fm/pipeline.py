@@ -39,6 +39,7 @@ class FMSettings:
     n_models: int = 1  # > 1: the mean of that many networks (seeds seed, seed + 1, ...) on one split
     repulsion_power: int = 6  # the prior's repulsion eps (sigma / r)^power
     weight_decay: float = 0.0  # Adam's (not on the command line)
+    dihedral_correction: int = 0  # > 0: order of the (phi, psi) Fourier correction fitted after the networks
 
 
 def sidecar_path(out) -> Path:
@@ -54,7 +55,8 @@ def _expected_settings(settings: FMSettings, prior_only: bool) -> dict:
         temperature_kelvin=None, repulsion_power=settings.repulsion_power, lr=settings.lr,
         max_epochs=settings.max_epochs, patience=settings.patience, batch_size=settings.batch_size,
         weight_decay=settings.weight_decay, n_rbf=settings.n_rbf, hidden=settings.hidden,
-        lr_halve_after=settings.lr_halve_after, n_models=settings.n_models)
+        lr_halve_after=settings.lr_halve_after, n_models=settings.n_models,
+        dihedral_correction=settings.dihedral_correction)
 
 
 def matching_export(out, *, command: str, data_dirs, max_chunks: dict | None = None,
@@ -93,8 +95,8 @@ def matching_export(out, *, command: str, data_dirs, max_chunks: dict | None = N
             and (prior_only or isinstance(side.get("training"), dict))):
         return None  # incomplete: not what train_and_export writes
     expected = _expected_settings(settings, prior_only)
-    if {k: recorded_settings.get(k) for k in expected} != expected:
-        return None
+    if {k: v for k, v in recorded_settings.items() if k != "temperature_kelvin"} != expected:
+        return None  # another setting, or one recorded that these settings do not have
     if model.get("sha256") != sha256_file(out):
         return None
     recorded = side.get("data")
@@ -153,21 +155,24 @@ def train_and_export(system: str, representation: str, data_dirs, out, *, settin
         max_epochs=settings.max_epochs, patience=settings.patience, batch_size=settings.batch_size,
         n_rbf=settings.n_rbf, hidden=tuple(settings.hidden), lr_halve_after=settings.lr_halve_after,
         n_models=settings.n_models, repulsion_power=settings.repulsion_power, weight_decay=settings.weight_decay,
-        checkpoint_dir=checkpoint_dir,
+        dihedral_correction=0 if prior_only else settings.dihedral_correction, checkpoint_dir=checkpoint_dir,
     )
     # a few frames spread over the data as the export example
     example = data.positions[:: max(1, len(data.positions) // 7)][:7]
     out.parent.mkdir(parents=True, exist_ok=True)
     export_peptide_pmf(result.model, example, out)
     rep = result.report
+    kind = ("prior" if prior_only else
+            "prior + MLP(RBF pair distances, cos/sin Z-matrix dihedrals)" if settings.n_models == 1 else
+            f"mean of {settings.n_models} x (prior + MLP(RBF pair distances, cos/sin Z-matrix dihedrals))")
+    if result.dihedral_correction:
+        kind += f" + order-{settings.dihedral_correction} Fourier series in each residue's (phi, psi)"
     sidecar = {
         "format": FORMAT,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "model": {"path": out.name, "sha256": sha256_file(out),
-                  "kind": "prior" if prior_only else
-                          "prior + MLP(RBF pair distances, cos/sin Z-matrix dihedrals)" if settings.n_models == 1 else
-                          f"mean of {settings.n_models} x (prior + MLP(RBF pair distances, cos/sin Z-matrix dihedrals))",
+                  "kind": kind,
                   "system": system, "representation": representation,
                   "n_beads": data.mapping.n_beads, "input": "(B, n_beads, 3) float32 nm",
                   "output": "(B,) kJ/mol", "n_parameters": result.n_parameters},
@@ -190,6 +195,11 @@ def train_and_export(system: str, representation: str, data_dirs, out, *, settin
                 {"seed": m.seed, "epochs": m.epochs, "best_epoch": m.best_epoch, "final_lr": m.final_lr,
                  "val_force_rmse": round(m.val_force_rmse, 4), "train_force_rmse": round(m.train_force_rmse, 4)}
                 for m in result.members]})},
+        "dihedral_correction": None if result.dihedral_correction is None else {
+            **{k: round(v, 4) if isinstance(v, float) else v for k, v in result.dihedral_correction.items()},
+            "note": "least squares on the networks' force residuals, on every frame (validation blocks "
+                    "included): the val RMSE above is not held out; val_force_rmse_fitted_on_train_blocks "
+                    "is, for a correction fitted on the training blocks only"},
         "prior": (result.model if prior_only else result.model.prior).to_dict(),
         "versions": {"cgbg_bench": cgbg_bench.__version__, "torch": str(torch.__version__)},
     }
