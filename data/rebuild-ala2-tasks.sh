@@ -102,9 +102,13 @@ if [ -n "$ref_only" ]; then
     echo "refreshed the references to v$version; next: python -m pytest, then update README/docs numbers"
     exit 0
 fi
+# from v11 the force-matched baselines get the (phi, psi) correction (docs/force-matching.md, session
+# 15); v10 and older keep the command they were started with, so that an interrupted build resumes
+fm_extra=()
+[ "$version" -lt 11 ] || fm_extra=(--fm-dihedral-correction 4)
 common=(cgbg-bench make-task ala2 "${reference_runs[@]}" --metad data/ala2/explicit-wtmetad
         "${gb_runs[@]}" "${pins[@]}"
-        --block-ps 200 --version "$version" --fm-models 4)
+        --block-ps 200 --version "$version" --fm-models 4 "${fm_extra[@]}")
 core_beta=("${common[@]}" --representation core-beta)
 heavy_atom=("${common[@]}" --fm-hidden 64 64 --representation heavy-atom)
 [ "$only" = heavy-atom ] || echo "${core_beta[*]}"

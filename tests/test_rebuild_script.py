@@ -73,3 +73,14 @@ def test_reference_only_dry_run_pins_the_reference_runs_and_reads_no_metadynamic
     assert set(_pins(lines[0])) == {f"data/ala2/{r}" for r in RUNS if r != "explicit-wtmetad"}
     r = _run("9", "--reference-only", "--only", "core-beta", "--dry-run")
     assert r.stdout.strip().endswith("--reference-only --representation core-beta")
+
+
+def test_dihedral_correction_from_version_11_only():
+    """v11 on: the force-matched baselines get --fm-dihedral-correction 4; v10 keeps its command
+    (an interrupted v10 build resumes only with the command it was started with)."""
+    for version, expected in (("10", False), ("11", True)):
+        r = _run(version, "--dry-run", "--pins-from", "tasks/ala2-core-beta")
+        assert r.returncode == 0, r.stderr
+        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("cgbg-bench make-task")]
+        assert len(lines) == 2
+        assert all(("--fm-dihedral-correction 4" in ln) is expected for ln in lines)
