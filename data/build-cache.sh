@@ -8,7 +8,8 @@
 #     bash data/build-cache.sh clear          # remove data/build-cache/ (once the build landed)
 # `save` takes the baseline exports (fm-*.pt2 and their .yaml sidecars) of each TASK's
 # baselines/TASK/ that differ from the committed ones, and every member checkpoint in the cache.
-# `restore` never overwrites a newer file: it refuses if a target exists and differs.
+# `restore` checks every file before copying any: it refuses to overwrite a differing member
+# checkpoint, an uncommitted change, or a baseline committed after the save.
 # The build decides on its own whether they are reusable (same command, data, settings:
 # cgbg_bench.fm.pipeline.matching_export and train_peptide_pmf's member keys).
 set -euo pipefail
@@ -21,6 +22,9 @@ shift || true
 case "$cmd" in
     save)
         [ $# -ge 1 ] || { echo "save needs TASK names; $usage" >&2; exit 2; }
+        for task in "$@"; do
+            [ -d "baselines/$task" ] || { echo "no baselines/$task" >&2; exit 2; }
+        done
         mkdir -p "$store/fm-members"
         n=0
         for f in "$cache"/fm-members/fm-member-*.pt; do
@@ -41,21 +45,27 @@ case "$cmd" in
         ;;
     restore)
         [ -d "$store" ] || { echo "nothing to restore: no $store" >&2; exit 1; }
-        mkdir -p "$cache/fm-members"
-        (cd "$store" && find . -type f ! -name README.md) | while read -r rel; do
-            rel=${rel#./}
+        mapfile -t rels < <(cd "$store" && find . -type f ! -name README.md | sed 's|^\./||' | sort)
+        [ ${#rels[@]} -gt 0 ] || { echo "nothing to restore: $store is empty" >&2; exit 1; }
+        dest_of() { case "$1" in fm-members/*) echo "$cache/$1";; *) echo "$1";; esac; }
+        # check every file first, so that a refusal leaves nothing half restored
+        for rel in "${rels[@]}"; do
+            dest=$(dest_of "$rel")
+            [ -e "$dest" ] && ! cmp -s "$store/$rel" "$dest" || continue
             case "$rel" in
-                fm-members/*) dest="$cache/$rel";;
-                *) dest=$rel;;
+                fm-members/*) echo "refusing: $dest exists and differs from $store/$rel" >&2; exit 1;;
             esac
-            if [ -e "$dest" ] && ! cmp -s "$store/$rel" "$dest"; then
-                case "$rel" in
-                    fm-members/*) echo "refusing: $dest exists and differs from $store/$rel" >&2; exit 1;;
-                esac
-                # a committed baseline of the previous version: the saved one is the build's newer output
-                git ls-files --error-unmatch "$dest" >/dev/null 2>&1 && git diff --quiet HEAD -- "$dest" \
-                    || { echo "refusing: $dest has uncommitted changes that differ from $store/$rel" >&2; exit 1; }
+            git ls-files --error-unmatch "$dest" >/dev/null 2>&1 && git diff --quiet HEAD -- "$dest" \
+                || { echo "refusing: $dest has uncommitted changes that differ from $store/$rel" >&2; exit 1; }
+            # a committed baseline older than the saved one is what the saved build replaces; a newer
+            # one (the build landed after the save) must not be overwritten: run `clear` instead
+            if [ "$(git log -1 --format=%ct -- "$dest")" -gt "$(git log -1 --format=%ct -- "$store/$rel")" ]; then
+                echo "refusing: $dest was committed after $store/$rel was saved (the build has landed?)" >&2; exit 1
             fi
+        done
+        mkdir -p "$cache/fm-members"
+        for rel in "${rels[@]}"; do
+            dest=$(dest_of "$rel")
             mkdir -p "$(dirname "$dest")"
             cp -p "$store/$rel" "$dest"; echo "restored $dest"
         done

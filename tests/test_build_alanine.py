@@ -373,3 +373,21 @@ def test_rerun_of_an_interrupted_build_reuses_its_finished_baselines(built, tmp_
     trained.clear()
     build("ala2", fewer, task_version=2, **kw)
     assert sorted(trained) == ["fm-biased", "fm-unbiased", "prior-only"]
+
+
+def test_dihedral_correction_goes_to_pmf_b_only(built, tmp_path, monkeypatch):
+    """make-task --fm-dihedral-correction K: fm-biased gets the correction (settings, sidecar, command),
+    fm-unbiased and prior-only do not (the unbiased run covers phi > 0 too sparsely)."""
+    base = built[0].parent
+    monkeypatch.setenv("CGBG_BENCH_CACHE", str(tmp_path / "cache"))
+    sources = AlanineSources(unbiased=(base / "unbiased",), static=(base / "static",), metad=(base / "metad",))
+    build("ala2", sources, root=tmp_path, bank_size=500, block_ps=2.0, representations=("core-beta",),
+          reference_from="static", flow=FlowSettings(epochs=1, transforms=1, hidden=16, batch_size=64),
+          fm=FMSettings(seed=1, max_epochs=1, n_rbf=4, hidden=(16,), block_ps=1.0, dihedral_correction=1))
+    out = tmp_path / "baselines" / "ala2-core-beta"
+    sides = {n: yaml.safe_load((out / f"{n}.yaml").read_text()) for n in ("fm-biased", "fm-unbiased", "prior-only")}
+    assert sides["fm-biased"]["settings"]["dihedral_correction"] == 1
+    assert sides["fm-biased"]["dihedral_correction"]["order"] == 1
+    assert sides["fm-biased"]["command"].endswith("--fm-dihedral-correction 1")
+    for name in ("fm-unbiased", "prior-only"):
+        assert "dihedral_correction" not in sides[name]["settings"] and sides[name]["dihedral_correction"] is None

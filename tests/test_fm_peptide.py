@@ -581,6 +581,14 @@ def test_dihedral_correction_recovers_a_known_torsion():
         scale = _forces(lambda r: _true_energy(r, stiff=False), x_new).pow(2).mean().sqrt()
         print(f"  force error {err:.3f} of the torsion's {scale:.1f} kJ/mol/nm RMS")
         assert err < 0.05 * scale
+    # phi sampled only in a band: the fit says it is ill-conditioned (the series is free elsewhere)
+    band = np.flatnonzero((d[:, 0] > -2.8).numpy() & (d[:, 0] < -1.0).numpy())
+    _, band_stats = fit_dihedral_correction(base, x.numpy(), f, MAPPING, 2, fit_idx=band)
+    print(f"condition number {stats['condition_number']:.1f} (uniform phi), {band_stats['condition_number']:.2e} "
+          f"(phi band, {len(band)} frames); max |E_c| {stats['max_abs_kj_per_mol']:.1f} / "
+          f"{band_stats['max_abs_kj_per_mol']:.1f} kJ/mol")
+    assert stats["condition_number"] < 100.0 < 100.0 * stats["condition_number"] < band_stats["condition_number"]
+    assert abs(stats["max_abs_kj_per_mol"] - 13.0) < 2.0  # the torsion's own range is ~2 x 6.5 kJ/mol
     with pytest.raises(DataError, match="order"):
         fourier_modes(0)
     with pytest.raises(DataError, match="must both be"):
@@ -647,6 +655,10 @@ def test_train_with_dihedral_correction_records_it_and_keeps_member_names(tmp_pa
     assert info["val_force_rmse_fitted_on_train_blocks"] < plain.val_force_rmse - 1.0
     with pytest.raises(DataError, match="prior_only"):
         train_peptide_pmf(data, prior_only=True, dihedral_correction=1)
+    for bad in (-1, 2.5, True):  # refused before any network is trained
+        with pytest.raises(DataError, match="order"):
+            train_peptide_pmf(data, seed=4, dihedral_correction=bad, max_epochs=10**6)
+    assert {"condition_number", "max_abs_kj_per_mol"} <= set(info)
 
 
 def test_cli_dihedral_correction(cli_run, tmp_path, capsys):

@@ -44,9 +44,9 @@ def add_parser(sub) -> None:
     md.add_argument("--fm-repulsion-power", type=int, default=None, metavar="P",
                     help="exponent of the force-matched baselines' prior repulsion (sigma / r)^P (default 6)")
     md.add_argument("--fm-dihedral-correction", type=int, default=None, metavar="K",
-                    help="add to the force-matched baselines (not the prior-only one) the order-K Fourier series "
-                         "in each residue's (phi, psi), fitted by least squares on their force residuals "
-                         "(docs/force-matching.md; default: none)")
+                    help="add to PMF_B (fm-biased) the order-K Fourier series in each residue's (phi, psi), "
+                         "fitted by least squares on its force residuals (not to fm-unbiased: the unbiased "
+                         "run covers phi > 0 too sparsely; docs/force-matching.md; default: none)")
     md.add_argument("--reference-only", action="store_true",
                     help="new --version of existing tasks with only the reference and the GB rows rebuilt "
                          "from the given runs (e.g. after more MD); flows and force-matched baselines are "

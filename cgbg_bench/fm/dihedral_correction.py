@@ -11,8 +11,12 @@ Why: the networks are stopped early on a noisy validation force error, long befo
 smooth part of the mean force along phi and psi (tenths of a kT between the C5 and PPII regions)
 stops improving; and they never see the validation blocks. The closed-form fit removes what is
 left of the force residual in the span of the series, on every frame (docs/force-matching.md has
-the measurements). The series is periodic and bounded, so it cannot run away where there are no
-data.
+the measurements). The series is periodic and bounded, but not small where the data are: with
+(phi, psi) sampled over part of the torus only (an unbiased run that rarely crosses phi = 0), the
+normal equations are ill-conditioned and the fitted series can take large values in the unsampled
+part. The fit therefore reports the condition number and the series' range on a grid over the
+whole torus (``condition_number``, ``max_abs_kj_per_mol``); check them before trusting a
+correction fitted on such data.
 """
 
 from __future__ import annotations
@@ -106,7 +110,10 @@ def fit_dihedral_correction(base: nn.Module, positions, forces, mapping: CGMappi
     a dict: the mean squared force error per component of ``base`` and of ``base`` + correction on
     the frames ``eval_idx`` (default: the fitted frames), and the coefficients' standard errors
     (``coefficient_se``, the shape of the coefficients; ordinary least squares with one noise
-    variance for all components, so only a guide where the beads' force noise differs).
+    variance for all components and independent frames, so optimistic for time-correlated MD
+    frames and only a guide where the beads' force noise differs); the normal equations'
+    condition number and the largest |E_c| on a 72 x 72 (phi, psi) grid per residue
+    (``condition_number``, ``max_abs_kj_per_mol``), large where the data cover (phi, psi) only in part.
     """
     x_all = np.asarray(positions, dtype=np.float32)
     f_all = np.asarray(forces, dtype=np.float64)
@@ -167,7 +174,13 @@ def fit_dihedral_correction(base: nn.Module, positions, forces, mapping: CGMappi
         sse_base += float((resid**2).sum())
         sse_corr += float(((resid - jac @ coef) ** 2).sum())
         n_comp += resid.size
-    stats = {"order": int(order), "n_coefficients": int(n_par), "n_fit_frames": int(len(fit_idx)),
+    grid = np.linspace(-np.pi, np.pi, 72, endpoint=False)
+    g_phi, g_psi = (a.ravel() for a in np.meshgrid(grid, grid, indexing="ij"))
+    arg = g_phi[:, None] * modes[:, 0] + g_psi[:, None] * modes[:, 1]
+    grid_basis = np.concatenate([np.cos(arg), np.sin(arg)], axis=1)  # (G, 2M)
+    e_grid = grid_basis @ coef.reshape(corr.coefficients.shape).T  # (G, R)
+    stats = {"order": int(order), "condition_number": float(np.linalg.cond(a_reg)),
+             "max_abs_kj_per_mol": float(np.abs(e_grid - e_grid.mean(0)).max()), "n_coefficients": int(n_par), "n_fit_frames": int(len(fit_idx)),
              "mse_base": sse_base / n_comp, "mse_corrected": sse_corr / n_comp,
              "coefficient_se": se.reshape(corr.coefficients.shape)}
     return corr, stats

@@ -410,8 +410,12 @@ def train_peptide_pmf(
         temperature_kelvin=data.temperature_kelvin, repulsion_power=repulsion_power, lr=lr, max_epochs=max_epochs,
         patience=patience, batch_size=batch_size, weight_decay=weight_decay, n_rbf=n_rbf, hidden=hidden,
         lr_halve_after=lr_halve_after, n_models=n_models, dihedral_correction=dihedral_correction)
-    if dihedral_correction and prior_only:
-        raise DataError("a dihedral correction is fitted on a trained network's residuals; not with prior_only")
+    if dihedral_correction:
+        if prior_only:
+            raise DataError("a dihedral correction is fitted on a trained network's residuals; not with prior_only")
+        from cgbg_bench.fm.dihedral_correction import DihedralCorrection
+
+        DihedralCorrection(data.mapping, dihedral_correction)  # a bad order or mapping fails before any training
     member_settings = {k: v for k, v in settings.items() if k != "dihedral_correction"}
     if prior_only:
         return TrainResult(model=prior.eval(), report=None, train_force_rmse=prior_train, val_force_rmse=prior_val,
@@ -454,7 +458,9 @@ def train_peptide_pmf(
                                                  dihedral_correction)
         correction = {"order": int(dihedral_correction), "n_coefficients": on_all["n_coefficients"],
                       "network_train_force_rmse": train_rmse, "network_val_force_rmse": val_rmse,
-                      "val_force_rmse_fitted_on_train_blocks": math.sqrt(held_out["mse_corrected"])}
+                      "val_force_rmse_fitted_on_train_blocks": math.sqrt(held_out["mse_corrected"]),
+                      "condition_number": on_all["condition_number"],
+                      "max_abs_kj_per_mol": on_all["max_abs_kj_per_mol"]}
         model = CorrectedPMF(model, fitted).eval()
         train_rmse, val_rmse = rmse(model, train_idx), rmse(model, val_idx)
     return TrainResult(model=model, report=reports[0], train_force_rmse=train_rmse, val_force_rmse=val_rmse,

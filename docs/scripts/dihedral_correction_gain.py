@@ -73,11 +73,13 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     print(f"| reference | | | | | | | {p_ref[c5].sum() / p_ref[ppii].sum():.3f} | "
           f"{100 * p_ref[reg['alpha_R']].sum():.1f}% | {100 * p_ref[reg['phi > 0']].sum():.2f}% |")
-    val_base = None
+    val_base, notes = None, []
     for order in args.orders:
         held, held_stats = fit_dihedral_correction(base, data.positions, data.forces, data.mapping, order,
                                                    fit_idx=train_idx, eval_idx=val_idx)
-        full, _ = fit_dihedral_correction(base, data.positions, data.forces, data.mapping, order)
+        full, full_stats = fit_dihedral_correction(base, data.positions, data.forces, data.mapping, order)
+        notes.append(f"order {order}: condition number {full_stats['condition_number']:.3g}, largest |E_c| on "
+                     f"the (phi, psi) grid {full_stats['max_abs_kj_per_mol']:.2f} kJ/mol (fitted on every frame)")
         if val_base is None:
             val_base = np.sqrt(held_stats["mse_base"])
             print(row("as shipped", log_w, f"{val_base:.3f}"))
@@ -87,6 +89,7 @@ def main() -> None:
         print(row(f"+ order {order}, fitted on the training blocks", log_w - e_held / task.kT,
                   f"{np.sqrt(held_stats['mse_corrected']):.3f}"))
         print(row(f"+ order {order}, fitted on every frame", log_w - e_full / task.kT, "(not held out)"))
+    print("\n".join(notes))
 
 
 if __name__ == "__main__":
