@@ -40,6 +40,12 @@ def fourier_modes(order: int) -> np.ndarray:
     return np.array([(k, l) for k in range(K + 1) for l in range(-K, K + 1) if k > 0 or l > 0], dtype=np.int64)
 
 
+def _cos_sin(phi: np.ndarray, psi: np.ndarray, modes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of k phi + l psi for every wave vector (k, l) of ``modes``: (..., M) each."""
+    arg = phi[..., None] * modes[:, 0] + psi[..., None] * modes[:, 1]
+    return np.cos(arg), np.sin(arg)
+
+
 def _dihedrals(x: torch.Tensor, quads: torch.Tensor) -> torch.Tensor:
     """(B, n, 3), (R, 4) -> (B, R) radians in (-pi, pi], mdtraj's sign convention (the Z-matrix's)."""
     a, b, c, d = (x[:, quads[:, i]].reshape(-1, 3) for i in range(4))
@@ -142,8 +148,7 @@ def fit_dihedral_correction(base: nn.Module, positions, forces, mapping: CGMappi
             grads = np.stack([torch.autograd.grad(angles[:, j].sum(), x64, retain_graph=j < 2 * n_res - 1)[0].numpy()
                               for j in range(2 * n_res)], axis=1).reshape(len(sel), 2 * n_res, -1)  # (B, 2R, 3n)
             ang = angles.detach().numpy()
-            arg = ang[:, :n_res, None] * modes[:, 0] + ang[:, n_res:, None] * modes[:, 1]  # (B, R, M)
-            c, s_ = np.cos(arg), np.sin(arg)
+            c, s_ = _cos_sin(ang[:, :n_res], ang[:, n_res:], modes)  # (B, R, M)
             d_phi = np.concatenate([-s_ * modes[:, 0], c * modes[:, 0]], axis=-1)  # (B, R, 2M)
             d_psi = np.concatenate([-s_ * modes[:, 1], c * modes[:, 1]], axis=-1)
             # F_c = -sum_r (dE/dphi_r grad phi_r + dE/dpsi_r grad psi_r), linear in the coefficients
@@ -168,19 +173,22 @@ def fit_dihedral_correction(base: nn.Module, positions, forces, mapping: CGMappi
     se = np.sqrt(sigma2 * np.clip(np.diag(np.linalg.inv(a_reg)), 0.0, None))
     with torch.no_grad():
         corr.coefficients.copy_(torch.as_tensor(coef.reshape(corr.coefficients.shape), dtype=torch.float32))
-    sse_base = sse_corr = 0.0
-    n_comp = 0
-    for jac, resid in design(eval_idx):
-        sse_base += float((resid**2).sum())
-        sse_corr += float(((resid - jac @ coef) ** 2).sum())
-        n_comp += resid.size
+    if eval_idx is fit_idx:  # the fitted frames: their errors follow from the normal equations
+        sse_base, sse_corr, n_comp = rr, rr - 2.0 * coef @ b + coef @ a @ coef, n_fit_comp
+    else:
+        sse_base = sse_corr = 0.0
+        n_comp = 0
+        for jac, resid in design(eval_idx):
+            sse_base += float((resid**2).sum())
+            sse_corr += float(((resid - jac @ coef) ** 2).sum())
+            n_comp += resid.size
     grid = np.linspace(-np.pi, np.pi, 72, endpoint=False)
-    g_phi, g_psi = (a.ravel() for a in np.meshgrid(grid, grid, indexing="ij"))
-    arg = g_phi[:, None] * modes[:, 0] + g_psi[:, None] * modes[:, 1]
-    grid_basis = np.concatenate([np.cos(arg), np.sin(arg)], axis=1)  # (G, 2M)
-    e_grid = grid_basis @ coef.reshape(corr.coefficients.shape).T  # (G, R)
+    g_phi, g_psi = np.meshgrid(grid, grid, indexing="ij")
+    e_grid = np.concatenate(_cos_sin(g_phi.ravel(), g_psi.ravel(), modes), axis=1) @ coef.reshape(
+        corr.coefficients.shape).T  # (G, R)
     stats = {"order": int(order), "condition_number": float(np.linalg.cond(a_reg)),
-             "max_abs_kj_per_mol": float(np.abs(e_grid - e_grid.mean(0)).max()), "n_coefficients": int(n_par), "n_fit_frames": int(len(fit_idx)),
+             "max_abs_kj_per_mol": float(np.abs(e_grid - e_grid.mean(0)).max()),
+             "n_coefficients": int(n_par), "n_fit_frames": int(len(fit_idx)),
              "mse_base": sse_base / n_comp, "mse_corrected": sse_corr / n_comp,
              "coefficient_se": se.reshape(corr.coefficients.shape)}
     return corr, stats
