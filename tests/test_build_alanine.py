@@ -391,3 +391,12 @@ def test_dihedral_correction_goes_to_pmf_b_only(built, tmp_path, monkeypatch):
     assert sides["fm-biased"]["command"].endswith("--fm-dihedral-correction 1")
     for name in ("fm-unbiased", "prior-only"):
         assert "dihedral_correction" not in sides[name]["settings"] and sides[name]["dihedral_correction"] is None
+    # the task's baseline descriptions and baselines.yaml say so too
+    meta = yaml.safe_load((out / "baselines.yaml").read_text())
+    assert "order-1 (phi, psi) Fourier correction" in meta["fm-biased"]["description"]
+    assert meta["fm-biased"]["training"]["dihedral_correction"] == 1
+    for name in ("fm-unbiased", "prior-only"):
+        assert "Fourier" not in meta[name]["description"] and "dihedral_correction" not in meta[name]["training"]
+    task = yaml.safe_load((tmp_path / "tasks" / "ala2-core-beta" / "task.yaml").read_text())
+    described = {b["name"]: b["description"] for b in task["baselines"]}
+    assert "order-1 (phi, psi) Fourier correction" in described["fm-biased"]

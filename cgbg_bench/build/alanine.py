@@ -227,12 +227,17 @@ def train_fm_baselines(system: str, rep: str, sources: AlanineSources, out_dir: 
         rmse = side["force_rmse_kj_per_mol_nm"]
         if name != "prior-only" and fm.n_models > 1:
             description = description.replace("prior + MLP", f"mean of {fm.n_models} x (prior + MLP)", 1)
+        if settings.dihedral_correction:
+            description = description.replace(
+                " on the ", f" + order-{settings.dihedral_correction} (phi, psi) Fourier correction on the ", 1)
         meta[name] = {"file": path.name, "description": description, "command": command,
                       "training": {"data_kind": kind, "data": [str(d) for d in runs], "seed": fm.seed,
                                    "sidecar": f"{name}.yaml", "val_force_rmse": rmse["val"],
                                    "prior_val_force_rmse": rmse["prior_val"],
                                    "n_parameters": side["model"]["n_parameters"],
                                    "n_models": side["settings"].get("n_models", 1),
+                                   **({"dihedral_correction": settings.dihedral_correction}
+                                      if settings.dihedral_correction else {}),
                                    **({} if side["training"] is None else
                                       {"epochs": side["training"]["epochs"],
                                        "best_epoch": side["training"]["best_epoch"]})}}
