@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cgbg_bench.md.build import build_peptide, chirality_volume
-from cgbg_bench.md.systems import create_system, min_image_distance, solute_diameter
+from cgbg_bench.md.systems import create_system, image_shifts, min_image_distance, solute_diameter
 
 # (n alanines, atoms: ACE 6 + ALA 10 each + NME 6)
 COUNTS = {"ala2": 1, "ala3": 3, "ala6": 6}
@@ -94,7 +94,9 @@ def test_box_keeps_images_apart():
     from cgbg_bench.md.systems import solvate
 
     pep = build_peptide("ala2")
-    top, pos, edge, dist = solvate(pep)
+    top, pos, box, dist = solvate(pep)
+    edge = box[0, 0]
+    assert np.allclose(box, edge * np.eye(3))
     assert dist >= 1.2
     assert edge >= solute_diameter(pep.positions_nm) + 1.2
     # every orientation: the extent along any axis is at most the diameter
@@ -105,7 +107,67 @@ def test_box_keeps_images_apart():
     assert sum(r.name == "HOH" for r in top.residues()) > 200
 
 
+def test_dodecahedron_keeps_images_apart_with_less_water():
+    from cgbg_bench.md.systems import PME_CUTOFF_NM, solvate
+
+    pep = build_peptide("ala2")
+    _, _, cube, _ = solvate(pep, distance_nm=1.6)
+    top, _, box, dist = solvate(pep, distance_nm=1.6, box_shape="dodecahedron")
+    assert dist >= 1.6
+    # nearest lattice points are the width apart: 12 of them, all at the same distance
+    lengths = np.sort(np.linalg.norm(image_shifts(box), axis=1))
+    assert np.allclose(lengths[:12], lengths[0]) and lengths[12] > lengths[0] * 1.1
+    assert np.linalg.det(box) == pytest.approx(lengths[0] ** 3 / np.sqrt(2.0))
+    assert box[2, 2] >= 2 * PME_CUTOFF_NM  # PME needs every height >= 2 x cutoff
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        assert min_image_distance(pep.positions_nm @ q.T, box) >= 1.6
+    assert np.linalg.det(box) < np.linalg.det(cube)
+
+
+def test_min_image_distance_matches_a_naive_loop():
+    rng = np.random.default_rng(2)
+    pos = rng.normal(scale=0.3, size=(6, 3))
+    box = np.array([[2.5, 0.0, 0.0], [0.0, 2.5, 0.0], [1.25, 1.25, 2.5 / np.sqrt(2.0)]])
+    best = np.inf
+    for i in range(-3, 4):
+        for j in range(-3, 4):
+            for k in range(-3, 4):
+                if (i, j, k) == (0, 0, 0):
+                    continue
+                t = i * box[0] + j * box[1] + k * box[2]
+                for a in pos:
+                    for b in pos:
+                        best = min(best, np.linalg.norm(a - (b + t)))
+    assert min_image_distance(pos, box) == pytest.approx(best)
+
+
 def test_build_is_reproducible():
     a = build_peptide("ala3")
     b = build_peptide("ala3")
     np.testing.assert_array_equal(a.positions_nm, b.positions_nm)
+
+
+def test_hydrogen_mass_repartitioning_is_optional():
+    pep = build_peptide("ala2")
+    masses = {}
+    for hmr in (3.024, None):
+        system = create_system(pep.topology, "obc2", hydrogen_mass_amu=hmr)
+        masses[hmr] = np.array([system.getParticleMass(i)._value for i in range(system.getNumParticles())])
+    h = np.array([a.element.symbol == "H" for a in pep.topology.atoms()])
+    assert np.allclose(masses[None][h], 1.008, atol=1e-3)
+    assert np.allclose(masses[3.024][h], 3.024)
+    assert masses[3.024].sum() == pytest.approx(masses[None].sum())  # moved, not added
+
+
+def test_run_settings_of_older_runs_are_unchanged():
+    """New settings (box shape, image distance, hydrogen mass) keep older run.json comparable."""
+    from cgbg_bench.md.production import RunSettings
+
+    d = RunSettings(system="ala2", solvent="explicit").resolved().to_dict()
+    assert "box_shape" not in d and "image_distance_nm" not in d and "shape" not in d["box"]
+    assert d["box"]["min_image_distance_nm"] == 1.2 and d["hydrogen_mass_amu"] == 3.024
+    rd = RunSettings(system="ala2", solvent="explicit", box_shape="dodecahedron",
+                     image_distance_nm=1.6).resolved().to_dict()
+    assert rd["box"]["shape"] == "dodecahedron" and rd["box"]["min_image_distance_nm"] == 1.6

@@ -33,6 +33,13 @@ def add_parser(subparsers) -> None:
                    help="equilibration length (ps); default 100 (NPT, explicit) or 20 (NVT)")
     r.add_argument("--platform", default="auto", choices=["auto", "CPU", "CUDA", "Reference"],
                    help="OpenMM platform; auto = CUDA when available, else CPU")
+    r.add_argument("--box-shape", default="cube", choices=["cube", "dodecahedron"],
+                   help="explicit solvent: periodic cell (default cube)")
+    r.add_argument("--image-distance", type=float, default=1.2, metavar="NM",
+                   help="explicit solvent: smallest solute-image distance the box keeps (nm, default 1.2)")
+    r.add_argument("--timestep-fs", type=float, default=4.0, help="integration step (fs, default 4)")
+    r.add_argument("--no-hmr", action="store_true",
+                   help="keep the force field's hydrogen masses (no repartitioning; use a 2 fs step)")
     r.add_argument("--metad-height", type=float, default=1.0, help="kJ/mol (default 1.0)")
     r.add_argument("--metad-width", type=float, default=0.35, help="rad (default 0.35)")
     r.add_argument("--metad-bias-factor", type=float, default=6.0, help="default 6")
@@ -82,10 +89,13 @@ def add_parser(subparsers) -> None:
 def _run(args) -> int:
     from cgbg_bench.md.metadynamics import MetadParams
     from cgbg_bench.md.production import RunSettings, run
+    from cgbg_bench.md.systems import HYDROGEN_MASS_AMU
 
     settings = RunSettings(
         system=args.system, solvent=args.solvent, bias=args.bias, seed=args.seed,
         chunk_ps=args.chunk_ps, equilibration_ps=args.equil_ps, bias_residue=args.bias_residue,
+        box_shape=args.box_shape, image_distance_nm=args.image_distance,
+        timestep_fs=args.timestep_fs, hydrogen_mass_amu=None if args.no_hmr else HYDROGEN_MASS_AMU,
         metad=MetadParams(height_kj_per_mol=args.metad_height, width_rad=args.metad_width,
                           bias_factor=args.metad_bias_factor, pace_ps=args.metad_pace_ps,
                           grid_points=args.metad_grid),

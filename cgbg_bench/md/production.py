@@ -101,6 +101,11 @@ class RunSettings:
     metad: _metad.MetadParams = field(default_factory=_metad.MetadParams)
     static_bias_sha256: str | None = None
     start_phi_psi_deg: tuple[float, float] = (-80.0, 150.0)
+    #: explicit solvent: cell shape and the smallest solute-image distance it keeps (nm)
+    box_shape: str = "cube"
+    image_distance_nm: float = _systems.SOLUTE_IMAGE_DISTANCE_NM
+    #: repartitioned hydrogen mass (amu); None: the force field's masses (then a 2 fs step)
+    hydrogen_mass_amu: float | None = _systems.HYDROGEN_MASS_AMU
 
     def resolved(self) -> "RunSettings":
         """Fill defaults that depend on the system and check consistency."""
@@ -112,6 +117,12 @@ class RunSettings:
         if equil is None:
             equil = 100.0 if self.solvent == "explicit" else 20.0
         residue = self.bias_residue if self.bias_residue is not None else (n + 1) // 2
+        if self.box_shape not in _systems.BOX_SHAPES:
+            raise MDError(f"unknown box shape {self.box_shape!r}; choose one of "
+                          f"{list(_systems.BOX_SHAPES)}")
+        if self.image_distance_nm <= _systems.PME_CUTOFF_NM:
+            raise MDError(f"image distance {self.image_distance_nm} nm must exceed the "
+                          f"{_systems.PME_CUTOFF_NM} nm cutoff")
         if not 1 <= residue <= n:
             raise MDError(f"--bias-residue {residue} out of range 1..{n} for {self.system}")
         metad = self.metad if self.bias == "wtmetad" else None
@@ -142,9 +153,9 @@ class RunSettings:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        box_shape, image_distance = d.pop("box_shape"), d.pop("image_distance_nm")
         d["start_phi_psi_deg"] = list(d["start_phi_psi_deg"])
         d["forcefield_files"] = list(_systems.forcefield_files(self.solvent))
-        d["hydrogen_mass_amu"] = _systems.HYDROGEN_MASS_AMU
         d["constraints"] = "HBonds"
         # With bonds to hydrogen constrained, the mapped force that estimates the mean force
         # on a heavy-atom bead is the total force on the heavy atom and its hydrogens (the
@@ -154,9 +165,13 @@ class RunSettings:
         d["integrator"] = "LangevinMiddleIntegrator"
         if self.solvent == "explicit":
             d["nonbonded"] = {"method": "PME", "cutoff_nm": _systems.PME_CUTOFF_NM}
-            d["box"] = {"min_image_distance_nm": _systems.SOLUTE_IMAGE_DISTANCE_NM,
+            d["box"] = {"min_image_distance_nm": image_distance,
                         "margin_nm": _systems.BOX_MARGIN_NM, "water": "tip3p",
                         "equilibration": "minimize, then NPT 1 bar MC barostat, then NVT"}
+            if box_shape != "cube":  # runs made before the shape was a setting are cubes
+                d["box"]["shape"] = box_shape
+        elif box_shape != "cube" or image_distance != _systems.SOLUTE_IMAGE_DISTANCE_NM:
+            raise MDError("a box shape and image distance apply to explicit solvent only")
         else:
             d["nonbonded"] = {"method": "NoCutoff"}
         return d
@@ -339,7 +354,9 @@ class _Engine:
         # (n_heavy, n_peptide) 0/1 matrix: row k sums the forces of heavy atom k's group
         owner = np.asarray(derived["force_owner"])
         self.aggregate = (owner[None, :] == np.arange(len(self.heavy))[:, None]).astype(np.float64)
-        self.box_edge = derived.get("box_edge_nm")  # explicit solvent only (NVT: fixed box)
+        # explicit solvent only (NVT: fixed box); runs made before the vectors were stored are cubes
+        box = derived.get("box_vectors_nm", derived.get("box_edge_nm"))
+        self.image_shifts = None if box is None else _systems.image_shifts(box)
         self.system, self.topology = system, topology
         self.platform, self.props = platform, props
         self.platform_name = platform.getName()
@@ -418,8 +435,8 @@ class _Engine:
                 frc = fstate.getForces(asNumpy=True).value_in_unit(u.kilojoule_per_mole / u.nanometer)
                 ftimes[j] = times[i]
                 pos_out[j] = xyz[0]
-                if self.box_edge is not None:
-                    image_dist[j] = _min_image_distance(all_xyz[: self.n_peptide], self.box_edge)
+                if self.image_shifts is not None:
+                    image_dist[j] = _min_image_distance(all_xyz[: self.n_peptide], self.image_shifts)
                 frc_out[j] = self.aggregate @ frc[: self.n_peptide]
                 epot[j] = fstate.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)
         if not (np.all(np.isfinite(pos_out)) and np.all(np.isfinite(frc_out))):
@@ -469,13 +486,18 @@ def _setup(settings: RunSettings, out_dir: Path, platform, props, static: dict |
     n_pep = peptide.n_atoms
     derived: dict = {}
     if s.solvent == "explicit":
-        topology, positions, edge, dist = _systems.solvate(peptide)
-        derived.update(initial_box_edge_nm=edge, initial_min_image_distance_nm=dist)
+        topology, positions, vectors, dist = _systems.solvate(
+            peptide, distance_nm=s.image_distance_nm, box_shape=s.box_shape)
+        derived.update(initial_box_vectors_nm=vectors.tolist(),
+                       initial_min_image_distance_nm=dist)
+        if s.box_shape == "cube":
+            derived.update(initial_box_edge_nm=float(vectors[0, 0]))
     else:
         topology, positions = peptide.topology, peptide.positions_nm
     explicit = s.solvent == "explicit"
     eq_system = _systems.create_system(topology, s.solvent, barostat=explicit,
-                                       temperature_kelvin=s.temperature_kelvin)
+                                       temperature_kelvin=s.temperature_kelvin,
+                                       hydrogen_mass_amu=s.hydrogen_mass_amu)
     integrator = openmm.LangevinMiddleIntegrator(s.temperature_kelvin, s.friction_per_ps,
                                                  s.timestep_fs / 1000.0)
     integrator.setRandomNumberSeed(_seed(s.seed, 1))
@@ -493,14 +515,17 @@ def _setup(settings: RunSettings, out_dir: Path, platform, props, static: dict |
     if not math.isfinite(energy):
         raise MDError(f"equilibration of {s.system}/{s.solvent} ended with energy {energy}")
     pos = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)
-    system = _systems.create_system(topology, s.solvent, temperature_kelvin=s.temperature_kelvin)
+    system = _systems.create_system(topology, s.solvent, temperature_kelvin=s.temperature_kelvin,
+                                    hydrogen_mass_amu=s.hydrogen_mass_amu)
     if explicit:
         box = state.getPeriodicBoxVectors()
         system.setDefaultPeriodicBoxVectors(*box)
         topology.setPeriodicBoxVectors(box)
-        edge = float(box[0][0].value_in_unit(u.nanometer))
-        derived.update(box_edge_nm=edge,
-                       min_image_distance_nm=_systems.min_image_distance(pos[:n_pep], edge))
+        vectors = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer))
+        derived.update(box_vectors_nm=vectors.tolist(),
+                       min_image_distance_nm=_systems.min_image_distance(pos[:n_pep], vectors))
+        if s.box_shape == "cube":
+            derived.update(box_edge_nm=float(vectors[0, 0]))
     # Heavy atoms of the peptide, in topology order, and dihedral quads among them.
     mdtop = md.Topology.from_openmm(topology)
     heavy = [a.index for a in mdtop.atoms if a.index < n_pep and a.element.symbol != "H"]
@@ -623,12 +648,9 @@ def run(settings: RunSettings, out_dir: str | os.PathLike, ns: float, threads: i
         return done
 
 
-_SHIFTS = np.array([s for s in np.ndindex(3, 3, 3) if s != (1, 1, 1)], dtype=np.float64) - 1.0
-
-
-def _min_image_distance(pos: np.ndarray, edge: float) -> float:
-    """Smallest peptide-image distance in a cubic box (the 26 neighbouring images)."""
-    d = pos[None, :, None, :] - pos[None, None, :, :] + edge * _SHIFTS[:, None, None, :]
+def _min_image_distance(pos: np.ndarray, shifts: np.ndarray) -> float:
+    """Smallest peptide-image distance over the lattice translations ``shifts`` (K, 3)."""
+    d = pos[None, :, None, :] - pos[None, None, :, :] + shifts[:, None, None, :]
     return float(np.sqrt((d * d).sum(-1).min()))
 
 
