@@ -43,12 +43,22 @@ def clip_mask(log_w: np.ndarray, percentile: float) -> np.ndarray:
 
 
 def normalized_weights(log_w: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
-    """exp(log_w) with clipped samples at 0, normalized to sum 1 (stable: max subtracted)."""
+    """exp(log_w) with clipped samples at 0, normalized to sum 1 (stable: max subtracted).
+
+    Only the kept samples are exponentiated, each relative to the largest kept log-weight
+    (so every exponent is <= 0): a clipped sample far above them (a PMF in the wrong units
+    spans thousands of kT) neither overflows nor raises a numpy warning.
+    """
     log_w = np.asarray(log_w, np.float64)
     keep = np.ones(log_w.shape, bool) if keep is None else np.asarray(keep, bool)
     if not keep.any():
         raise ValueError("no sample left after clipping")
-    w = np.where(keep, np.exp(log_w - log_w[keep].max()), 0.0)
+    kept = log_w[keep]
+    top = kept.max()
+    if not np.isfinite(top):
+        raise ValueError(f"the largest kept log-weight is {top}: the energies or log q are not finite")
+    w = np.zeros(log_w.shape, np.float64)
+    w[keep] = np.exp(kept - top)
     return w / w.sum()
 
 
