@@ -24,6 +24,10 @@ __all__ = [
     "StaleResults",
     "MissingResults",
     "ReproductionMismatch",
+    "ImpossibleResult",
+    "EntryPathError",
+    "NothingCompared",
+    "TaskFileUnlisted",
 ]
 
 
@@ -109,3 +113,19 @@ class MissingResults(LeaderboardError):
 
 class ReproductionMismatch(LeaderboardError):
     """Re-evaluating an entry moved a metric beyond its stored error bar."""
+
+
+class ImpossibleResult(EntrySchemaError):
+    """A stored metric no evaluation can produce (JS far below its own noise floor, ESS outside (0, 1], ...)."""
+
+
+class EntryPathError(EntrySchemaError):
+    """An entry names a task that is not shipped, or a model path through a symlink or out of the repository."""
+
+
+class NothingCompared(LeaderboardError):
+    """``leaderboard reproduce`` could compare no stored value for an entry (say which and why)."""
+
+
+class TaskFileUnlisted(TaskError):
+    """A file in a task folder has no sha256 in its task.yaml, so it cannot be verified."""
