@@ -1,6 +1,6 @@
 """Simulation-free comparison of several PMFs on one bank: phi profiles and basin populations.
 
-The showcase of the benchmark (science.md section 7): reweight ONE proposal bank under
+The showcase of the benchmark (docs/spec.md section 10): reweight ONE proposal bank under
 each PMF (e.g. PMF_U and PMF_B) and compare, against the MD reference, the free-energy
 profile along phi and the population of the phi > 0 basin (alpha_L / C7ax), each with a
 bootstrap error (proposal blocks for the PMFs, time blocks for the reference). The
@@ -112,7 +112,11 @@ def compare_pmfs(pmfs: dict, task, *, device: str = "cpu", n_bootstrap: int | No
 
 
 def plot_phi_profiles(comparison: dict, path, title: str = "") -> None:
-    """Free energy along phi (kT) of the reference, each reweighted PMF, GB runs and the raw proposal."""
+    """Free energy along phi (kT) of the reference, each reweighted PMF, GB runs and the raw proposal.
+
+    The legend gives P(phi > 0) of each curve; a PMF's is after the weighting step (its
+    reweighted, clipped bank), and the legend's title says so.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,7 +140,7 @@ def plot_phi_profiles(comparison: dict, path, title: str = "") -> None:
     ax.set_xlim(-180, 180)
     ax.set_ylim(0, 12)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, title="P(phi > 0); PMFs: after reweighting the bank (clipped)", title_fontsize=7)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)

@@ -1,4 +1,4 @@
-"""The benchmark's metrics, exactly as docs/science.md section 4 defines them.
+"""The benchmark's metrics, exactly as docs/spec.md section 4 defines them.
 
 Pure functions on numpy arrays. Histogram metrics take probability vectors along
 the last axis and broadcast over leading axes (bootstrap replicates).
@@ -22,7 +22,7 @@ __all__ = [
     "fe_rmse",
 ]
 
-#: The 1e-10 of science.md section 4 (normalization denominators, empty-bin fill).
+#: The 1e-10 of docs/spec.md section 4 (normalization denominators, empty-bin fill).
 EPS = 1e-10
 
 

@@ -5,7 +5,7 @@ Accepted: torch.export programs (``.pt2``, recommended) and TorchScript modules
 Pickled modules and state dicts (``torch.save``) are refused: loading them would
 run arbitrary code.
 
-The contract (docs/science.md section 2): input (B, *task.input_shape) float32 in
+The contract (docs/spec.md section 2): input (B, *task.input_shape) float32 in
 nm, output (B,) energies in the task's energy unit (kJ/mol; kT for Mueller-Brown),
 any batch size B, finite values, each sample's energy independent of the others.
 """

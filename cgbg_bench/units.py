@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __all__ = ["KB_KJ_PER_MOL_K", "kT_kj_per_mol"]
 
-#: Boltzmann constant in kJ/(mol K), the value fixed by docs/science.md section 2.
+#: Boltzmann constant in kJ/(mol K), the value fixed by docs/spec.md section 2.
 KB_KJ_PER_MOL_K = 0.0083144626
 
 

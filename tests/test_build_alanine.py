@@ -45,7 +45,7 @@ def test_builds_four_tasks_with_the_fixed_observables(built, capsys):
                                                "ala2-heavy-atom-biased"]
     cb = load_task(root / "tasks" / "ala2-core-beta")
     assert cb.input_shape == (6, 3) and cb.kT == pytest.approx(2.4943, abs=1e-4)
-    assert cb.observables[0].indices == ((0, 1, 2, 4), (1, 2, 4, 5))  # science.md section 3
+    assert cb.observables[0].indices == ((0, 1, 2, 4), (1, 2, 4, 5))  # docs/spec.md section 3
     ha = load_task(root / "tasks" / "ala2-heavy-atom")
     assert ha.observables[0].indices == ((1, 3, 4, 6), (3, 4, 6, 8))
     command = cb.reference.provenance["command"]

@@ -1,4 +1,4 @@
-"""CG mappings: bead counts and order of science.md section 3; phi/psi from beads equal mdtraj's."""
+"""CG mappings: bead counts and order of docs/spec.md section 3; phi/psi from beads equal mdtraj's."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Metrics against naive loops and hand-computed cases (docs/science.md section 4)."""
+"""Metrics against naive loops and hand-computed cases (docs/spec.md section 4)."""
 
 import math
 

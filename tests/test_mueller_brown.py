@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _hand_potential(x: float, y: float) -> float:
-    """V written out term by term from the table in science.md, section 3."""
+    """V written out term by term from the table in docs/spec.md section 3."""
     return (
         -17.3 * math.exp(-0.0039 * (x - 48) ** 2 + 0 - 0.0391 * (y - 8) ** 2)
         - 8.7 * math.exp(-0.0039 * (x - 32) ** 2 + 0 - 0.0391 * (y - 16) ** 2)

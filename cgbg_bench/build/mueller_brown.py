@@ -36,7 +36,7 @@ BANK_SIZE = 100_000
 BINS, RANGE = 100, (10.0, 50.0)
 VARIANTS = {"mueller-brown": "unbiased", "mueller-brown-biased": "biased"}
 TASK_VERSION = 1
-# No clipping on this 1-D task (science.md: the clip percentile is a task setting). The
+# No clipping on this 1-D task (docs/spec.md section 6: the clip percentile is a task setting). The
 # flows match the target closely (ESS 0.6-0.99), so discarding the top 1% of log-weights
 # removes 1% of probability mass from exactly the bins where q under-covers p: measured on
 # the unbiased bank, the exact PMF's JS rises from 9e-5 (the noise floor) to 1.4e-3 and

@@ -1,4 +1,4 @@
-"""Frozen CG mappings: bead atoms and phi/psi quadruples, science.md section 3."""
+"""Frozen CG mappings: bead atoms and phi/psi quadruples, docs/spec.md section 3."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ __all__ = [
 #: system name -> number of alanines between the ACE and NME caps.
 SYSTEMS = {"ala2": 1, "ala3": 3, "ala6": 6}
 REPRESENTATIONS = ("heavy-atom", "core-beta")
-#: The (system, representation) pairs that are benchmark tasks (science.md section 3).
+#: The (system, representation) pairs that are benchmark tasks (docs/spec.md section 3).
 #: ala6 heavy-atom is defined too (handy for analysis) but is not a task.
 BENCHMARK_REPRESENTATIONS = (
     ("ala2", "heavy-atom"),

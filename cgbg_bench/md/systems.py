@@ -1,6 +1,6 @@
 """OpenMM systems for the peptides: explicit TIP3P, implicit GB (OBC1, OBC2), vacuum.
 
-Protocol of docs/science.md section 5: amber99sb-ildn, 300 K Langevin, bonds to
+Protocol of docs/spec.md section 8: amber99sb-ildn, 300 K Langevin, bonds to
 hydrogen constrained, hydrogen mass repartitioning with a 4 fs step, PME with a
 0.9 nm cutoff in a periodic box (cube, or rhombic dodecahedron) that keeps every
 solute atom >= a set distance (default 1.2 nm) from every periodic image of the solute.

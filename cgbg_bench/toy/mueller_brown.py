@@ -1,7 +1,7 @@
 """The Mueller-Brown toy task: potential, Langevin sampler, exact PMF.
 
-Everything here is dimensionless with kT = 1 (science.md, section 2). The
-potential is the scaled Mueller-Brown surface of science.md, section 3,
+Everything here is dimensionless with kT = 1 (docs/spec.md section 2). The
+potential is the scaled Mueller-Brown surface of docs/spec.md section 3,
 
     V(x, y) = sum_i A_i exp(a_i (x-x0_i)^2 + b_i (x-x0_i)(y-y0_i) + c_i (y-y0_i)^2),
 
@@ -69,7 +69,7 @@ __all__ = [
     "PotentialMinimumPMF",
 ]
 
-# --- parameter table (science.md, section 3) ---------------------------------
+# --- parameter table (docs/spec.md section 3) ---------------------------------
 A = (-17.3, -8.7, -14.7, 1.3)
 a = (-0.0039, -0.0039, -0.0254, 0.00273)
 b = (0.0, 0.0, 0.043, 0.0023)
@@ -79,7 +79,7 @@ Y0 = (8.0, 16.0, 32.0, 24.0)
 
 DOMAIN = (0.0, 50.0)  # both x and y
 
-# --- Langevin protocol (science.md, section 3) --------------------------------
+# --- Langevin protocol (docs/spec.md section 3) --------------------------------
 DT = 0.1
 FRICTION = 0.1
 MASS = 1.0
@@ -89,7 +89,7 @@ N_CHAINS = 10
 #: per chain, 10 chains); the task builder uses this number.
 N_FRAMES = 5000
 
-# --- reference histogram (science.md, section 4) -----------------------------
+# --- reference histogram (docs/spec.md section 4) -----------------------------
 HIST_BINS = 100
 HIST_RANGE = (10.0, 50.0)
 
@@ -304,7 +304,7 @@ def langevin(
         n_frames: frames stored per chain.
         seed: RNG seed; the same seed gives bitwise identical output.
         bias: None, ``"gaussian"`` (:data:`GAUSSIAN_BIAS`, the biased variant of
-            science.md) or a :class:`Bias` acting on x. The bias drives the
+            docs/spec.md section 3) or a :class:`Bias` acting on x. The bias drives the
             dynamics only: stored forces are those of V alone.
         init_range: starting positions are uniform in init_range^2 (inside domain).
         gradient_fn: replaces the Mueller-Brown gradient, ``(x, y) ->

@@ -27,7 +27,7 @@ import numpy as np
 from cgbg_bench.md.production import load_cg
 
 # (dihedral's bead quadruple, bead moved, rotation axis from, to) in ala2 core-beta bead order
-# C(ACE), N, CA, CB, C, N(NME) (science.md section 3)
+# C(ACE), N, CA, CB, C, N(NME) (docs/spec.md section 3)
 _GENERALIZED = {"phi": ((0, 1, 2, 4), 0, 1, 2), "psi": ((1, 2, 4, 5), 5, 2, 4)}
 
 
