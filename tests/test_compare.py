@@ -36,3 +36,45 @@ def test_block_profile_error_grows_with_block_disagreement():
     a, b = phi_profile_from_blocks("a", same, n_bootstrap=200), phi_profile_from_blocks("b", flip, n_bootstrap=200)
     assert a.phi_positive == pytest.approx(0.1) and a.phi_positive_error < 1e-12
     assert b.phi_positive == pytest.approx(0.5) and b.phi_positive_error > 0.05
+
+
+# ------------------------------------------------------------- the command line (issue 31 item 4) ---
+def _compare_args(*argv):
+    from cgbg_bench.cli import build_parser
+
+    return build_parser().parse_args(["compare", *argv])
+
+
+def test_label_takes_several_names_after_one_flag_or_one_per_flag():
+    from cgbg_bench.cli.compare import labels_for
+
+    files = ["my_pmf.pt2", "baselines/ala2-core-beta/fm-biased.pt2"]
+    together = _compare_args(*files, "--task", "ala2-core-beta", "--label", "mine", "fm-biased")
+    repeated = _compare_args(*files, "--task", "ala2-core-beta", "--label", "mine", "--label", "fm-biased")
+    for args in (together, repeated):
+        assert args.pmfs == files and labels_for(args.pmfs, args.label) == ["mine", "fm-biased"]
+    default = _compare_args(*files, "--task", "ala2-core-beta")
+    assert labels_for(default.pmfs, default.label) == ["my_pmf", "fm-biased"]
+
+
+@pytest.mark.parametrize("labels", [["mine"], ["mine", "fm-biased", "third"]])
+def test_label_count_other_than_the_file_count_is_an_error(tmp_path, capsys, labels):
+    from cgbg_bench.cli import main
+
+    files = []
+    for name in ("a.pt2", "b.pt2"):
+        (tmp_path / name).write_bytes(b"")
+        files.append(str(tmp_path / name))
+    assert main(["compare", *files, "--task", "ala2-core-beta", "--label", *labels]) == 2
+    err = capsys.readouterr().err
+    assert f"{len(labels)} label(s)" in err and "2 PMF file(s)" in err and "one label per file" in err
+
+
+def test_compare_help_has_an_example_and_explains_the_phi_column(capsys):
+    from cgbg_bench.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    out = capsys.readouterr().out
+    assert "--label mine fm-biased" in out and "example" in out
+    assert "after the weighting step" in out
