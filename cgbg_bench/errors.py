@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 __all__ = [
+    "UnsafeArchive",
+    "ModelLimitExceeded",
+    "ModelTimeout",
+    "ModelMemoryLimit",
+    "ModelCrashed",
     "CgbgError",
+    "UsageError",
+    "DeviceError",
+    "OutputPathError",
     "TaskError",
     "TaskNotFound",
     "TaskSchemaError",
@@ -35,6 +43,18 @@ class CgbgError(Exception):
     """Base class of every error raised on purpose by cgbg-bench."""
 
 
+class UsageError(CgbgError, ValueError):
+    """A command-line argument or function parameter has a value that cannot work."""
+
+
+class DeviceError(UsageError):
+    """The requested torch device does not exist or is not available on this machine."""
+
+
+class OutputPathError(UsageError):
+    """An output file cannot be written (a directory, a missing or read-only folder, an unsupported suffix)."""
+
+
 class TaskError(CgbgError, ValueError):
     """A task definition is wrong or incomplete."""
 
@@ -61,6 +81,27 @@ class SubmissionError(CgbgError, ValueError):
 
 class UnsupportedFormat(SubmissionError):
     """The file is not a torch.export program (.pt2) or a TorchScript module (.pt)."""
+
+
+class UnsafeArchive(UnsupportedFormat):
+    """An archive holds something that would run code on load (a pickle beyond plain tensors,
+    compiled code, custom objects) or a program that calls non-tensor operators."""
+
+
+class ModelLimitExceeded(SubmissionError):
+    """The model ran past a limit of its confined child process (time or memory)."""
+
+
+class ModelTimeout(ModelLimitExceeded):
+    """The model's child process ran past its wall-clock limit."""
+
+
+class ModelMemoryLimit(ModelLimitExceeded):
+    """The model's child process tried to use more memory than its cap."""
+
+
+class ModelCrashed(SubmissionError):
+    """The model's child process died (signal) or raised an unexpected error."""
 
 
 class PMFContractError(SubmissionError):

@@ -17,7 +17,9 @@ from cgbg_bench._io import sha256_file
 from cgbg_bench.bootstrap import Scores, block_sums, bootstrap_scores
 from cgbg_bench.errors import PMFContractError
 from cgbg_bench.observables import dihedral
-from cgbg_bench.pmf import check_pmf, default_device, load_pmf
+from cgbg_bench.confine import DEFAULT_LIMITS, Limits, confined_energies
+from cgbg_bench.pmf import check_pmf, default_device, detect_format
+from cgbg_bench.reliability import assess_evaluation
 from cgbg_bench.task import Proposal, Reference, Task
 
 __all__ = ["Result", "compute_energies", "observable_index", "score_log_weights", "score_histograms",
@@ -88,12 +90,7 @@ def compute_energies(
     with torch.no_grad():
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            x = torch.from_numpy(np.ascontiguousarray(positions[start:stop], np.float32)).to(device)
-            if len(x) == 1:  # exported programs may specialize batch size 1: pad it
-                e = module(torch.cat([x, x]))[:1]
-            else:
-                e = module(x)
-            out[start:stop] = e.detach().to("cpu", torch.float64).numpy().reshape(-1)
+            out[start:stop] = _batch_energies(module, positions[start:stop], device)
             bar.update(stop)
     bad = ~np.isfinite(out)
     if bad.any():
@@ -102,6 +99,55 @@ def compute_energies(
             f"(first at index {int(np.flatnonzero(bad)[0])}); energies must be finite everywhere"
         )
     return out
+
+
+def _batch_energies(module: torch.nn.Module, positions: np.ndarray, device: str) -> np.ndarray:
+    """Energies (B,) float64 of one batch; a failure is a PMFContractError naming the batch size."""
+    x = torch.from_numpy(np.ascontiguousarray(positions, np.float32)).to(device)
+    try:
+        with torch.no_grad():
+            if len(x) == 1:  # exported programs may specialize batch size 1: pad it
+                e = module(torch.cat([x, x]))[:1]
+            else:
+                e = module(x)
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise PMFContractError(
+            f"the PMF raised on a batch of {len(x)} configurations ({type(exc).__name__}: {first}); "
+            "it must accept any batch size B") from None
+    if not isinstance(e, torch.Tensor) or tuple(e.shape) != (len(x),):
+        shape = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
+        raise PMFContractError(f"for a batch of {len(x)} the PMF returned {shape}; expected ({len(x)},)")
+    return e.detach().to("cpu", torch.float64).numpy().reshape(-1)
+
+
+#: Configurations re-evaluated in a batch of their own by the batch-independence check.
+INDEPENDENCE_SUBSET = 256
+
+
+def check_batch_independence(module: torch.nn.Module, positions: np.ndarray, energies: np.ndarray, *,
+                             batch_size: int, device: str = "cpu", seed: int = 0,
+                             rtol: float = 1e-4) -> None:
+    """Re-evaluate a random subset of the bank together, in a batch unlike the ones of the pass that
+    gave ``energies``; raise PMFContractError if any energy changes (energies coupled across a batch).
+
+    The subset holds min(``INDEPENDENCE_SUBSET``, N) configurations drawn without replacement
+    (``seed``); with ``batch_size`` > 7 it is a batch of the size the scoring pass used.
+    """
+    n = len(positions)
+    if n < 2:
+        return
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(n, size=min(INDEPENDENCE_SUBSET, n, max(batch_size, 2)), replace=False))[::-1]
+    again = _batch_energies(module, np.asarray(positions[idx]), device)
+    scale = float(np.abs(energies[idx]).max()) + 1.0
+    diff = np.abs(again - energies[idx])
+    if float(diff.max()) > rtol * scale:
+        worst = int(idx[int(diff.argmax())])
+        raise PMFContractError(
+            f"the energy of bank sample {worst} is {energies[worst]:.6g} in its batch of the scoring pass and "
+            f"{again[int(diff.argmax())]:.6g} in another batch: energies must not depend on the rest of the "
+            f"batch (batch size {batch_size}; no batch statistics, eval mode)")
 
 
 def observable_index(task: Task, positions: np.ndarray) -> np.ndarray:
@@ -169,18 +215,26 @@ def score_histograms(task: Task, block_hist: np.ndarray, reference: Reference, *
 
 
 def bank_log_weights(pmf, task: Task, *, device: str, batch_size: int = 16384, n_samples: int | None = None,
-                     progress: bool = False, proposal: Proposal | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Load ``pmf`` (path or module), check its contract, and return the bank's positions and log w.
+                     progress: bool = False, proposal: Proposal | None = None,
+                     limits: Limits = DEFAULT_LIMITS) -> tuple[np.ndarray, np.ndarray]:
+    """Check ``pmf``'s contract and return the bank's positions and log w.
 
+    ``pmf``: a path to a submitted file, run in a confined child process under ``limits``
+    (:mod:`cgbg_bench.confine`), or a module of the caller's own, run in this process.
     ``n_samples``: the first n samples of the bank (or a generated bank of that size).
     """
-    module = load_pmf(pmf, device) if isinstance(pmf, (str, os.PathLike)) else pmf
     proposal = proposal or task.load_proposal(n_samples)
     positions, log_q = proposal.positions, proposal.log_q
     if n_samples is not None:
         positions, log_q = positions[:n_samples], log_q[:n_samples]
-    check_pmf(module, task, sample=positions[:7], device=device)
-    energies = compute_energies(module, positions, batch_size=batch_size, device=device, progress=progress)
+    if isinstance(pmf, (str, os.PathLike)):
+        detect_format(pmf)  # a file of the wrong format is refused before a process starts
+        energies = confined_energies(pmf, task, positions, batch_size=batch_size, device=device,
+                                     progress=progress, limits=limits)
+    else:
+        check_pmf(pmf, task, sample=positions[:7], device=device)
+        energies = compute_energies(pmf, positions, batch_size=batch_size, device=device, progress=progress)
+        check_batch_independence(pmf, positions, energies, batch_size=batch_size, device=device)
     return positions, M.log_weights(energies, log_q, task.kT)
 
 
@@ -196,21 +250,27 @@ def evaluate(
     progress: bool = False,
     proposal: Proposal | None = None,
     reference: Reference | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[Result, np.ndarray]:
     """Score ``pmf`` (a path or a loaded module) on ``task``.
 
-    Returns the Result and the log-weights (for plots). ``n_samples`` uses the first
+    A path is a submission: its code runs in a child process under ``limits`` (wall clock,
+    memory). Returns the Result and the log-weights (for plots). ``n_samples`` uses the first
     n samples of the bank (quick checks); the default is the whole bank.
     """
     t0 = time.perf_counter()
     device = device or default_device()
     is_path = isinstance(pmf, (str, os.PathLike))
-    module = load_pmf(pmf, device) if is_path else pmf
+    module = None if is_path else pmf
     reference = reference or task.load_reference()
-    positions, log_w = bank_log_weights(module, task, device=device, batch_size=batch_size, n_samples=n_samples,
-                                        progress=progress, proposal=proposal)
+    proposal = proposal or task.load_proposal(n_samples)
+    positions, log_w = bank_log_weights(pmf if is_path else module, task, device=device, batch_size=batch_size,
+                                        n_samples=n_samples, progress=progress, proposal=proposal,
+                                        limits=limits)
     scores = score_log_weights(task, log_w, observable_index(task, positions), reference,
                                n_bootstrap=n_bootstrap, seed=seed)
+    reliability = assess_evaluation(task, pmf, scores.metrics, positions, log_w, proposal.log_q,
+                                    device=device, limits=limits)
     result = Result(
         task=task.name,
         task_version=task.version,
@@ -220,7 +280,7 @@ def evaluate(
         n_samples=len(positions),
         submission=str(pmf) if is_path else type(module).__name__,
         submission_sha256=sha256_file(pmf) if is_path else "",
-        info={"batch_size": batch_size, "seed": seed},
+        info={"batch_size": batch_size, "seed": seed, "reliability": reliability},
     )
     return result, log_w
 

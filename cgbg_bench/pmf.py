@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from cgbg_bench.errors import PMFContractError, UnsupportedFormat
+from cgbg_bench.errors import PMFContractError, UnsafeArchive, UnsupportedFormat
 
 __all__ = ["detect_format", "load_pmf", "check_pmf", "export_pmf", "export_program", "default_device"]
 
@@ -77,7 +77,11 @@ def detect_format(path: str | os.PathLike) -> str:
 
 @register_loader("export")
 def _load_export(path: Path, device: str) -> torch.nn.Module:
-    module = torch.export.load(str(path)).module()
+    from cgbg_bench.archive import MAX_ARCHIVE_BYTES, load_export_bytes
+
+    with open(path, "rb") as fh:  # read once: torch loads the very bytes that were checked
+        data = fh.read(MAX_ARCHIVE_BYTES + 1)
+    module = load_export_bytes(data, str(path)).module()
     return module.to(device)
 
 
@@ -92,36 +96,94 @@ def load_pmf(path: str | os.PathLike, device: str | None = None) -> torch.nn.Mod
     fmt = detect_format(path)
     try:
         return _LOADERS[fmt](Path(path), device)
+    except UnsafeArchive:
+        raise
     except Exception as exc:  # a corrupt archive of a known format
         raise UnsupportedFormat(f"{path}: looks like a {fmt} archive but failed to load: {exc}") from exc
 
 
-def _call(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _expected_input_shape(module) -> tuple | None:
+    """The input shape a torch.export program was traced for, e.g. ("B", 1); None when unknown.
+
+    Read from the graph's first placeholder (its fake tensor); a symbolic dimension prints as "B".
+    TorchScript modules record no shapes.
+    """
+    graph = getattr(module, "graph", None)
+    if graph is None or not hasattr(graph, "nodes"):
+        return None
+    try:
+        for node in graph.nodes:
+            if node.op == "placeholder":
+                val = node.meta.get("val")
+                if val is None or not hasattr(val, "shape"):
+                    return None
+                return tuple(d if isinstance(d, int) else "B" for d in val.shape)
+    except Exception:  # an unusual graph: no diagnosis, the generic message stands
+        return None
+    return None
+
+
+def _fmt_shape(dims) -> str:
+    """("B", 6, 3) -> "(B, 6, 3)"."""
+    return "(" + ", ".join(map(str, dims)) + ")"
+
+
+def _call(module: torch.nn.Module, x: torch.Tensor, input_shape: tuple | None = None) -> torch.Tensor:
+    """``module(x)`` without gradients; a failure is a PMFContractError that names its likely cause.
+
+    ``input_shape``: the task's per-sample shape, so that a model made for another input shape is
+    reported as a shape mismatch rather than as a batch-size problem.
+    """
     try:
         with torch.no_grad():
             return module(x)
     except Exception as exc:
+        detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        expected = _expected_input_shape(module)
+        if input_shape is not None and expected is not None:
+            given = ("B", *input_shape)
+            if tuple(expected[1:]) != tuple(input_shape):
+                raise PMFContractError(
+                    f"input shape mismatch: the task gives input shape {_fmt_shape(given)}, the model expects "
+                    f"{_fmt_shape(expected)} ({detail}); was it made for another task? "
+                    "Score it on a task with its input shape (`cgbg-bench list`, `cgbg-bench info TASK`)"
+                ) from exc
+            if expected[0] != "B":
+                raise PMFContractError(
+                    f"the model was exported for a fixed batch size {expected[0]} (input shape "
+                    f"{_fmt_shape(expected)}), it raised on a batch of {x.shape[0]} ({detail}); it must accept "
+                    f"any batch size B: {_EXPORT_HOWTO}"
+                ) from exc
+        task_shape = "" if input_shape is None else f" (the task's input shape {_fmt_shape(('B', *input_shape))})"
         raise PMFContractError(
-            f"the PMF raised on an input of shape {tuple(x.shape)} float32 ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); it must accept any batch size B "
-            "(export with a dynamic batch dimension)"
+            f"the PMF raised on an input of shape {tuple(x.shape)} float32{task_shape} ({detail}); it must "
+            f"accept the task's input shape with any batch size B (export with a dynamic batch dimension)"
         ) from exc
 
 
 def check_pmf(pmf, task, sample: np.ndarray | None = None, device: str | None = None, rtol: float = 1e-4) -> None:
     """Run the submission contract on a small batch; raise PMFContractError naming the violation.
 
-    ``pmf`` is a path or a loaded module; ``sample`` a few positions (default: from the bank).
+    ``pmf`` is a path (a submission: loaded and run in a confined child process,
+    :mod:`cgbg_bench.confine`) or a loaded module of the caller's own (run here);
+    ``sample`` a few positions (default: from the bank).
     """
     device = device or default_device()
-    module = load_pmf(pmf, device) if isinstance(pmf, (str, os.PathLike)) else pmf
     if sample is None:
         sample = task.load_proposal().positions[:7]
+    if isinstance(pmf, (str, os.PathLike)):
+        from cgbg_bench.confine import confined_check
+
+        detect_format(pmf)
+        confined_check(pmf, task, np.asarray(sample), device=device, rtol=rtol)
+        return
+    module = pmf
     x = torch.as_tensor(np.asarray(sample[:7], np.float32), device=device)
     if x.shape[0] < 7:
         raise ValueError("check_pmf needs at least 7 sample positions")
     shape = "(B, " + ", ".join(map(str, task.input_shape)) + ")"
-    out7 = _call(module, x)
+    input_shape = tuple(task.input_shape)
+    out7 = _call(module, x, input_shape)
     if not isinstance(out7, torch.Tensor):
         raise PMFContractError(f"the PMF returned {type(out7).__name__}; it must return one tensor of shape (B,)")
     if tuple(out7.shape) != (7,):
@@ -133,7 +195,7 @@ def check_pmf(pmf, task, sample: np.ndarray | None = None, device: str | None = 
         raise PMFContractError(f"the PMF returned dtype {out7.dtype}; expected a floating-point energy")
     if not torch.isfinite(out7).all():
         raise PMFContractError("the PMF returned NaN or inf on proposal samples; energies must be finite")
-    out3 = _call(module, x[:3])
+    out3 = _call(module, x[:3], input_shape)
     if tuple(out3.shape) != (3,):
         raise PMFContractError(
             f"with B=3 the PMF returned shape {tuple(out3.shape)}: the batch size must be dynamic"
