@@ -25,6 +25,7 @@ _COMMAND_MODULES = [
     "cgbg_bench.cli.tasks",
     "cgbg_bench.cli.md",
     "cgbg_bench.cli.evaluate",
+    "cgbg_bench.cli.bank",
     "cgbg_bench.cli.compare",
     "cgbg_bench.cli.crosscheck",
     "cgbg_bench.cli.make",
