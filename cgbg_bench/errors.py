@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "EnergiesFileError",
     "UnsafeArchive",
     "ModelLimitExceeded",
     "ModelTimeout",
@@ -86,6 +87,11 @@ class UnsupportedFormat(SubmissionError):
 class UnsafeArchive(UnsupportedFormat):
     """An archive holds something that would run code on load (a pickle beyond plain tensors,
     compiled code, custom objects) or a program that calls non-tensor operators."""
+
+
+class EnergiesFileError(SubmissionError):
+    """An energies submission does not match the task's bank (fingerprint, length, unit, dtype)
+    or holds non-finite energies."""
 
 
 class ModelLimitExceeded(SubmissionError):
