@@ -3,7 +3,10 @@
     cgbg-bench train-pmf --task ala2-core-beta --data biased --out my_pmf.pt2
     cgbg-bench train-pmf --system ala2 --representation heavy-atom --data DIR... --out PATH.pt2
 
-Writes PATH.pt2 and a sidecar PATH.yaml (see :mod:`cgbg_bench.fm.pipeline`).
+Writes PATH.pt2 and a sidecar PATH.yaml (see :mod:`cgbg_bench.fm.pipeline`). With ``--task``,
+``--data unbiased|biased`` is the task's recorded recipe: the runs and chunk counts its
+fm-unbiased / fm-biased baseline was trained on (the baseline's sidecar), under the
+repository root (:func:`cgbg_bench.leaderboard.paths.repo_root`, ``$CGBG_BENCH_ROOT``).
 """
 
 from __future__ import annotations
@@ -16,19 +19,53 @@ from cgbg_bench.fm.pipeline import FORMAT, sidecar_path  # noqa: F401  (re-expor
 __all__ = ["add_parser", "sidecar_path"]
 
 
+EPILOG = """\
+how long it takes: about 9 s of CPU per epoch per network on the ala2 recipes (~71,000
+training frames; one thread, --threads 1), a few seconds to load the runs and fit the prior.
+Training stops early after --patience epochs without a better validation error, typically
+after 40-60 epochs: 6-9 minutes for one network on an idle machine (a user's run took
+6:14), 25-40 minutes for --n-models 4 (the baselines' setting), more on a busy machine.
+--max-epochs bounds it. Progress is shown per epoch with the validation error and an
+estimate of the time left (at most: early stopping usually ends sooner): a bar on a
+terminal, plain lines in a log or pipe ($CGBG_BENCH_PROGRESS=bar|lines|off overrides).
+
+data: --data biased with --task uses the task's recorded recipe, the runs and chunk counts
+of the task's fm-biased baseline (for ala2: data/ala2/explicit-wtmetad, explicit-static and
+explicit-static-2, 8 + 137 + 78 chunks, 89,200 frames), and prints them; --all-chunks uses
+every finished chunk of those runs instead, --max-chunks DIR=N sets one run's. The data/
+folders are looked up under the repository root ($CGBG_BENCH_ROOT overrides it: set it to
+your checkout when the package is installed elsewhere).
+
+example:
+  cgbg-bench train-pmf --task ala2-core-beta --data biased --out my_pmf.pt2
+  cgbg-bench evaluate my_pmf.pt2 --task ala2-core-beta
+"""
+
+
 def add_parser(subparsers) -> None:
+    import argparse
+
     p = subparsers.add_parser(
-        "train-pmf", help="train a CG peptide PMF by force matching on MD runs (export .pt2)",
-        description="Fit the prior (harmonic bonds/angles, peaked dihedrals, repulsion) to the "
-                    "runs' CG positions, then train the network correction on the mapped unbiased "
-                    "forces (time-block split, early stopping on validation force error). Writes "
-                    "--out (.pt2) and a sidecar with the same stem and suffix .yaml.")
-    p.add_argument("--task", help="take system and CG representation from this task (e.g. ala2-core-beta)")
+        "train-pmf", help="train a CG peptide PMF by force matching on MD runs (export .pt2; minutes)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Fit the prior (harmonic bonds/angles, peaked dihedrals, repulsion) to the\n"
+                    "runs' CG positions, then train the network correction on the mapped unbiased\n"
+                    "forces (time-block split, early stopping on validation force error). Writes\n"
+                    "--out (.pt2) and a sidecar with the same stem and suffix .yaml.",
+        epilog=EPILOG)
+    p.add_argument("--task", help="take system and CG representation from this task (e.g. ala2-core-beta), "
+                                  "and with --data unbiased|biased its recorded runs and chunk counts")
     p.add_argument("--system", choices=["ala2", "ala3", "ala6"])
     p.add_argument("--representation", choices=["heavy-atom", "core-beta"])
     p.add_argument("--data", required=True, nargs="+", metavar="DIR|unbiased|biased",
-                   help="MD run directories (cgbg-bench md run), or 'unbiased' (data/SYSTEM/explicit-unbiased) "
-                        "or 'biased' (data/SYSTEM/explicit-wtmetad and explicit-static)")
+                   help="MD run directories (cgbg-bench md run), or 'unbiased' or 'biased': with --task, the "
+                        "runs and chunk counts the task's fm-unbiased / fm-biased baseline was trained on; "
+                        "without, every finished chunk of data/SYSTEM/explicit-unbiased ('unbiased') or of "
+                        "data/SYSTEM/explicit-wtmetad, explicit-static and explicit-static-2 ('biased'), "
+                        "those that exist")
+    p.add_argument("--all-chunks", action="store_true",
+                   help="with --task and --data unbiased|biased: every finished chunk of the recipe's runs, "
+                        "not the chunk counts the task recorded")
     p.add_argument("--out", required=True, metavar="PATH.pt2")
     p.add_argument("--prior-only", action="store_true", help="export the fitted prior alone (the lower-bar baseline)")
     p.add_argument("--seed", type=int, default=0, help="split, weights and minibatch order (default 0)")
@@ -53,17 +90,50 @@ def add_parser(subparsers) -> None:
                    help="after the networks, fit the order-K Fourier series in each residue's (phi, psi) by "
                         "least squares on their force residuals, on every frame (default 0: none)")
     p.add_argument("--max-chunks", action="append", default=[], metavar="DIR=N",
-                   help="use only the first N chunks of run DIR (repeatable; default: all finished chunks)")
+                   help="use only the first N chunks of run DIR (repeatable; default: all finished chunks, or for "
+                        "--data unbiased|biased with --task the counts the task recorded)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=_train)
 
 
-def _resolve(args) -> tuple[str, str, list[str]]:
-    from pathlib import Path
+def task_recipe(task, kind: str, root: Path) -> dict | None:
+    """The data recipe of the task's ``fm-<kind>`` baseline, from its sidecar; None if it has none.
 
+    {"baseline": name, "sidecar": path, "runs": [{"dir": Path under root, "label": as recorded,
+    "n_chunks", "n_frames", "chunks_sha256"}], "settings": the sidecar's training settings}.
+    """
+    import yaml
+
+    from cgbg_bench.fm.pipeline import sidecar_path
+
+    name = f"fm-{kind}"
+    baseline = next((b for b in task.baselines if b.name == name and b.kind == "pmf"), None)
+    if baseline is None:
+        return None
+    side_path = sidecar_path(baseline.file.path)
+    if not side_path.is_file():
+        return None
+    side = yaml.safe_load(side_path.read_text())
+    data = side.get("data") if isinstance(side, dict) else None
+    if not isinstance(data, list) or not data:
+        return None
+    runs = []
+    for rec in data:
+        rel = Path(rec["dir"])
+        runs.append({"dir": rel if rel.is_absolute() else root / rel, "label": str(rec["dir"]),
+                     "n_chunks": int(rec["n_chunks"]), "n_frames": int(rec.get("n_frames", 0)),
+                     "chunks_sha256": rec.get("chunks_sha256")})
+    return {"baseline": name, "sidecar": side_path, "runs": runs, "settings": side.get("settings") or {}}
+
+
+def _resolve(args, log=print) -> tuple[str, str, list[str]]:
+    """System, representation and run directories; for a data alias with --task, the task's recipe
+    (its chunk counts are added to ``args.max_chunks`` unless --all-chunks or the user set one)."""
     from cgbg_bench.errors import DataError
     from cgbg_bench.fm.pipeline import DATA_KINDS, runs_for
+    from cgbg_bench.leaderboard.paths import repo_root
 
+    task = None
     if args.task:
         from cgbg_bench.task import load_task
 
@@ -79,12 +149,66 @@ def _resolve(args) -> tuple[str, str, list[str]]:
         system, rep = args.system, args.representation
     else:
         raise DataError("give --task NAME, or both --system and --representation")
-    root = Path(__file__).resolve().parents[2]
-    if len(args.data) == 1 and args.data[0] in DATA_KINDS:
-        dirs = [str(d) for d in runs_for(args.data[0], system, root)]
-    else:
-        dirs = list(args.data)
-    return system, rep, dirs
+    alias = args.data[0] if len(args.data) == 1 and args.data[0] in DATA_KINDS else None
+    if alias is None:
+        if args.all_chunks:
+            raise DataError("--all-chunks is for --data unbiased|biased with --task; with run directories "
+                            "every finished chunk is used unless --max-chunks limits it")
+        return system, rep, list(args.data)
+    root = repo_root()
+    recipe = None if task is None else task_recipe(task, alias, root)
+    if recipe is None:
+        dirs = runs_for(alias, system, root)
+        if args.all_chunks:
+            raise DataError(f"--all-chunks: {'no --task' if task is None else f'task {task.name} records no recipe'} "
+                            f"for --data {alias}; every finished chunk is used already")
+        log(f"data {alias!r}: every finished chunk of {', '.join(str(d) for d in dirs)} "
+            f"({'no --task given' if task is None else f'task {task.name} records no {alias} recipe'})")
+        return system, rep, [str(d) for d in dirs]
+    missing = [r for r in recipe["runs"] if not (r["dir"] / "run.json").is_file()]
+    if missing:
+        raise DataError(
+            f"--data {alias} for task {task.name} is the runs its {recipe['baseline']} baseline was trained on; "
+            f"{', '.join(str(r['dir']) for r in missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not an MD run directory under the repository root {root} "
+            "(set $CGBG_BENCH_ROOT to the checkout that has the data/ folder, make the runs with "
+            "`cgbg-bench md run` (docs/md.md), or pass run directories to --data)")
+    from cgbg_bench.cli._args import parse_max_chunks
+    from cgbg_bench.fm.peptide import _chunks_sha256
+    from cgbg_bench.md.production import chunk_paths
+
+    given = {Path(k).resolve() for k in parse_max_chunks(args.max_chunks)}
+    pinned = not args.all_chunks
+    lines, total = [], 0
+    for r in recipe["runs"]:
+        d, n_finished = r["dir"], len(chunk_paths(r["dir"]))
+        if pinned and d.resolve() not in given:
+            args.max_chunks.append(f"{d}={r['n_chunks']}")
+            if n_finished < r["n_chunks"]:
+                raise DataError(f"{d}: the task's recipe uses {r['n_chunks']} chunks, only {n_finished} are there; "
+                                "continue the run (`cgbg-bench md run`) or give --all-chunks")
+            same = _chunks_sha256(chunk_paths(d)[:r["n_chunks"]]) == r["chunks_sha256"]
+            note = "" if same else ": NOT the task's snapshot (the chunk files differ from those recorded)"
+            lines.append(f"  {r['label']}: {r['n_chunks']} of {n_finished} chunks, "
+                         f"{r['n_frames']} frames{note}")
+            total = None if total is None else total + r["n_frames"]
+        else:
+            why = "--all-chunks" if not pinned else "--max-chunks"
+            lines.append(f"  {r['label']}: the chunks {why} sets ({n_finished} on disk; the task's recipe: "
+                         f"{r['n_chunks']})")
+            total = None
+    settings = recipe["settings"]
+    log(f"data {alias!r}: task {task.name}'s recipe, the runs {'and chunks ' if pinned else ''}its "
+        f"{recipe['baseline']} baseline was trained on ({recipe['sidecar']}), under {root}:")
+    for line in lines:
+        log(line)
+    if total:
+        log(f"  {total} frames in all; --all-chunks uses every finished chunk of these runs")
+    hint = [f"--{k.replace('_', '-')} {settings[k]}" for k, default in
+            (("n_models", 1), ("dihedral_correction", 0), ("seed", None)) if settings.get(k, default) != default]
+    if hint:
+        log(f"  (the baseline was trained with {' '.join(hint)}; add them to reproduce it)")
+    return system, rep, [str(r["dir"]) for r in recipe["runs"]]
 
 
 def _train(args) -> int:
@@ -101,7 +225,7 @@ def _train(args) -> int:
     if args.dihedral_correction and args.prior_only:
         raise DataError("--dihedral-correction corrects a trained network; drop it or --prior-only")
     torch.set_num_threads(max(1, args.threads))
-    system, rep, dirs = _resolve(args)
+    system, rep, dirs = _resolve(args, log=lambda m: print(m, flush=True))
     dirs = [str(Path(d)) for d in dirs]
     # --max-chunks keys match a run directory however it is spelled (relative, absolute, 'biased')
     by_resolved = {Path(d).resolve(): d for d in dirs}
@@ -122,7 +246,8 @@ def _train(args) -> int:
                           repulsion_power=args.repulsion_power, dihedral_correction=args.dihedral_correction)
     command = "cgbg-bench train-pmf " + _argv_of(args, system, rep, dirs)
     train_and_export(system, rep, dirs, args.out, settings=settings, prior_only=args.prior_only,
-                     command=command, log=lambda m: print(m, flush=True), max_chunks=max_chunks or None)
+                     command=command, log=lambda m: print(m, flush=True), max_chunks=max_chunks or None,
+                     progress=True)
     return 0
 
 

@@ -380,6 +380,7 @@ def train_peptide_pmf(
     repulsion_power: int = 6,
     dihedral_correction: int = 0,
     checkpoint_dir: str | os.PathLike | None = None,
+    progress: bool = False,
 ) -> TrainResult:
     """Fit the prior, then (unless ``prior_only``) train the correction by force matching.
 
@@ -393,7 +394,8 @@ def train_peptide_pmf(
     is seeded on its own). ``dihedral_correction`` K > 0: then add the order-K Fourier series in
     the backbone (phi, psi) fitted by least squares on the force residuals
     (:mod:`cgbg_bench.fm.dihedral_correction`): first on the training blocks alone, to measure
-    it on the validation blocks, then on every frame for the model returned.
+    it on the validation blocks, then on every frame for the model returned. ``progress``: show
+    each network's epochs (:mod:`cgbg_bench.progress`: a bar on a terminal, plain lines in a log).
     """
     if isinstance(n_models, bool) or int(n_models) != n_models or n_models < 1:
         raise DataError(f"n_models must be a whole number >= 1, got {n_models!r}")
@@ -428,11 +430,21 @@ def train_peptide_pmf(
         path = None if checkpoint_dir is None else _member_checkpoint(checkpoint_dir, data, member_settings, seed + k)
         report = None if path is None else _load_member(path, model)
         if report is None:
-            model, report = train_force_matching(
-                model, data.positions, data.forces, block_ids=data.block_ids, val_fraction=val_fraction,
-                seed=seed + k, split_seed=seed, lr=lr, max_epochs=max_epochs, patience=patience,
-                batch_size=batch_size, weight_decay=weight_decay, lr_halve_after=lr_halve_after,
-            )
+            from cgbg_bench.progress import progress as progress_display
+
+            desc = "training" if n_models == 1 else f"network {k + 1}/{n_models}"
+            with progress_display(max_epochs, desc=desc, unit="epoch", bound=True, every_s=0.0,
+                                  enabled=progress) as bar:
+                def on_epoch(epoch, val_mse, best_epoch, since_best, bar=bar):
+                    bar.update(1, note=f"val force RMSE {math.sqrt(val_mse):.1f}, best at epoch {best_epoch}; "
+                                       f"stops after {patience} without a better one ({since_best} so far)")
+
+                model, report = train_force_matching(
+                    model, data.positions, data.forces, block_ids=data.block_ids, val_fraction=val_fraction,
+                    seed=seed + k, split_seed=seed, lr=lr, max_epochs=max_epochs, patience=patience,
+                    batch_size=batch_size, weight_decay=weight_decay, lr_halve_after=lr_halve_after,
+                    on_epoch=on_epoch,
+                )
             if path is not None:
                 from cgbg_bench._io import atomic_path
 

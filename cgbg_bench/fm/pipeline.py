@@ -128,12 +128,13 @@ def runs_for(kind: str, system: str, root: Path) -> list[Path]:
 
 def train_and_export(system: str, representation: str, data_dirs, out, *, settings: FMSettings = FMSettings(),
                      prior_only: bool = False, command: str, log=print, max_chunks: dict | None = None,
-                     checkpoint_dir=None) -> dict:
+                     checkpoint_dir=None, progress: bool = False) -> dict:
     """Fit the prior and the network on the runs, export ``out`` (.pt2) and its sidecar; return the sidecar.
 
     ``checkpoint_dir``: keep each ensemble member there as soon as it is trained, so that a
     rerun after an interruption resumes at the member it was on (:func:`train_peptide_pmf`);
-    the member files are removed once ``out`` and its sidecar are written.
+    the member files are removed once ``out`` and its sidecar are written. ``progress``: show
+    the epochs of each network as they run (:mod:`cgbg_bench.progress`).
     """
     import torch
     import yaml
@@ -150,12 +151,16 @@ def train_and_export(system: str, representation: str, data_dirs, out, *, settin
                               max_chunks=max_chunks)
     log(f"data: {len(data.positions)} frames of {data.mapping.name} from {len(data.sources)} run(s), "
         f"{len(set(data.block_ids.tolist()))} blocks of {settings.block_ps:g} ps")
+    for src in data.sources:
+        log(f"  {src['dir']}: {src['n_chunks']} chunks, {src['n_frames']} frames ({src['ns']:g} ns, "
+            f"bias {src['bias']})")
     result = train_peptide_pmf(
         data, prior_only=prior_only, seed=settings.seed, val_fraction=settings.val_fraction, lr=settings.lr,
         max_epochs=settings.max_epochs, patience=settings.patience, batch_size=settings.batch_size,
         n_rbf=settings.n_rbf, hidden=tuple(settings.hidden), lr_halve_after=settings.lr_halve_after,
         n_models=settings.n_models, repulsion_power=settings.repulsion_power, weight_decay=settings.weight_decay,
         dihedral_correction=0 if prior_only else settings.dihedral_correction, checkpoint_dir=checkpoint_dir,
+        progress=progress,
     )
     # a few frames spread over the data as the export example
     example = data.positions[:: max(1, len(data.positions) // 7)][:7]

@@ -131,6 +131,7 @@ def train_force_matching(
     weight_decay: float = 0.0,
     lr_halve_after: int | None = None,
     split_seed: int | None = None,
+    on_epoch=None,
 ) -> tuple[nn.Module, FMReport]:
     """Train ``model`` by force matching; returns (model with best weights, report).
 
@@ -152,6 +153,8 @@ def train_force_matching(
             validation MSE (and again after as many more); None keeps it constant.
         split_seed: seeds the split alone (default: ``seed``), so that models with
             different ``seed`` can share one validation set.
+        on_epoch: called after every epoch as ``on_epoch(epoch, val_mse, best_epoch,
+            since_best)`` (progress display; not called for the final evaluation).
 
     The loss is the mean over frames of the squared force-error norm; early
     stopping compares validation force MSE after every epoch and the best
@@ -202,6 +205,9 @@ def train_force_matching(
             best_state = copy.deepcopy(model.state_dict())
         else:
             since_best += 1
+        if on_epoch is not None:
+            on_epoch(epoch, val, best_epoch, since_best)
+        if since_best:
             if since_best >= patience:
                 break
             if lr_halve_after is not None and since_best % lr_halve_after == 0:
