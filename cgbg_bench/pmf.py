@@ -178,7 +178,7 @@ def check_pmf(pmf, task, sample: np.ndarray | None = None, device: str | None = 
         confined_check(pmf, task, np.asarray(sample), device=device, rtol=rtol)
         return
     module = pmf
-    x = torch.as_tensor(np.asarray(sample[:7], np.float32), device=device)
+    x = torch.as_tensor(np.array(sample[:7], np.float32), device=device)  # a copy: a read-only memmap warns
     if x.shape[0] < 7:
         raise ValueError("check_pmf needs at least 7 sample positions")
     shape = "(B, " + ", ".join(map(str, task.input_shape)) + ")"

@@ -1,41 +1,86 @@
-"""`cgbg-bench evaluate PMF --task NAME`: score a submitted PMF beside the task's baselines."""
+"""`cgbg-bench evaluate PMF --task NAME [NAME ...]`: score a submitted PMF beside the task's baselines."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import sys
+from pathlib import Path
 
 from cgbg_bench._io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
+_EPILOG = """\
+several tasks:
+  --task A B, --task A --task B and --task all (every shipped task) score the PMF on each
+  task in turn and print one table per task. A task that fails (e.g. a PMF made for another
+  input shape) is reported and the others go on; the exit code is then 2.
+  --json PATH writes one object with one task, and a JSON list of such objects (in task
+  order) with several; a task that failed appears as {"task": NAME, "error": {"type", "message"}}.
+  --plot PATH with several tasks writes one figure per task, PATH's stem + "." + TASK + suffix
+  (fe.png -> fe.mueller-brown.png, fe.ala2-core-beta.png).
+
+quick checks (--n-samples N):
+  every row of the table says how many bank samples it used. With N below the full bank, the
+  task's PMF baselines are rescored on the same N samples (this costs one more scoring run
+  per baseline), so that the rows are comparable; --stored-baselines shows the stored
+  full-bank rows instead, marked "not comparable". MD baselines do not use the bank: their
+  rows give their MD frame count.
+
+reliability:
+  scores that cannot be trusted (ESS below 1%, JS within noise of its floor with a low ESS,
+  energies spanning more than 1000 kT over the bank, RMS forces 3x away from the task's
+  baselines: usually a unit mistake) are flagged in the table's "flags" column, with a
+  warning, and in the JSON under "reliability" as a list of {"code", "message"}.
+"""
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="score a PMF (.pt2 or TorchScript .pt) on a task")
-    p.add_argument("pmf", help="the submitted PMF file")
-    p.add_argument("--task", required=True, help="task name (see `cgbg-bench list`)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p = sub.add_parser("evaluate", help="score a PMF (.pt2 or TorchScript .pt) on a task",
+                       description="Score a submitted PMF on one or several tasks, beside each task's baselines.",
+                       epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("pmf", nargs="?", help="the submitted PMF file")
+    p.add_argument("--task", required=True, action="extend", nargs="+", metavar="NAME",
+                   help="task name(s) (see `cgbg-bench list`); repeat it or give several, or `all`")
+    p.add_argument("--device", default=None, help="torch device: cpu, cuda, cuda:N (default: cuda if available, "
+                                                  "else cpu)")
     p.add_argument("--batch-size", type=int, default=16384, help="samples per forward pass (default 16384)")
     p.add_argument("--n-bootstrap", type=int, default=None, help="bootstrap replicates (default: the task's)")
-    p.add_argument("--n-samples", type=int, default=None, help="use only the first N samples of the bank")
+    p.add_argument("--n-samples", type=int, default=None,
+                   help="use only the first N samples of the bank (quick check; baselines are rescored on them)")
+    p.add_argument("--stored-baselines", action="store_true",
+                   help="with --n-samples: show the stored full-bank baseline rows (marked not comparable) "
+                        "instead of rescoring the baselines on the same samples")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
-    p.add_argument("--plot", metavar="PATH", help="draw reweighted free-energy profiles (png/pdf/svg)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="wall-clock limit of the PMF's code per task (default: 1800)")
+    p.add_argument("--memory-limit", type=float, default=None, metavar="GIB",
+                   help="memory cap of the PMF's process in GiB (default: 8)")
+    p.add_argument("--json", metavar="PATH", help="write the full result as JSON (a list with several tasks)")
+    p.add_argument("--plot", metavar="PATH",
+                   help="draw reweighted free-energy profiles (.png/.pdf/.svg; one file per task with several)")
     p.add_argument("--record", metavar="PATH",
-                   help="write or update this task's model and results in a leaderboard entry "
+                   help="write or update each task's model and results in a leaderboard entry "
                         "(leaderboard/submissions/NAME.yaml); needs the whole bank and the task's replicates")
     p.set_defaults(func=run)
 
 
 def _positive(name: str, value) -> None:
-    from cgbg_bench.errors import CgbgError
+    from cgbg_bench.errors import UsageError
 
-    if value is not None and value < 1:
-        raise CgbgError(f"{name} must be a positive integer, got {value}")
+    if value is not None and not value > 0:
+        raise UsageError(f"{name} must be positive, got {value}")
 
 
 def load_baseline_rows(task) -> list[tuple[str, dict]]:
-    """Stored baseline scores of the task (hash-checked), as table rows."""
+    """Stored baseline scores of the task (hash-checked), as table rows (label, metrics)."""
+    return [(label, data["metrics"]) for label, data, _kind in _stored_baselines(task)]
+
+
+def _stored_baselines(task) -> list[tuple[str, dict, str]]:
+    """(label, stored result dict, kind) of every stored baseline score of the task."""
     if task.baseline_scores is None:
         return []
     data = json.loads(task.baseline_scores.verify().read_text())
@@ -43,50 +88,223 @@ def load_baseline_rows(task) -> list[tuple[str, dict]]:
         log.warning("baseline scores were computed for task version %s, the task is version %s: "
                     "rebuild them", data.get("task_version"), task.version)
     kinds = {b.name: b.kind for b in task.baselines}
-    return [(f"[baseline] {name}" + (" (MD)" if kinds.get(name) == "md-histogram" else ""), r["metrics"])
-            for name, r in data["baselines"].items()]
+    return [(f"[baseline] {name}" + (" (MD)" if kinds.get(name) == "md-histogram" else ""), r,
+             kinds.get(name, "pmf")) for name, r in data["baselines"].items()]
 
 
-def run(args) -> int:
+def _task_names(requested: list[str]) -> list[str]:
+    from cgbg_bench.errors import UsageError
+    from cgbg_bench.task import list_tasks
+
+    names: list[str] = []
+    for name in requested:
+        if name == "all":
+            every = list_tasks()
+            if not every:
+                raise UsageError("--task all: no tasks found (see `cgbg-bench list`)")
+            names += every
+        else:
+            names.append(name)
+    return list(dict.fromkeys(names))  # repeated names are scored once
+
+
+def _split_pmf(args) -> None:
+    """`evaluate --task A B model.pt2`: the file after the task names is the PMF, not a task."""
+    from cgbg_bench.errors import UsageError
+
+    if args.pmf is None:
+        files = [t for t in args.task if Path(t).suffix in (".pt2", ".pt") or Path(t).is_file()]
+        if len(files) == 1 and args.task[-1] == files[0]:
+            args.pmf = args.task.pop()
+        else:
+            raise UsageError("evaluate needs the PMF file: cgbg-bench evaluate model.pt2 --task NAME")
+    if not args.task:
+        raise UsageError("--task needs at least one task name (see `cgbg-bench list`), or `all`")
+
+
+def _check_pmf_path(path: str) -> None:
+    from cgbg_bench.errors import SubmissionError
+
+    p = Path(path)
+    if p.is_dir():
+        raise SubmissionError(f"{path} is a directory, not a PMF file; give the .pt2 (torch.export) or .pt "
+                              "(TorchScript) file itself")
+    if not p.exists():
+        raise SubmissionError(f"{path}: no such file")
+
+
+def _plot_path(plot: str, task_name: str, several: bool) -> str:
+    if not several:
+        return plot
+    p = Path(plot)
+    return str(p.with_name(f"{p.stem}.{task_name}{p.suffix}"))
+
+
+def _limits(args):
+    from cgbg_bench.confine import DEFAULT_LIMITS, Limits
+
+    if args.timeout is None and args.memory_limit is None:
+        return DEFAULT_LIMITS
+    return Limits(timeout_s=DEFAULT_LIMITS.timeout_s if args.timeout is None else args.timeout,
+                  memory_gb=DEFAULT_LIMITS.memory_gb if args.memory_limit is None else args.memory_limit)
+
+
+def _table(rows: list[dict], names: list[str]) -> str:
+    """rows: {"label", "bank", "metrics", "flags"}; one line each with a bank-size and a flags column."""
+    from tabulate import tabulate
+
+    from cgbg_bench.report import METRIC_LABELS, format_value_error
+
+    header = ["entry", "bank"] + [METRIC_LABELS.get(m, m) for m in names] + ["flags"]
+    body = []
+    for r in rows:
+        line = [r["label"], r["bank"]]
+        for m in names:
+            v = r["metrics"].get(m)
+            line.append(format_value_error(v["value"], v["error"]) if v else "-")
+        line.append(", ".join(f["code"] for f in r.get("flags") or []) or "-")
+        body.append(line)
+    return tabulate(body, headers=header, tablefmt="github", disable_numparse=True)
+
+
+def _baseline_rows(task, result, args, proposal, reference, limits, device: str) -> tuple[list[dict], list[str]]:
+    """Table rows of the task's baselines, comparable with ``result``; notes to print under the table."""
+    from cgbg_bench.errors import CgbgError
+    from cgbg_bench.evaluate import evaluate
+    from cgbg_bench.pmf import load_pmf
+    from cgbg_bench.reliability import assess
+
+    stored = _stored_baselines(task)
+    rows, notes = [], []
+    n = result.n_samples
+    rescore = not args.stored_baselines and any(kind == "pmf" and int(d.get("n_samples", n)) != n
+                                                for _, d, kind in stored)
+    if rescore:
+        notes.append(f"baseline PMFs rescored on the same {n} samples (--stored-baselines shows the stored "
+                     "full-bank rows instead)")
+    for label, data, kind in stored:
+        if kind != "pmf":
+            rows.append({"label": label, "bank": f"{int(data.get('n_samples', 0))} MD frames",
+                         "metrics": data["metrics"], "flags": [f.as_dict() for f in assess(data["metrics"])]})
+            continue
+        stored_n = int(data.get("n_samples", n))
+        if stored_n == n or not rescore:
+            comparable = stored_n == n
+            rows.append({"label": label + ("" if comparable else " (stored, not comparable)"),
+                         "bank": str(stored_n), "metrics": data["metrics"],
+                         "flags": data.get("reliability") or [f.as_dict() for f in assess(data["metrics"])]})
+            continue
+        name = label.split("] ", 1)[1]
+        try:  # a baseline is a trusted repository file: it runs in this process
+            module = load_pmf(task.baseline(name).file.verify(), device)
+            again, _ = evaluate(module, task, device=device, batch_size=args.batch_size,
+                                n_bootstrap=args.n_bootstrap, seed=args.seed, n_samples=n, proposal=proposal,
+                                reference=reference, limits=limits)
+        except CgbgError as exc:
+            notes.append(f"baseline {name} could not be rescored ({type(exc).__name__}: {exc})")
+            continue
+        rows.append({"label": label + " (rescored)", "bank": str(again.n_samples),
+                     "metrics": again.as_dict()["metrics"], "flags": again.info.get("reliability", [])})
+    if not rescore and any(kind == "pmf" and int(d.get("n_samples", n)) != n for _, d, kind in stored):
+        notes.append(f"rows marked 'not comparable' were scored on another number of bank samples than this "
+                     f"PMF ({n}); drop --stored-baselines to rescore them on the same samples")
+    return rows, notes
+
+
+def _score_task(args, task_name: str, several: bool, limits) -> dict:
+    """Score args.pmf on one task, print its table; return the result dict."""
     from cgbg_bench.evaluate import evaluate, observable_index
-    from cgbg_bench.report import score_table
     from cgbg_bench.task import load_task
 
-    _positive("--batch-size", args.batch_size)
-    _positive("--n-bootstrap", args.n_bootstrap)
-    _positive("--n-samples", args.n_samples)
-    task = load_task(args.task)
+    task = load_task(task_name)
     proposal = task.load_proposal(args.n_samples)
     reference = task.load_reference()
-    if args.record:
-        from cgbg_bench.leaderboard import check_record
-
-        check_record(args.record, task, n_samples=args.n_samples, n_bootstrap=args.n_bootstrap)
     result, log_w = evaluate(
         args.pmf, task, device=args.device, batch_size=args.batch_size, n_bootstrap=args.n_bootstrap,
         seed=args.seed, n_samples=args.n_samples, progress=True,
-        proposal=proposal, reference=reference,
+        proposal=proposal, reference=reference, limits=limits,
     )
+    flags = list(result.info.get("reliability", []))
     names = [m for m in ("js", "pmf_error", "fe_rmse", "ess", "js_floor") if m in result.scores.metrics]
-    rows = [(f"{args.pmf}", result.as_dict()["metrics"])] + load_baseline_rows(task)
+    own = {"label": f"{args.pmf}", "bank": str(result.n_samples), "metrics": result.as_dict()["metrics"],
+           "flags": flags}
+    baselines, notes = _baseline_rows(task, result, args, proposal, reference, limits, result.device)
     print(f"task {task.name} v{task.version}: {result.n_samples} proposal samples, "
           f"{result.scores.n_bootstrap} bootstrap replicates, device {result.device}, {result.runtime_s:.1f} s")
-    print(score_table(rows, names))
-    print("values are bootstrap mean(standard deviation); JS floor: expected JS of a perfect PMF at this "
-          "sample size")
-    if args.json:
-        atomic_write_text(args.json, json.dumps(result.as_dict(), indent=2) + "\n")
-        print(f"wrote {args.json}")
+    print(_table([own] + baselines, names))
+    print("values are bootstrap mean(standard deviation); bank: proposal samples each row was scored on; "
+          "JS floor: expected JS of a perfect PMF at this sample size")
+    for note in notes:
+        print(note)
+    for f in flags:
+        print(f"WARNING: {task.name}: this score cannot be trusted [{f['code']}]: {f['message']}", file=sys.stderr)
     if args.plot:
         from cgbg_bench.plot import plot_profiles
 
+        out = _plot_path(args.plot, task.name, several)
         positions = proposal.positions[: result.n_samples]
-        plot_profiles(task, reference, observable_index(task, positions), log_w, args.plot, label=str(args.pmf))
-        print(f"wrote {args.plot}")
+        plot_profiles(task, reference, observable_index(task, positions), log_w, out, label=str(args.pmf))
+        print(f"wrote {out}")
     if args.record:
         from cgbg_bench.leaderboard import record_result, repo_root
 
         record_result(args.record, result, task, model_path=args.pmf, root=repo_root())
         print(f"recorded {task.name} in {args.record}; fill in any TODO, then run "
               "`cgbg-bench leaderboard validate` and `cgbg-bench leaderboard render`")
-    return 0
+    return result.as_dict()
+
+
+def run(args) -> int:
+    from cgbg_bench.cli._args import check_device, check_output_path, plot_suffixes
+    from cgbg_bench.errors import CgbgError
+    from cgbg_bench.task import load_task
+
+    # Everything that can be refused is refused here, before any scoring.
+    _split_pmf(args)
+    _positive("--batch-size", args.batch_size)
+    _positive("--n-bootstrap", args.n_bootstrap)
+    _positive("--n-samples", args.n_samples)
+    _positive("--timeout", args.timeout)
+    _positive("--memory-limit", args.memory_limit)
+    check_device(args.device)
+    _check_pmf_path(args.pmf)
+    names = _task_names(args.task)
+    several = len(names) > 1
+    tasks = [load_task(name) for name in names]  # unknown names fail here, before any scoring
+    if args.json:
+        check_output_path(args.json, "--json")
+    if args.plot:
+        check_output_path(args.plot, "--plot", plot_suffixes())
+    if args.record:
+        from cgbg_bench.leaderboard import check_record
+
+        check_output_path(args.record, "--record")
+        for task in tasks:
+            check_record(args.record, task, n_samples=args.n_samples, n_bootstrap=args.n_bootstrap)
+    outputs = [p for p in (args.json, args.plot, args.record) if p]
+    if len({str(Path(p).resolve()) for p in outputs}) < len(outputs):
+        from cgbg_bench.errors import OutputPathError
+
+        raise OutputPathError("--json, --plot and --record must name different files")
+    limits = _limits(args)
+
+    results, failed = [], []
+    for name in names:
+        if several:
+            print(f"\n== {name} ==")
+        try:
+            results.append(_score_task(args, name, several, limits))
+        except CgbgError as exc:
+            if not several:
+                raise
+            print(f"cgbg-bench: error: task {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            failed.append(name)
+            results.append({"task": name, "error": {"type": type(exc).__name__, "message": str(exc)}})
+    if args.json:
+        payload = results if several else results[0]
+        atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if several:
+        print(f"\nscored {len(names) - len(failed)} of {len(names)} tasks" +
+              (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 2 if failed else 0
