@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 import time
 
@@ -17,6 +18,9 @@ import pytest
 
 from cgbg_bench import bank as bank_mod
 from cgbg_bench._io import sha256_file
+from cgbg_bench.cli import main
+from cgbg_bench.errors import MDError
+from cgbg_bench.md.production import RunSettings, chunk_paths, load_chunks, run, run_status
 from cgbg_bench.task import load_task
 
 # --------------------------------------------------------------------------- item 5: banks
@@ -140,3 +144,119 @@ def test_two_generators_at_once_generate_once(bank_task, monkeypatch):
         t.join()
     assert not errors and len(out) == 2 and len(calls) == 1
     np.testing.assert_array_equal(out[0][0], out[1][0])
+
+
+# --------------------------------------------------------------------------- item 6: MD runs
+
+ARGS = ["md", "run", "--system", "ala2", "--solvent", "vacuum", "--chunk-ps", "1", "--equil-ps", "0.4",
+        "--seed", "3", "--platform", "CPU"]
+SETTINGS = RunSettings("ala2", "vacuum", seed=3, chunk_ps=1.0, equilibration_ps=0.4)
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    """A 3-chunk vacuum run, and the checkpoint it had after 2 chunks."""
+    root = tmp_path_factory.mktemp("mdrun")
+    out = root / "run"
+    run(SETTINGS, out, ns=0.002, platform="CPU", threads=1)
+    shutil.copy(out / "checkpoint.npz", root / "checkpoint-2.npz")
+    run(SETTINGS, out, ns=0.003, platform="CPU", threads=1)
+    return out
+
+
+@pytest.fixture
+def run_dir(base_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(base_run, out)
+    return out
+
+
+def _md(args, capsys):
+    capsys.readouterr()
+    rc = main(args)
+    cap = capsys.readouterr()
+    return rc, cap.out + cap.err
+
+
+def test_chunks_are_recorded(run_dir):
+    records = json.loads((run_dir / "chunks.json").read_text())["chunks"]
+    assert [r["chunk"] for r in records] == [p.name for p in chunk_paths(run_dir)]
+    assert all(r["sha256"] == sha256_file(run_dir / r["chunk"]) for r in records)
+
+
+def test_truncated_checkpoint_is_refused_with_the_fix(run_dir, capsys):
+    before = {p.name: sha256_file(p) for p in chunk_paths(run_dir)}
+    _truncate(run_dir / "checkpoint.npz")
+    rc, text = _md(ARGS + ["--ns", "0.004", "--out", str(run_dir)], capsys)
+    assert rc == 2 and "MDError" in text and "checkpoint.npz is damaged" in text
+    assert "git checkout" in text and "cannot be rebuilt" in text and "the first 3 of them good" in text
+    assert {p.name: sha256_file(p) for p in chunk_paths(run_dir)} == before  # nothing touched
+    rc, text = _md(["md", "status", str(run_dir)], capsys)
+    assert rc == 1 and "PROBLEM" in text and "checkpoint.npz is damaged" in text
+    st = run_status(run_dir)
+    assert st["chunks_done"] == 3 and st["chunk_files"] == 3 and st["checkpoint"].startswith("damaged")
+    # the chunks stay readable
+    assert load_chunks(run_dir)["phi"].shape == (30, 1)
+
+
+def test_deleted_checkpoint_status_counts_the_chunks(run_dir, capsys):
+    (run_dir / "checkpoint.npz").unlink()
+    st = run_status(run_dir)  # before the fix: 0 chunks
+    assert st["chunks_done"] == 3 and st["checkpoint"] == "missing" and st["problems"]
+    rc, text = _md(["md", "status", str(run_dir)], capsys)
+    assert rc == 1 and "(3 chunks)" in text and "checkpoint.npz is missing" in text
+    rc, text = _md(ARGS + ["--ns", "0.004", "--out", str(run_dir)], capsys)
+    assert rc == 2 and "checkpoint.npz is missing" in text and len(chunk_paths(run_dir)) == 3
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["recorded", "before-chunks.json"])
+def test_truncated_last_chunk_is_detected_and_kept(run_dir, capsys, legacy):
+    if legacy:  # a run made before chunks.json: the chunk is checked by loading it whole
+        (run_dir / "chunks.json").unlink(missing_ok=True)
+    last = run_dir / "chunk_000002.npz"
+    good = last.read_bytes()
+    _truncate(last)
+    damaged = last.read_bytes()
+    rc, text = _md(["md", "status", str(run_dir)], capsys)  # before the fix: a traceback
+    assert rc == 1 and "chunk_000002.npz is damaged" in text
+    with pytest.raises(MDError, match="chunk_000002.npz is damaged"):
+        load_chunks(run_dir)
+    assert load_chunks(run_dir, max_chunks=2)["phi"].shape == (20, 1)
+    # before the fix: "nothing to do" (exit 0)
+    rc, text = _md(ARGS + ["--ns", "0.003", "--out", str(run_dir)], capsys)
+    assert rc == 2 and "chunk_000002.npz is damaged" in text and "git checkout" in text
+    assert (run_dir / "chunk_000002.npz.damaged").read_bytes() == damaged  # moved aside, not deleted
+    # once it is restored, the run goes on
+    last.write_bytes(good)
+    assert main(ARGS + ["--ns", "0.004", "--out", str(run_dir)]) == 0
+    assert load_chunks(run_dir)["phi"].shape == (40, 1)
+    records = json.loads((run_dir / "chunks.json").read_text())["chunks"]
+    assert len(records) == 4  # the resume recorded the older chunks too
+
+
+def test_flipped_chunk_is_detected(run_dir, capsys):
+    _flip(run_dir / "chunk_000001.npz")
+    rc, text = _md(ARGS + ["--ns", "0.004", "--out", str(run_dir)], capsys)
+    assert rc == 2 and "chunk_000001.npz is damaged" in text and "sha256" in text
+    assert (run_dir / "chunk_000001.npz.damaged").exists()
+    assert [p.name for p in chunk_paths(run_dir)] == ["chunk_000000.npz", "chunk_000002.npz"]
+
+
+def test_chunks_beyond_an_older_checkpoint_are_moved_aside(base_run, run_dir, caplog):
+    """An older checkpoint (say, restored from git): the chunks after it are kept, then redone."""
+    old = {p.name: p.read_bytes() for p in chunk_paths(run_dir)}
+    shutil.copy(base_run.parent / "checkpoint-2.npz", run_dir / "checkpoint.npz")
+    assert any("beyond the checkpoint" in n for n in run_status(run_dir)["notes"])
+    with caplog.at_level(logging.WARNING, logger="cgbg_bench.md.production"):
+        run(SETTINGS, run_dir, ns=0.003, platform="CPU", threads=1)
+    assert "moved aside" in caplog.text
+    assert (run_dir / "chunk_000002.npz.stale").read_bytes() == old["chunk_000002.npz"]
+    assert len(chunk_paths(run_dir)) == 3 and load_chunks(run_dir)["phi"].shape == (30, 1)
+
+
+def test_no_run_json_with_chunks_is_not_overwritten(run_dir, capsys):
+    before = {p.name: sha256_file(p) for p in chunk_paths(run_dir)}
+    (run_dir / "run.json").unlink()
+    rc, text = _md(ARGS + ["--ns", "0.004", "--out", str(run_dir)], capsys)
+    assert rc == 2 and "no run.json" in text
+    assert {p.name: sha256_file(p) for p in chunk_paths(run_dir)} == before

@@ -178,6 +178,7 @@ def test_load_chunks_with_keys_missing_in_old_chunks(tmp_path):
     with np.load(first) as z:  # rewrite chunk 0 as older code wrote it
         old = {k: z[k] for k in z.files if k != "min_image_distance_nm"}
     np.savez_compressed(first, **old)
+    (out / "chunks.json").unlink()  # older code recorded no sizes and hashes either
     d = load_chunks(out)
     assert "min_image_distance_nm" not in d and d["phi"].shape == (20, 1)
     with pytest.raises(MDError, match="min_image_distance_nm"):

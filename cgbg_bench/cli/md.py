@@ -47,7 +47,8 @@ def add_parser(subparsers) -> None:
     r.add_argument("--metad-grid", type=int, default=100, help="grid points per axis (default 100)")
     r.set_defaults(func=_run)
 
-    s = sub.add_parser("status", help="ns done, ns/day and the latest chunk of a run")
+    s = sub.add_parser("status", help="ns done, ns/day, the latest chunk of a run, and any damage "
+                       "(exit 1 when a chunk or the checkpoint is damaged or missing)")
     s.add_argument("dir", metavar="DIR")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.set_defaults(func=_status)
@@ -112,7 +113,7 @@ def _status(args) -> int:
     st = run_status(args.dir)
     if args.json:
         print(json.dumps(st, indent=1))
-        return 0
+        return 1 if st["problems"] else 0
     rate = lambda x: "n/a" if x is None else f"{x:.1f}"  # noqa: E731
     print(f"{st['dir']}: {st['system']} {st['solvent']} bias={st['bias']}")
     print(f"  ns done      {st['ns_done']:.3f} of {st['ns_target']} ({st['chunks_done']} chunks)")
@@ -121,7 +122,13 @@ def _status(args) -> int:
     print(f"  latest chunk {st['latest_chunk']} ({st['latest_chunk_written']})")
     running = f"yes, pid {st['running_pid']}" if st["running_pid"] else "no"
     print(f"  running      {running}")
-    return 0
+    if st["checkpoint"] != "ok" or st["chunk_files"] != st["chunks_done"]:
+        print(f"  checkpoint   {st['checkpoint']}; {st['chunk_files']} chunk file(s) on disk")
+    for note in st["notes"]:
+        print(f"  note         {note}")
+    for problem in st["problems"]:
+        print(f"  PROBLEM      {problem}")
+    return 1 if st["problems"] else 0
 
 
 def _report(args) -> int:

@@ -15,9 +15,20 @@ A run directory holds
 - ``bias.npz`` (wtmetad: the latest grid) or ``static_bias.npz`` (static: the
   frozen grid).
 
+- ``chunks.json``: the size and sha256 of every finished chunk, rewritten after
+  each checkpoint (runs made before it existed lack it, or lack their first chunks:
+  those chunks are checked by loading them whole, and recorded on the next resume).
+
 Every file is written to a temporary name and renamed. A chunk is written before
-the checkpoint that follows it, so a kill loses at most the chunk in progress;
-chunks beyond the checkpoint (a kill between the two renames) are overwritten.
+the checkpoint that follows it, so a kill loses at most the chunk in progress.
+On every resume (and in ``md status`` and :func:`load_chunks`) the chunks the
+checkpoint covers are checked against chunks.json; a damaged or missing one stops
+the run with an MDError that says how to restore it. Nothing is deleted: a chunk
+beyond the checkpoint (a kill between the two renames, or an older checkpoint
+restored) is moved aside to ``chunk_NNNNNN.npz.stale`` before it is run again, a
+damaged one to ``chunk_NNNNNN.npz.damaged``. A damaged or missing checkpoint stops
+``md run``: it holds the full state (water, velocities) that chunks, which store
+the solute only, cannot rebuild.
 """
 
 from __future__ import annotations
@@ -185,6 +196,174 @@ def _chunk_path(out_dir: Path, index: int) -> Path:
     return out_dir / f"chunk_{index:06d}.npz"
 
 
+def _chunk_index(path: Path) -> int:
+    return int(path.name[len("chunk_"):-len(".npz")])
+
+
+MANIFEST = "chunks.json"
+MANIFEST_FORMAT = "cgbg-bench md chunks v1"
+#: keys that every chunk has (chunks written before it existed lack min_image_distance_nm)
+_REQUIRED_CHUNK_KEYS = frozenset(CHUNK_KEYS) - {"min_image_distance_nm"}
+_CHECKPOINT_KEYS = ("state_xml", "step", "chunks_done")
+
+
+def _chunk_record(path: Path) -> dict:
+    return {"chunk": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _read_manifest(out_dir: Path) -> tuple[dict[str, dict], str | None]:
+    """chunk name -> record of ``chunks.json`` ({} when absent), and what is wrong with it, if anything."""
+    path = out_dir / MANIFEST
+    if not path.exists():
+        return {}, None
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+            raise ValueError(f"not a {MANIFEST_FORMAT!r} file")
+        out = {}
+        for rec in data["chunks"]:
+            if not (isinstance(rec.get("chunk"), str) and isinstance(rec.get("bytes"), int)
+                    and isinstance(rec.get("sha256"), str)):
+                raise ValueError(f"bad record {rec!r}")
+            out[rec["chunk"]] = rec
+        return out, None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return {}, f"{MANIFEST} is unreadable ({type(exc).__name__}: {exc})"
+
+
+def _write_manifest(out_dir: Path, records: list[dict]) -> None:
+    lines = ",\n".join(" " + json.dumps(r) for r in records)
+    atomic_write_text(out_dir / MANIFEST, f'{{"format": "{MANIFEST_FORMAT}", "chunks": [\n{lines}\n]}}\n')
+
+
+def _check_chunk(path: Path, index: int, record: dict | None) -> str | None:
+    """None when the chunk is good, else what is wrong with it.
+
+    With a record (chunks.json): its size and sha256 must match. Without (chunks written
+    before chunks.json existed): it must load whole (zip CRCs) and have its keys.
+    """
+    if not path.is_file():
+        return "missing"
+    if record is not None:
+        size = path.stat().st_size
+        if size != record["bytes"]:
+            return f"damaged ({size} bytes, {record['bytes']} recorded when it was written)"
+        if sha256_file(path) != record["sha256"]:
+            return "damaged (its sha256 differs from the one recorded when it was written)"
+        return None
+    try:
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, EOFError, zlib.error, ValueError...: all damage
+        return f"damaged (unreadable: {type(exc).__name__}: {exc})"
+    missing = _REQUIRED_CHUNK_KEYS - set(arrays)
+    if missing:
+        return f"damaged (it has no {sorted(missing)})"
+    if arrays["chunk_index"].ndim or int(arrays["chunk_index"]) != index:
+        return f"damaged (it holds chunk_index {arrays['chunk_index']!r})"
+    return None
+
+
+def _checkpoint_state(out_dir: Path) -> tuple[dict | None, str | None]:
+    """(checkpoint, None), or (None, "missing" / "damaged (why)")."""
+    path = out_dir / "checkpoint.npz"
+    if not path.exists():
+        return None, "missing"
+    try:
+        with np.load(path) as z:
+            ckpt = {k: (z[k].item() if z[k].ndim == 0 else z[k]) for k in z.files}
+    except Exception as exc:  # noqa: BLE001 - any failure to read it is damage
+        return None, f"damaged (unreadable: {type(exc).__name__}: {exc})"
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        return None, f"damaged (it has no {missing})"
+    if not str(ckpt["state_xml"]).rstrip().endswith("</State>"):
+        return None, "damaged (its OpenMM state is cut short)"
+    if int(ckpt["chunks_done"]) < 0 or int(ckpt["step"]) < 0:
+        return None, f"damaged (chunks_done {ckpt['chunks_done']}, step {ckpt['step']})"
+    return ckpt, None
+
+
+def _good_chunks(out_dir: Path, manifest: dict[str, dict]) -> int:
+    """How many chunks, from chunk 0 on, are on disk and good (no checkpoint to say how many are finished)."""
+    n = 0
+    while _check_chunk(_chunk_path(out_dir, n), n, manifest.get(_chunk_path(out_dir, n).name)) is None:
+        n += 1
+    return n
+
+
+def _checkpoint_advice(out_dir: Path, problem: str, good: int, n_files: int) -> str:
+    return (
+        f"{out_dir}: checkpoint.npz is {problem}. {n_files} chunk file(s) are on disk, the first {good} "
+        "of them good; they stay readable (md report, make-task), but the run cannot be continued "
+        "without its checkpoint, and the checkpoint cannot be rebuilt from chunks: it holds the whole "
+        "state (water and velocities included), the chunks only the solute. To continue, restore it, e.g. "
+        f"`git checkout -- {out_dir / 'checkpoint.npz'}` if it is committed (an older checkpoint will do: "
+        "the chunks after it are moved aside as .stale and run again), or start a new run in another "
+        "--out directory."
+    )
+
+
+def _move_aside(path: Path, tag: str) -> Path:
+    """Rename ``path`` to ``path.tag`` (``.tag.1``, ... if taken); never deletes anything."""
+    dest = path.with_name(f"{path.name}.{tag}")
+    i = 0
+    while dest.exists():
+        i += 1
+        dest = path.with_name(f"{path.name}.{tag}.{i}")
+    os.rename(path, dest)
+    return dest
+
+
+def _verify_for_resume(out_dir: Path, done: int) -> list[dict]:
+    """Check the ``done`` chunks the checkpoint covers and move aside chunks beyond it.
+
+    Returns their records (chunks.json, rewritten if it lacked some). A damaged or missing
+    chunk below ``done`` raises MDError: the checkpoint is past it, so it cannot be run again.
+    """
+    manifest, problem = _read_manifest(out_dir)
+    if problem:
+        log.warning("%s: %s; checking the chunks by loading them, and writing it anew", out_dir, problem)
+    records, bad = [], []
+    for k in range(done):
+        path = _chunk_path(out_dir, k)
+        rec = manifest.get(path.name)
+        why = _check_chunk(path, k, rec)
+        if why is None:
+            records.append(rec if rec is not None else _chunk_record(path))
+        else:
+            bad.append((path, why))
+    if bad:
+        lines = []
+        for path, why in bad:
+            moved = f"; moved aside to {_move_aside(path, 'damaged').name}" if path.exists() else ""
+            lines.append(f"{path.name} is {why}{moved}")
+        first = bad[0][0]
+        raise MDError(
+            f"{out_dir}: the checkpoint covers {done} chunks, but " + "; ".join(lines) + ". The checkpoint "
+            "is past it, so it cannot be run again. Restore it, e.g. "
+            f"`git checkout -- {first}` if it is committed, then run again. Otherwise the run cannot be "
+            "extended without a gap: start a new run in another --out directory; the chunks before it "
+            f"stay readable with --max-chunks {out_dir}={_chunk_index(first)}."
+        )
+    for path in chunk_paths(out_dir):
+        k = _chunk_index(path)
+        if k < done:
+            continue
+        why = _check_chunk(path, k, manifest.get(path.name))
+        dest = _move_aside(path, "stale" if why is None else "damaged")
+        if why is None:
+            log.warning("%s: %s is beyond the checkpoint (%d chunks; a run killed after writing it, or an "
+                        "older checkpoint): moved aside to %s, running it again", out_dir, path.name, done,
+                        dest.name)
+        else:
+            log.warning("%s: %s, beyond the checkpoint (%d chunks), is %s: moved aside to %s, running it "
+                        "again", out_dir, path.name, done, why, dest.name)
+    if problem or [manifest.get(r["chunk"]) for r in records] != records or len(manifest) != len(records):
+        _write_manifest(out_dir, records)
+    return records
+
+
 def load_chunks(out_dir: str | os.PathLike, keys: tuple[str, ...] | None = None,
                 max_chunks: int | None = None) -> dict:
     """Concatenate the array keys of the finished chunks (those the checkpoint covers).
@@ -197,21 +376,31 @@ def load_chunks(out_dir: str | os.PathLike, keys: tuple[str, ...] | None = None,
     chunk lacks raises MDError.
     """
     out_dir = Path(out_dir)
-    done = None
-    if (out_dir / "checkpoint.npz").exists():
-        done = _read_checkpoint(out_dir)["chunks_done"]
-    paths = chunk_paths(out_dir)
-    if done is not None:
-        paths = paths[:done]
+    manifest, problem = _read_manifest(out_dir)
+    if problem:
+        log.warning("%s: %s; checking the chunks by loading them", out_dir, problem)
+    ckpt, ck_problem = _checkpoint_state(out_dir)
+    if ckpt is not None:
+        done = int(ckpt["chunks_done"])
+    else:
+        done = _good_chunks(out_dir, manifest)  # every chunk on disk, up to the first bad one
+        if ck_problem != "missing":
+            log.warning("%s: checkpoint.npz is %s; reading the %d good chunks from chunk 0 on",
+                        out_dir, ck_problem, done)
     if max_chunks is not None:
-        if max_chunks > len(paths):
-            raise MDError(f"{out_dir}: {max_chunks} chunks requested, only {len(paths)} finished")
-        paths = paths[:max_chunks]
-    if not paths:
+        if max_chunks > done:
+            raise MDError(f"{out_dir}: {max_chunks} chunks requested, only {done} finished")
+        done = max_chunks
+    if not done:
         raise MDError(f"{out_dir}: no finished chunks")
+    paths = [_chunk_path(out_dir, k) for k in range(done)]
     parts: dict[str, list] = {}
     common: set[str] | None = None
-    for p in paths:
+    for i, p in enumerate(paths):
+        why = _check_chunk(p, i, manifest.get(p.name))
+        if why is not None:
+            raise MDError(f"{p} is {why}; restore it (e.g. `git checkout -- {p}`), or read only the "
+                          f"chunks before it (--max-chunks {out_dir}={i})")
         with np.load(p) as z:
             arrays = {k: z[k] for k in z.files if z[k].ndim}
         missing = set(keys or ()) - set(arrays)
@@ -310,17 +499,23 @@ def _serialize_gz(path: Path, text: str) -> None:
 
 
 def _read_checkpoint(out_dir: Path) -> dict:
-    with np.load(out_dir / "checkpoint.npz") as z:
-        return {k: (z[k].item() if z[k].ndim == 0 else z[k]) for k in z.files}
+    ckpt, problem = _checkpoint_state(out_dir)
+    if ckpt is None:
+        raise MDError(f"{out_dir}: checkpoint.npz is {problem}")
+    return ckpt
 
 
 def _load_static_grid(bias_from: Path) -> dict:
     path = bias_from / "bias.npz" if bias_from.is_dir() else bias_from
     if not path.exists():
         raise MDError(f"--bias-from {bias_from}: no bias.npz there (made by a --bias wtmetad run)")
-    with np.load(path) as z:
-        return {"grid": np.asarray(z["grid_kj_per_mol"], dtype=np.float64),
-                "residue": int(z["residue"]), "sha256": sha256_file(path), "path": str(path)}
+    try:
+        with np.load(path) as z:
+            return {"grid": np.asarray(z["grid_kj_per_mol"], dtype=np.float64),
+                    "residue": int(z["residue"]), "sha256": sha256_file(path), "path": str(path)}
+    except Exception as exc:  # noqa: BLE001 - any failure to read it is damage
+        raise MDError(f"{path} is damaged ({type(exc).__name__}: {exc}); restore it, e.g. "
+                      f"`git checkout -- {path}`") from None
 
 
 class _Engine:
@@ -334,10 +529,15 @@ class _Engine:
         self.s = settings
         self.out = out_dir
         self.steps = settings.steps()
-        with gzip.open(out_dir / "system.xml.gz", "rt") as fh:
-            system = openmm.XmlSerializer.deserialize(fh.read())
-        with gzip.open(out_dir / "start.pdb.gz", "rt") as fh:
-            topology = app.PDBFile(fh).topology
+        try:
+            with gzip.open(out_dir / "system.xml.gz", "rt") as fh:
+                system = openmm.XmlSerializer.deserialize(fh.read())
+            with gzip.open(out_dir / "start.pdb.gz", "rt") as fh:
+                topology = app.PDBFile(fh).topology
+        except Exception as exc:  # noqa: BLE001 - gzip, XML or PDB errors: all damage
+            raise MDError(f"{out_dir}: system.xml.gz or start.pdb.gz is damaged ({type(exc).__name__}: "
+                          f"{exc}); restore them, e.g. `git checkout -- {out_dir}/system.xml.gz "
+                          f"{out_dir}/start.pdb.gz`") from None
         self.heavy = np.asarray(derived["heavy_atom_indices"])
         self.phi_q = [tuple(q) for q in derived["phi_quads_heavy"]]
         self.psi_q = [tuple(q) for q in derived["psi_quads_heavy"]]
@@ -610,18 +810,34 @@ def run(settings: RunSettings, out_dir: str | os.PathLike, ns: float, threads: i
     sidecar_path = out_dir / "run.json"
     with _lock(out_dir):
         if sidecar_path.exists():
-            sidecar = json.loads(sidecar_path.read_text())
-            _compare(sidecar["settings"], wanted, out_dir)
-            if not (out_dir / "checkpoint.npz").exists():
-                raise MDError(f"{out_dir}: run.json without checkpoint.npz; the run cannot resume")
+            try:
+                sidecar = json.loads(sidecar_path.read_text())
+                saved = sidecar["settings"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise MDError(f"{sidecar_path} is damaged ({type(exc).__name__}: {exc}); restore it, "
+                              f"e.g. `git checkout -- {sidecar_path}`") from None
+            _compare(saved, wanted, out_dir)
+            ckpt, problem = _checkpoint_state(out_dir)
+            if ckpt is None:
+                manifest, _ = _read_manifest(out_dir)
+                raise MDError(_checkpoint_advice(out_dir, problem, _good_chunks(out_dir, manifest),
+                                                 len(chunk_paths(out_dir))))
+            if settings.bias == "wtmetad" and "metad_grid" not in ckpt:
+                raise MDError(_checkpoint_advice(out_dir, "damaged (it has no metad_grid)",
+                                                 int(ckpt["chunks_done"]), len(chunk_paths(out_dir))))
+        elif chunk_paths(out_dir):
+            raise MDError(f"{out_dir} holds chunks but no run.json; refusing to set up a "
+                          "new run over them. Restore run.json (e.g. `git checkout -- "
+                          f"{sidecar_path}`) or use a new --out directory.")
         else:
             log.info("setting up %s/%s bias=%s in %s", settings.system, settings.solvent,
                      settings.bias, out_dir)
             derived = _setup(settings, out_dir, plat, props, static)
             sidecar = {"format": FORMAT, "created": _now(), "settings": wanted,
                        "derived": derived, "chunk_keys": CHUNK_KEYS, "sessions": []}
-        ckpt = _read_checkpoint(out_dir)
+            ckpt = _read_checkpoint(out_dir)
         done = int(ckpt["chunks_done"])
+        records = _verify_for_resume(out_dir, done)
         sidecar["sessions"].append({
             "started": _now(), "command": command, "ns_target": ns, "threads": threads,
             "platform": plat.getName(), "host": _platform.node(), "machine": _platform.machine(),
@@ -639,9 +855,12 @@ def run(settings: RunSettings, out_dir: str | os.PathLike, ns: float, threads: i
                  plat.getName(), threads)
         while done < n_target:
             data = engine.run_chunk(done)
-            atomic_savez(_chunk_path(out_dir, done), **data)
+            path = _chunk_path(out_dir, done)
+            atomic_savez(path, **data)
             done += 1
             engine.checkpoint(done)
+            records.append(_chunk_record(path))
+            _write_manifest(out_dir, records)
             ns_day = settings.chunk_ps / 1000.0 / float(data["wall_seconds"]) * 86400.0
             log.info("chunk %d done: %.3f ns total, %.1f ns/day", done - 1,
                      done * settings.chunk_ps / 1000.0, ns_day)
@@ -682,19 +901,56 @@ def _running_pid(out_dir: Path) -> int | None:
 
 
 def run_status(out_dir: str | os.PathLike) -> dict:
-    """Summary of a run directory: ns done, ns/day (latest chunk and mean), latest chunk."""
+    """Summary of a run directory: ns done, ns/day (latest chunk and mean), latest chunk, damage.
+
+    Reads only. ``checkpoint``: "ok", "missing" or "damaged (why)"; ``chunks_done``: the
+    chunks the checkpoint covers (without a readable checkpoint: the good chunks on disk from
+    chunk 0 on); ``chunk_files``: chunk files on disk; ``problems``: damage found, each with
+    what to do (empty when the run is sound); ``notes``: harmless findings (a killed run's
+    chunk beyond the checkpoint).
+    """
     out_dir = Path(out_dir)
     sidecar_path = out_dir / "run.json"
     if not sidecar_path.exists():
         raise MDError(f"{out_dir} is not an md run directory (no run.json)")
-    sidecar = json.loads(sidecar_path.read_text())
-    s = sidecar["settings"]
-    done = int(_read_checkpoint(out_dir)["chunks_done"]) if (out_dir / "checkpoint.npz").exists() else 0
-    paths = chunk_paths(out_dir)[:done]
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+        s = sidecar["settings"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MDError(f"{sidecar_path} is damaged ({type(exc).__name__}: {exc}); restore it, e.g. "
+                      f"`git checkout -- {sidecar_path}`") from None
+    problems: list[str] = []
+    notes: list[str] = []
+    manifest, m_problem = _read_manifest(out_dir)
+    if m_problem:
+        notes.append(f"{m_problem}: the chunks were checked by loading them; md run writes it anew")
+    ckpt, ck_problem = _checkpoint_state(out_dir)
+    files = chunk_paths(out_dir)
     walls = []
-    for p in paths:
-        with np.load(p) as z:
-            walls.append(float(z["wall_seconds"]))
+    good = 0
+    limit = int(ckpt["chunks_done"]) if ckpt is not None else (_chunk_index(files[-1]) + 1 if files else 0)
+    for k in range(limit):
+        p = _chunk_path(out_dir, k)
+        why = _check_chunk(p, k, manifest.get(p.name))
+        if why is None:
+            with np.load(p) as z:
+                walls.append(float(z["wall_seconds"]))
+            if good == k:
+                good += 1
+        else:
+            problems.append(f"{p.name} is {why}" + (
+                f": restore it (e.g. `git checkout -- {p}`); the chunks before it stay readable with "
+                f"--max-chunks {out_dir}={k}" if not problems else ""))
+    if ckpt is not None:
+        done = int(ckpt["chunks_done"])
+        for p in files:
+            if _chunk_index(p) >= done:
+                notes.append(f"{p.name} is beyond the checkpoint ({done} chunks; a run killed after "
+                             "writing it): the next md run moves it aside as .stale and runs it again")
+    else:
+        done = good
+        problems.insert(0, _checkpoint_advice(out_dir, ck_problem, good, len(files)))
+    paths = [_chunk_path(out_dir, k) for k in range(min(done, good))]
     chunk_ns = s["chunk_ps"] / 1000.0
     out = {
         "dir": str(out_dir), "system": s["system"], "solvent": s["solvent"], "bias": s["bias"],
@@ -709,5 +965,9 @@ def run_status(out_dir: str | os.PathLike) -> dict:
         "running_pid": _running_pid(out_dir),
         "platform": sidecar["sessions"][-1]["platform"] if sidecar["sessions"] else None,
         "threads": sidecar["sessions"][-1]["threads"] if sidecar["sessions"] else None,
+        "checkpoint": "ok" if ckpt is not None else ck_problem,
+        "chunk_files": len(files),
+        "problems": problems,
+        "notes": notes,
     }
     return out
