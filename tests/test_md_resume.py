@@ -83,7 +83,7 @@ def test_mismatched_resume_is_refused(tmp_path, change, capsys):
 
 
 def test_stale_chunk_after_checkpoint_is_redone(tmp_path):
-    """A kill between a chunk's rename and the checkpoint's leaves an extra chunk: redone."""
+    """A kill between a chunk's rename and the checkpoint's leaves an extra chunk: moved aside, redone."""
     settings = RunSettings("ala2", "vacuum", seed=2, chunk_ps=2.0, equilibration_ps=1.0)
     out = tmp_path / "run"
     run(settings, out, ns=0.002, platform="CPU")
@@ -93,6 +93,8 @@ def test_stale_chunk_after_checkpoint_is_redone(tmp_path):
     assert load_chunks(out)["time_ps"].shape == (20,)  # only chunks the checkpoint covers
     run(settings, out, ns=0.004, platform="CPU")
     assert load_chunks(out)["time_ps"].shape == (40,)
+    # the unreadable one was moved aside, not deleted
+    assert (out / "chunk_000001.npz.damaged").read_bytes() == b"garbage from a killed run"
 
 
 def test_killed_run_resumes(tmp_path):
