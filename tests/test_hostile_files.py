@@ -260,3 +260,14 @@ def test_no_run_json_with_chunks_is_not_overwritten(run_dir, capsys):
     rc, text = _md(ARGS + ["--ns", "0.004", "--out", str(run_dir)], capsys)
     assert rc == 2 and "no run.json" in text
     assert {p.name: sha256_file(p) for p in chunk_paths(run_dir)} == before
+
+
+def test_damaged_manifest_is_moved_aside_and_written_anew(run_dir):
+    (run_dir / "chunks.json").write_text('{"format": "cgbg-bench md chunks v1", "chu')
+    st = run_status(run_dir)
+    assert not st["problems"] and "chunks.json is unreadable" in st["notes"][0]
+    assert load_chunks(run_dir)["phi"].shape == (30, 1)  # the chunks are checked by loading them
+    run(SETTINGS, run_dir, ns=0.003, platform="CPU", threads=1)
+    assert (run_dir / "chunks.json.damaged").exists()
+    records = json.loads((run_dir / "chunks.json").read_text())["chunks"]
+    assert [r["sha256"] for r in records] == [sha256_file(p) for p in chunk_paths(run_dir)]

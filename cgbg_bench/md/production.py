@@ -14,7 +14,6 @@ A run directory holds
   number of finished chunks, metadynamics grid.
 - ``bias.npz`` (wtmetad: the latest grid) or ``static_bias.npz`` (static: the
   frozen grid).
-
 - ``chunks.json``: the size and sha256 of every finished chunk, rewritten after
   each checkpoint (runs made before it existed lack it, or lack their first chunks:
   those chunks are checked by loading them whole, and recorded on the next resume).
@@ -323,7 +322,9 @@ def _verify_for_resume(out_dir: Path, done: int) -> list[dict]:
     """
     manifest, problem = _read_manifest(out_dir)
     if problem:
-        log.warning("%s: %s; checking the chunks by loading them, and writing it anew", out_dir, problem)
+        dest = _move_aside(out_dir / MANIFEST, "damaged")
+        log.warning("%s: %s (moved aside to %s); checking the chunks by loading them, and writing it anew",
+                    out_dir, problem, dest.name)
     records, bad = [], []
     for k in range(done):
         path = _chunk_path(out_dir, k)
