@@ -177,8 +177,8 @@ def _baseline_rows(task, result, args, proposal, reference, limits, device: str)
     stored = _stored_baselines(task)
     rows, notes = [], []
     n = result.n_samples
-    rescore = not args.stored_baselines and any(kind == "pmf" and int(d.get("n_samples", n)) != n
-                                                for _, d, kind in stored)
+    differs = any(kind == "pmf" and int(d.get("n_samples", n)) != n for _, d, kind in stored)
+    rescore = differs and args.n_samples is not None and not args.stored_baselines
     if rescore:
         notes.append(f"baseline PMFs rescored on the same {n} samples (--stored-baselines shows the stored "
                      "full-bank rows instead)")
@@ -205,9 +205,10 @@ def _baseline_rows(task, result, args, proposal, reference, limits, device: str)
             continue
         rows.append({"label": label + " (rescored)", "bank": str(again.n_samples),
                      "metrics": again.as_dict()["metrics"], "flags": again.info.get("reliability", [])})
-    if not rescore and any(kind == "pmf" and int(d.get("n_samples", n)) != n for _, d, kind in stored):
+    if differs and not rescore:
         notes.append(f"rows marked 'not comparable' were scored on another number of bank samples than this "
-                     f"PMF ({n}); drop --stored-baselines to rescore them on the same samples")
+                     f"PMF ({n})" + ("; drop --stored-baselines to rescore them on the same samples"
+                                     if args.stored_baselines else ""))
     return rows, notes
 
 
