@@ -198,3 +198,57 @@ def test_train_pmf_help_says_how_long_and_which_data(capsys):
     out = capsys.readouterr().out
     assert "per epoch" in out and "minutes" in out and "time left" in out
     assert "explicit-static-2" in out and "recipe" in out and "CGBG_BENCH_ROOT" in out
+
+
+# ------------------------------------------------------------------ item 6: the evaluate --plot figure ---
+def _dihedral_task(n_bins: int = 20):
+    obs = types.SimpleNamespace(name="ala1", kind="dihedral_pair", bins=(n_bins, n_bins), n_bins=n_bins * n_bins,
+                                ndim=2, range=((-np.pi, np.pi), (-np.pi, np.pi)))
+    return types.SimpleNamespace(name="toy-dihedrals", version=1, observables=[obs],
+                                 metrics=types.SimpleNamespace(clip_percentile=99.0))
+
+
+def test_free_energy_difference_is_submission_minus_reference_up_to_a_constant():
+    from cgbg_bench.plot import free_energy_difference
+
+    p = np.array([0.5, 0.3, 0.2, 0.0])
+    delta = np.array([0.0, 1.0, -0.5, 0.0])  # kT: the submission's free energy minus the reference's
+    q = p * np.exp(-delta)
+    q[3] = 0.1  # empty in the reference: no difference there
+    d = free_energy_difference(p, q / q.sum())
+    np.testing.assert_allclose(d[:3], delta[:3] - np.sum(p[:3] * delta[:3]))
+    assert np.isnan(d[3])
+
+
+def test_evaluate_plot_has_a_difference_panel_says_what_white_means_and_no_blank_width():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cgbg_bench.plot import profile_figure
+
+    task = _dihedral_task()
+    rng = np.random.default_rng(0)
+    n = 20_000
+    index = rng.integers(0, 400, size=(1, n))
+    index[0, :50] = 7  # a crowded bin
+    ref_hist = np.bincount(rng.integers(0, 300, size=n), minlength=400).astype(float)  # bins 300+ empty: white
+    reference = types.SimpleNamespace(hist=(ref_hist / ref_hist.sum())[None])
+    log_w = rng.normal(size=n)
+    fig = profile_figure(task, reference, index, log_w, label="mine")
+    try:
+        fig.canvas.draw()
+        titles = [ax.get_title() for ax in fig.axes]
+        assert any("reweighted - reference" in t for t in titles)
+        maps = [ax for ax in fig.axes if ax.images]
+        assert len(maps) >= 4  # reference, raw, reweighted, difference
+        labels = [ax.get_ylabel() for ax in fig.axes]
+        assert any("difference (kT)" in lab for lab in labels)
+        texts = " ".join(t.get_text() for t in fig.texts) + fig.get_suptitle()
+        assert "white bins" in texts and "no sample" in texts
+        assert "after the weighting step" in texts
+        boxes = [ax.get_position() for ax in fig.axes]  # panels and colour bars, in figure fractions
+        assert min(b.x0 for b in boxes) < 0.06 and max(b.x1 for b in boxes) > 0.94  # no blank strip
+    finally:
+        plt.close(fig)
