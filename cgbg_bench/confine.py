@@ -197,19 +197,19 @@ def _check_in_child(path: str, task, sample: np.ndarray, device: str, rtol: floa
 
 def _energies_in_child(path: str, task, positions_file: str, batch_size: int, device: str,
                        progress: bool, subset_seed: int) -> np.ndarray:
-    import torch
-
+    """Energies of the bank, then the model's RMS force on the first bank configurations
+    (the reliability check), as one array (N + 1,): one load of the model, one process."""
     from cgbg_bench.evaluate import check_batch_independence, compute_energies
     from cgbg_bench.pmf import check_pmf, load_pmf
+    from cgbg_bench.reliability import force_scale
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     module = load_pmf(path, device)
     positions = np.load(positions_file)
-    check_pmf(module, task, sample=np.asarray(positions[:7]), device=device)
+    check_pmf(module, task, sample=np.array(positions[:7]), device=device)
     energies = compute_energies(module, positions, batch_size=batch_size, device=device, progress=progress)
     check_batch_independence(module, positions, energies, batch_size=batch_size, device=device,
                              seed=subset_seed)
-    return energies
+    return np.append(energies, force_scale(module, positions, device=device))
 
 
 def confined_check(path: str | os.PathLike, task, sample: np.ndarray, *, device: str = "cpu",
@@ -221,16 +221,23 @@ def confined_check(path: str | os.PathLike, task, sample: np.ndarray, *, device:
 
 def confined_energies(path: str | os.PathLike, task, positions: np.ndarray, *, batch_size: int,
                       device: str = "cpu", progress: bool = False, limits: Limits = DEFAULT_LIMITS,
-                      subset_seed: int = 0) -> np.ndarray:
-    """Contract check, energies of ``positions`` and the batch-independence check of a submitted
-    file, in one confined child. The positions reach it through a temporary .npy file."""
+                      subset_seed: int = 0) -> tuple[np.ndarray, float]:
+    """Contract check, energies of ``positions``, the batch-independence check and the RMS force
+    (:func:`cgbg_bench.reliability.force_scale`) of a submitted file, in one confined child.
+
+    Returns (energies (N,), rms_force). The positions reach the child through a temporary .npy file.
+    """
     with tempfile.TemporaryDirectory(prefix="cgbg-bench-") as tmp:
         positions_file = Path(tmp) / "positions.npy"
         np.save(positions_file, np.ascontiguousarray(positions, np.float32))
-        return run_confined(_energies_in_child,
-                            (str(path), task, str(positions_file), int(batch_size), device, progress,
-                             int(subset_seed)),
-                            limits=limits, device=device, what=f"the PMF {path}")
+        out = run_confined(_energies_in_child,
+                           (str(path), task, str(positions_file), int(batch_size), device, progress,
+                            int(subset_seed)),
+                           limits=limits, device=device, what=f"the PMF {path}")
+    if out is None or out.shape != (len(positions) + 1,):
+        raise errors.ModelCrashed(f"the PMF {path}: its process returned {None if out is None else out.shape} "
+                                  f"values, expected {len(positions) + 1}")
+    return out[:-1], float(out[-1])
 
 
 if __name__ == "__main__":

@@ -217,7 +217,16 @@ def score_histograms(task: Task, block_hist: np.ndarray, reference: Reference, *
 def bank_log_weights(pmf, task: Task, *, device: str, batch_size: int = 16384, n_samples: int | None = None,
                      progress: bool = False, proposal: Proposal | None = None,
                      limits: Limits = DEFAULT_LIMITS) -> tuple[np.ndarray, np.ndarray]:
-    """Check ``pmf``'s contract and return the bank's positions and log w.
+    """Check ``pmf``'s contract and return the bank's positions and log w (see ``_bank_log_weights``)."""
+    positions, log_w, _ = _bank_log_weights(pmf, task, device=device, batch_size=batch_size, n_samples=n_samples,
+                                            progress=progress, proposal=proposal, limits=limits)
+    return positions, log_w
+
+
+def _bank_log_weights(pmf, task: Task, *, device: str, batch_size: int, n_samples: int | None,
+                      progress: bool, proposal: Proposal | None,
+                      limits: Limits) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """Check ``pmf``'s contract; return the bank's positions, log w and (for a file) its RMS force.
 
     ``pmf``: a path to a submitted file, run in a confined child process under ``limits``
     (:mod:`cgbg_bench.confine`), or a module of the caller's own, run in this process.
@@ -229,13 +238,14 @@ def bank_log_weights(pmf, task: Task, *, device: str, batch_size: int = 16384, n
         positions, log_q = positions[:n_samples], log_q[:n_samples]
     if isinstance(pmf, (str, os.PathLike)):
         detect_format(pmf)  # a file of the wrong format is refused before a process starts
-        energies = confined_energies(pmf, task, positions, batch_size=batch_size, device=device,
-                                     progress=progress, limits=limits)
+        energies, rms_force = confined_energies(pmf, task, positions, batch_size=batch_size, device=device,
+                                                progress=progress, limits=limits)
     else:
         check_pmf(pmf, task, sample=positions[:7], device=device)
         energies = compute_energies(pmf, positions, batch_size=batch_size, device=device, progress=progress)
         check_batch_independence(pmf, positions, energies, batch_size=batch_size, device=device)
-    return positions, M.log_weights(energies, log_q, task.kT)
+        rms_force = None  # the caller's own module: measured in this process by assess_evaluation
+    return positions, M.log_weights(energies, log_q, task.kT), rms_force
 
 
 def evaluate(
@@ -264,13 +274,13 @@ def evaluate(
     module = None if is_path else pmf
     reference = reference or task.load_reference()
     proposal = proposal or task.load_proposal(n_samples)
-    positions, log_w = bank_log_weights(pmf if is_path else module, task, device=device, batch_size=batch_size,
-                                        n_samples=n_samples, progress=progress, proposal=proposal,
-                                        limits=limits)
+    positions, log_w, rms_force = _bank_log_weights(pmf if is_path else module, task, device=device,
+                                                    batch_size=batch_size, n_samples=n_samples, progress=progress,
+                                                    proposal=proposal, limits=limits)
     scores = score_log_weights(task, log_w, observable_index(task, positions), reference,
                                n_bootstrap=n_bootstrap, seed=seed)
     reliability = assess_evaluation(task, pmf, scores.metrics, positions, log_w, proposal.log_q,
-                                    device=device, limits=limits)
+                                    device=device, limits=limits, rms_force=rms_force)
     result = Result(
         task=task.name,
         task_version=task.version,
