@@ -4,6 +4,12 @@ A task fixes everything a score depends on: the CG representation and input
 shape, kT, the observables and their histogram settings, the metric settings,
 the proposal bank, the reference, and the baselines. Paths in task.yaml are
 relative to the task folder.
+
+task.yaml is read with anchors and aliases refused (:func:`cgbg_bench._schema.load_yaml_text`).
+Every file in a task folder carries a sha256 in its task.yaml (the data files, the baselines,
+``baseline_scores.json``, and a flow a shipped bank was drawn from, as ``flow`` /
+``flow_sha256`` in the proposal's provenance); :meth:`Task.verify_files` checks them all
+(``cgbg-bench info TASK --verify``).
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ import numpy as np
 import yaml
 
 from cgbg_bench._io import sha256_file
-from cgbg_bench._schema import check_keys, require
-from cgbg_bench.errors import DataError, HashMismatch, TaskFileMissing, TaskNotFound, TaskSchemaError
+from cgbg_bench._schema import check_keys, load_yaml_file, require, short
+from cgbg_bench.errors import (
+    DataError, HashMismatch, TaskFileMissing, TaskFileUnlisted, TaskNotFound, TaskSchemaError,
+)
 
 __all__ = [
     "Observable",
@@ -204,6 +212,35 @@ class Task:
             raise DataError(f"{self.reference.path}: block_hist must be finite and non-negative")
         return Reference(block_hist=block_hist, exact=exact, extras=extras)
 
+    def data_files(self) -> list[tuple[str, DataFile]]:
+        """Every file the task records a sha256 for, with a label (``proposal``, ``baseline fm``, ...)."""
+        files = [("proposal", self.proposal), ("reference", self.reference)]
+        files += [(f"baseline {b.name}", b.file) for b in self.baselines]
+        if self.baseline_scores is not None:
+            files.append(("baseline_scores", self.baseline_scores))
+        for label, f in list(files):
+            flow, sha = f.provenance.get("flow"), f.provenance.get("flow_sha256")
+            if isinstance(flow, str) and isinstance(sha, str):
+                files.append((f"{label} flow", DataFile(path=(f.path.parent / flow).resolve(), sha256=sha)))
+        return files
+
+    def verify_files(self) -> list[tuple[str, DataFile]]:
+        """Check every recorded file's sha256, and that every file in the task folder is recorded.
+
+        Raises TaskFileMissing, HashMismatch, or TaskFileUnlisted (a file in the folder with no
+        sha256 in task.yaml, which could be edited unnoticed). Returns what was checked.
+        """
+        files = self.data_files()
+        for _, f in files:
+            f.verify()
+        listed = {f.path.resolve() for _, f in files}
+        for p in sorted(self.root.iterdir()):
+            if p.name != "task.yaml" and p.resolve() not in listed:
+                raise TaskFileUnlisted(
+                    f"{p} is in the task folder but task.yaml records no sha256 for it, so it cannot be "
+                    "verified: remove it, or rebuild the task (`cgbg-bench make-task ...`) so that it is recorded")
+        return files
+
     def baseline(self, name: str) -> Baseline:
         for b in self.baselines:
             if b.name == name:
@@ -244,10 +281,7 @@ def load_task(name_or_path: str | os.PathLike, root: Path | None = None) -> Task
                 f"no task named {str(name_or_path)!r}{hint} (known tasks: {', '.join(names) or 'none'}; "
                 "`cgbg-bench list` shows them)"
             )
-    try:
-        data = yaml.safe_load(yaml_path.read_text())
-    except yaml.YAMLError as exc:
-        raise TaskSchemaError(f"{yaml_path}: not valid YAML: {exc}") from exc
+    data = load_yaml_file(yaml_path, error=TaskSchemaError)
     return parse_task(data, yaml_path.parent, where=str(yaml_path))
 
 
@@ -256,7 +290,7 @@ def _data_file(d: Any, base: Path, where: str, extra: frozenset = frozenset()) -
     require(d["path"], str, where=f"{where}.path")
     sha = require(d["sha256"], str, where=f"{where}.sha256")
     if len(sha) != 64:
-        raise TaskSchemaError(f"{where}.sha256: expected 64 hex digits, got {sha!r}")
+        raise TaskSchemaError(f"{where}.sha256: expected 64 hex digits, got {short(sha)}")
     prov = d.get("provenance", {}) or {}
     require(prov, dict, where=f"{where}.provenance")
     return DataFile(path=(base / d["path"]).resolve(), sha256=sha, provenance=prov)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import yaml
 
-from cgbg_bench._io import atomic_savez, atomic_write_text
+from cgbg_bench._io import atomic_savez, atomic_write_text, sha256_file
 from cgbg_bench.build.provenance import file_entry, provenance, write_task_yaml
 from cgbg_bench.build.scores import rescore_baselines
 from cgbg_bench.flows import train_flow
@@ -141,7 +141,8 @@ def build(root: Path | None = None, *, quick: bool = False, score: bool = True) 
         atomic_savez(task_dir / "proposal.npz", positions=positions, log_q=log_q)
         files = {
             "proposal": file_entry(task_dir / "proposal.npz", task_dir, provenance(
-                COMMAND, SEEDS["bank"], n_samples=bank_size, flow="flow.pt", flow_seed=SEEDS["flow"],
+                COMMAND, SEEDS["bank"], n_samples=bank_size, flow="flow.pt",
+                flow_sha256=sha256_file(task_dir / "flow.pt"), flow_seed=SEEDS["flow"],
                 flow_training={k: v for k, v in report.items() if k != "seed"},
                 training_data=f"data/mueller-brown/{kind}.npz")),
             "reference": file_entry(task_dir / "reference.npz", task_dir, provenance(

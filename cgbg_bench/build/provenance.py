@@ -41,5 +41,8 @@ def file_entry(path: Path, task_dir: Path, prov: dict[str, Any]) -> dict[str, An
 
 def write_task_yaml(task_dir: Path, data: dict[str, Any]) -> Path:
     path = task_dir / "task.yaml"
-    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100))
+    from cgbg_bench._schema import NoAliasDumper  # task.yaml is read with anchors/aliases refused
+
+    atomic_write_text(path, yaml.dump(data, Dumper=NoAliasDumper, sort_keys=False, default_flow_style=None,
+                                      width=100))
     return path
