@@ -28,14 +28,22 @@ def add_parser(sub) -> None:
     rp.add_argument("names", nargs="*", metavar="NAME", help="entry names (file names without .yaml)")
     rp.add_argument("--all", action="store_true", help="every entry")
     rp.add_argument("--task", action="append", default=None, help="only this task (repeatable)")
+    rp.add_argument("--quick", action="store_true",
+                    help="compare each PMF's quick check (its score on a small fixed bank, stored in the entry) "
+                         "instead of the full result: what CI runs")
     rp.add_argument("--n-samples", type=int, default=None,
-                    help="quick check on the first N samples of the bank: values are then not compared")
+                    help="N equal to the entries' quick-check size (1000): as --quick; any other N below the "
+                         "stored bank size is a smoke test that compares nothing (and fails as such)")
     rp.add_argument("--n-bootstrap", type=int, default=None,
                     help="bootstrap replicates (default: the stored count)")
     rp.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     rp.set_defaults(func=run_reproduce)
 
-    b = lsub.add_parser("add-baselines", help="write an entry per shipped baseline from the stored baseline scores")
+    b = lsub.add_parser("add-baselines", help="write an entry per shipped baseline from the stored baseline "
+                                              "scores (quick checks computed where missing or stale)")
+    b.add_argument("--device", default="cpu", help="torch device for the quick checks (default cpu)")
+    b.add_argument("--recompute-quick-checks", action="store_true",
+                   help="recompute every quick check (default: keep those whose model and task are unchanged)")
     b.set_defaults(func=run_add_baselines)
 
 
@@ -105,7 +113,7 @@ def run_reproduce(args) -> int:
     if not names:
         print("name an entry, or give --all", file=sys.stderr)
         return 2
-    failed = 0
+    failed = nothing = 0
     for name in names:
         if name not in available:
             close = difflib.get_close_matches(name, sorted(available), n=3)
@@ -114,7 +122,7 @@ def run_reproduce(args) -> int:
             failed += 1
             continue
         rep = reproduce_entry(load_entry(available[name]), root=root, n_samples=args.n_samples,
-                              n_bootstrap=args.n_bootstrap, device=args.device, tasks=args.task)
+                              n_bootstrap=args.n_bootstrap, device=args.device, tasks=args.task, quick=args.quick)
         print(f"== {name}")
         if rep.checks:
             print(tabulate([c.row() for c in rep.checks],
@@ -126,8 +134,13 @@ def run_reproduce(args) -> int:
             print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         for c in rep.moved:
             print(f"{name}: {c.task} {c.metric} moved beyond its error bar", file=sys.stderr)
+        print(f"{name}: {rep.compared} stored value(s) compared")
         failed += not rep.ok
-    print(f"{len(names) - failed} of {len(names)} entries reproduced")
+        nothing += rep.compared == 0
+    summary = f"{len(names) - failed} of {len(names)} entries reproduced"
+    if nothing:
+        summary += f"; for {nothing} of them nothing could be compared (see the notes above)"
+    print(summary)
     return 1 if failed else 0
 
 
@@ -135,7 +148,8 @@ def run_add_baselines(args) -> int:
     from cgbg_bench.leaderboard.baselines import add_baselines
 
     root, _, submissions = _dirs(args)
-    written, removed = add_baselines(submissions, root)
+    written, removed = add_baselines(submissions, root, device=args.device,
+                                     recompute_quick_checks=args.recompute_quick_checks)
     for p in written:
         print(f"wrote {p}")
     for p in removed:

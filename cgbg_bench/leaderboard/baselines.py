@@ -4,7 +4,9 @@ Sources: each task's ``baselines`` list (file, kind, description; hash-checked),
 ``baseline_scores.json`` (hash-checked; written by ``cgbg-bench make-task``), and the
 ``baselines.yaml`` next to the baseline files (training records). One entry per
 baseline file group and name, ``baseline-<group>-<name>``, with a model and results for
-every task that ships it. Nothing is re-evaluated here.
+every task that ships it. :func:`baseline_entries` re-evaluates nothing; :func:`add_baselines`
+adds each PMF result's quick check (kept from the entry file already there when the model,
+task data and quick-check settings are unchanged, else computed on the small bank).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
+import dataclasses
+
 import yaml
 
 from cgbg_bench.errors import LeaderboardError, StaleResults
 from cgbg_bench.leaderboard.schema import (
-    METRIC_ORDER, Entry, Method, ModelFile, StoredMetric, TaskResult, entry_paths, load_entry, task_fingerprint,
-    write_entry,
+    METRIC_ORDER, QUICK_N_BOOTSTRAP, QUICK_N_SAMPLES, Entry, Method, ModelFile, StoredMetric, TaskResult,
+    entry_paths, load_entry, task_fingerprint, write_entry,
 )
 
 __all__ = ["BASELINE_PREFIX", "baseline_entries", "add_baselines"]
@@ -89,7 +93,7 @@ def baseline_entries(root: Path, tasks_root: Path | None = None) -> list[Entry]:
                 raise StaleResults(f"baseline file {path} is outside the repository {root}") from exc
             group = path.parent.name
             meta_file = path.parent / "baselines.yaml"
-            meta = (yaml.safe_load(meta_file.read_text()) or {}) if meta_file.is_file() else {}
+            meta = (yaml.safe_load(meta_file.read_text()) or {}) if meta_file.is_file() else {}  # trusted
             meta = meta.get(b.name, {}) or {}
             training = meta.get("training")
             description = b.description or str(meta.get("description", ""))
@@ -131,13 +135,54 @@ def baseline_entries(root: Path, tasks_root: Path | None = None) -> list[Entry]:
     return entries
 
 
-def add_baselines(submissions: Path, root: Path, tasks_root: Path | None = None) -> tuple[list[Path], list[Path]]:
+def _previous(folder: Path, name: str) -> Entry | None:
+    path = Path(folder) / f"{name}.yaml"
+    try:
+        return load_entry(path) if path.is_file() else None
+    except (LeaderboardError, OSError):
+        return None
+
+
+def with_quick_checks(entry: Entry, root: Path, tasks_root: Path | None = None, previous: Entry | None = None,
+                      device: str = "cpu", log=print, recompute: bool = False) -> Entry:
+    """``entry`` with a quick check for every PMF result: ``previous``'s where still valid (and not
+    ``recompute``), else computed."""
+    from cgbg_bench.leaderboard.record import bank_size, compute_quick_check
+    from cgbg_bench.task import load_task
+
+    results = {}
+    for task_name, r in entry.results.items():
+        model = entry.models.get(task_name)
+        if model is None or model.format != "pmf" or model.path is None:
+            results[task_name] = r
+            continue
+        task = load_task(task_name, root=tasks_root)
+        old = previous.results.get(task_name) if previous is not None else None
+        q = old.quick_check if old is not None else None
+        if recompute or not (q is not None and old.model_sha256 == r.model_sha256 and old.task_fingerprint == r.task_fingerprint
+                and q.seed == r.seed and q.n_bootstrap == QUICK_N_BOOTSTRAP
+                and q.n_samples == min(QUICK_N_SAMPLES, bank_size(task))):
+            log(f"{entry.name}: computing the quick check on {task_name}")
+            q = compute_quick_check(Path(root) / model.path, task, device=device, seed=r.seed)
+        results[task_name] = dataclasses.replace(r, quick_check=q)
+    return dataclasses.replace(entry, results=results)
+
+
+def add_baselines(submissions: Path, root: Path, tasks_root: Path | None = None, *,
+                  reuse_from: Path | None = None, device: str = "cpu", log=print,
+                  recompute_quick_checks: bool = False) -> tuple[list[Path], list[Path]]:
     """Write every baseline entry (atomically) and delete baseline entries that no longer exist.
 
-    Returns (written, removed). Only files named ``baseline-*.yaml`` whose kind is
-    ``baseline`` are ever removed; submissions are never touched.
+    Each PMF result gets its quick check, kept from the same entry in ``reuse_from`` (default:
+    ``submissions``) when still valid, else computed (always, with ``recompute_quick_checks``:
+    after a change to how small banks are drawn or scored). Returns (written, removed). Only files
+    named ``baseline-*.yaml`` whose kind is ``baseline`` are ever removed; submissions are
+    never touched.
     """
-    entries = baseline_entries(root, tasks_root)
+    reuse_from = Path(reuse_from if reuse_from is not None else submissions)
+    entries = [with_quick_checks(e, root, tasks_root, _previous(reuse_from, e.name), device=device, log=log,
+                                 recompute=recompute_quick_checks)
+               for e in baseline_entries(root, tasks_root)]
     written = [write_entry(e, Path(submissions) / f"{e.name}.yaml") for e in entries]
     keep = {p.name for p in written}
     removed = []

@@ -3,6 +3,11 @@
 Writes or updates one task's model and results in an entry. A new entry gets TODO
 placeholders for what only its authors know (authors, method, license, ...);
 ``cgbg-bench leaderboard validate`` refuses them until they are filled in.
+
+Each recorded PMF result also gets a quick check (:func:`compute_quick_check`): the
+model's score on QUICK_N_SAMPLES samples of the task's bank (the first ones of a shipped
+bank, or a separately seeded small bank of a generated one), which ``leaderboard
+reproduce --quick`` (what CI runs) recomputes and compares within its error bar.
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ from pathlib import Path
 from cgbg_bench._io import sha256_file
 from cgbg_bench.errors import EntrySchemaError, LeaderboardError
 from cgbg_bench.leaderboard.schema import (
-    METRIC_ORDER, TODO, Entry, Method, ModelFile, StoredMetric, TaskResult, load_entry, task_fingerprint,
-    write_entry,
+    METRIC_ORDER, QUICK_N_BOOTSTRAP, QUICK_N_SAMPLES, TODO, Entry, Method, ModelFile, QuickCheck, StoredMetric,
+    TaskResult, load_entry, task_fingerprint, write_entry,
 )
 
-__all__ = ["bank_size", "check_record", "record_result"]
+__all__ = ["bank_size", "check_record", "record_result", "compute_quick_check", "stored_metrics"]
 
 
 def bank_size(task) -> int:
@@ -30,6 +35,23 @@ def bank_size(task) -> int:
 
     with np.load(task.proposal.verify()) as z:
         return int(len(z["log_q"]))
+
+
+def stored_metrics(scores) -> dict[str, StoredMetric]:
+    """The finite headline metrics of a :class:`~cgbg_bench.bootstrap.Scores`, in file order."""
+    return {k: StoredMetric(m.value, m.error) for k in METRIC_ORDER
+            for m in [scores.metrics.get(k)] if m is not None and math.isfinite(m.value)
+            and math.isfinite(m.error)}
+
+
+def compute_quick_check(model, task, *, device: str | None = "cpu", seed: int = 0,
+                        n_bootstrap: int = QUICK_N_BOOTSTRAP) -> QuickCheck:
+    """Score ``model`` (a path or loaded module) on the task's quick-check bank."""
+    from cgbg_bench.evaluate import evaluate
+
+    n = min(QUICK_N_SAMPLES, bank_size(task))
+    result, _ = evaluate(model, task, device=device, n_bootstrap=n_bootstrap, seed=seed, n_samples=n)
+    return QuickCheck(n_samples=n, n_bootstrap=n_bootstrap, seed=seed, metrics=stored_metrics(result.scores))
 
 
 def check_record(path: str | Path, task, *, n_samples: int | None, n_bootstrap: int | None) -> None:
@@ -73,15 +95,16 @@ def record_result(path: str | Path, result, task, *, model_path: str | Path, roo
         keep_url = old is not None and old.sha256 == sha and old.url and TODO not in old.url
         model = ModelFile(sha256=sha, url=old.url if keep_url else
                           f"{TODO}: upload {model_path} (or commit it under leaderboard/models/) and put its URL here")
-    metrics = {k: StoredMetric(m.value, m.error) for k in METRIC_ORDER
-               for m in [result.scores.metrics.get(k)] if m is not None and math.isfinite(m.value)}
+    metrics = stored_metrics(result.scores)
     info = result.as_dict()
+    seed = int(info.get("seed", 0))
+    quick = compute_quick_check(model_path, task, device=str(result.device), seed=seed)
     stored = TaskResult(
         task_version=result.task_version, task_fingerprint=task_fingerprint(task), model_sha256=sha,
         metrics=metrics, n_samples=result.n_samples, n_bootstrap=result.scores.n_bootstrap,
-        seed=int(info.get("seed", 0)),
+        seed=seed,
         cgbg_bench_version=str(info["cgbg_bench_version"]), device=str(result.device),
-        runtime_s=round(result.runtime_s, 3), torch_version=str(info["torch_version"]),
+        runtime_s=round(result.runtime_s, 3), torch_version=str(info["torch_version"]), quick_check=quick,
     )
     entry = dataclasses.replace(entry, models={**entry.models, task.name: model},
                                 results={**entry.results, task.name: stored})

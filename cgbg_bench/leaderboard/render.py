@@ -3,16 +3,23 @@
 Both outputs are built from the same table cells, so they always agree. Output is a
 pure function of the entries, the current tasks (versions, descriptions) and, for the
 HTML page, which plot files exist: CI re-renders and compares with the committed files.
+
+Every entry-supplied string is escaped for its output: :func:`md_escape` for LEADERBOARD.md
+(HTML tags, entities, Markdown emphasis, code, links and table cells cannot break out),
+``html.escape`` for the page; link targets are http(s) URLs (checked when the entry is read),
+percent-encoded for Markdown.
 """
 
 from __future__ import annotations
 
 import html
+import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from cgbg_bench.errors import CgbgError
+from cgbg_bench.errors import CgbgError, EntryPathError
 from cgbg_bench.leaderboard.rank import tied_ranks
 from cgbg_bench.leaderboard.schema import METRIC_ORDER, Entry, TaskResult
 from cgbg_bench.report import METRIC_LABELS, format_value_error
@@ -30,6 +37,7 @@ EXPLANATION = (
     "Ranks are computed when rendering and never stored."
 )
 _TASK_COLUMNS = ("rank", "entry")
+_SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # task and entry names (see the entry schema)
 _TAIL_COLUMNS = ("training data", "samples", "cgbg-bench")
 
 
@@ -110,10 +118,31 @@ def _entries_table(entries: Sequence[Entry]) -> tuple[list[str], list[list[str]]
     return header, rows
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # "(" only links after "]", "!" only before "["
+_URL_SAFE = ":/?#@!$&*+,;=%-._~"  # percent-encode the rest: ( ) [ ] < > | " ' ` \ spaces
+
+
+def md_escape(text: str) -> str:
+    """``text`` as literal Markdown (GitHub-flavoured) inline text on one line.
+
+    HTML is neutralised (``& < >`` become entities, so no tag, comment or entity survives),
+    and every character that starts emphasis, code, a link or image, or ends a table cell is
+    backslash-escaped; line breaks become spaces.
+    """
+    text = " ".join(str(text).split("\n")).replace("\r", " ")
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def md_url(url: str) -> str:
+    """An http(s) URL as a Markdown link target that cannot end the link or the table cell."""
+    return urllib.parse.quote(url, safe=_URL_SAFE)
+
+
 def _md_cell(c) -> str:
     if isinstance(c, tuple):  # links: ((label, url), ...)
-        return " ".join(f"[{k}]({v})" for k, v in c)
-    return str(c).replace("|", "\\|").replace("\n", " ")
+        return " ".join(f"[{md_escape(k)}]({md_url(v)})" for k, v in c)
+    return md_escape(c)
 
 
 def _html_cell(c) -> str:
@@ -143,11 +172,11 @@ def render_markdown(entries: Sequence[Entry], tasks_root: Path | None = None) ->
            "profiles.", "", "## Overview", ""]
     out += _md_table(*_overview(entries, tables))
     for t in tables:
-        out += ["", f"## {_task_title(t)}", "", t.description, ""]
+        out += ["", f"## {md_escape(_task_title(t))}", "", md_escape(t.description), ""]
         out += _md_table(t.header(), t.cells())
         if t.stale:
             out += ["", "Not ranked (results for another task version; re-evaluate): "
-                    + ", ".join(f"{e.label} (v{r.task_version})" for e, r in t.stale) + "."]
+                    + ", ".join(f"{md_escape(e.label)} (v{r.task_version})" for e, r in t.stale) + "."]
     out += ["", "## Entries", ""]
     out += _md_table(*_entries_table(entries))
     return "\n".join(out) + "\n"
@@ -162,6 +191,11 @@ def plot_relpath(task: str, version: int | None, entry: str, sha256: str) -> str
     The task version and the model's hash are in the name, so a changed model or task
     never shows an old figure.
     """
+    for part in (task, entry):
+        if not _SAFE_NAME.match(part):
+            raise EntryPathError(f"{part!r} cannot name a plot (not a task or entry name)")
+    if not re.fullmatch(r"[0-9a-f]{12,64}", sha256):
+        raise EntryPathError(f"{sha256!r} is not a sha256 (hex digits)")
     return f"plots/{task}-v{version}/{entry}-{sha256[:12]}.png"
 
 
@@ -231,6 +265,7 @@ def make_plots(entries: Sequence[Entry], lb_dir: Path, *, root: Path, tasks_root
     from cgbg_bench.evaluate import compute_energies, observable_index
     from cgbg_bench.pmf import load_pmf
     from cgbg_bench.plot import plot_profiles
+    from cgbg_bench.leaderboard.paths import model_file
     from cgbg_bench.task import load_task
 
     lb_dir = Path(lb_dir)
@@ -253,7 +288,7 @@ def make_plots(entries: Sequence[Entry], lb_dir: Path, *, root: Path, tasks_root
         proposal, reference = task.load_proposal(), task.load_reference()
         index = observable_index(task, proposal.positions)
         for e, model, out in todo:
-            module = load_pmf(root / model.path, device)
+            module = load_pmf(model_file(root, model.path, f"{e.name}: models.{t.task}"), device)
             energies = compute_energies(module, proposal.positions, device=device)
             log_w = M.log_weights(energies, proposal.log_q, task.kT)
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,10 +3,14 @@
 A metric has *moved* when |reproduced - stored| exceeds the stored error bar. The full
 check re-evaluates with the stored bank size and seed (the bootstrap replicate count
 may be lowered with ``n_bootstrap``: that moves a bootstrap mean by about
-error / sqrt(n_bootstrap), well inside the bar). With ``n_samples`` below the stored
-bank size (the quick check CI runs), values are not comparable (JS and PMF error grow as
-the bank shrinks), so the check is a smoke test: hashes, task version, loading, the PMF
-contract, and finite metrics.
+error / sqrt(n_bootstrap), well inside the bar).
+
+The quick check (``quick=True``, or ``n_samples`` equal to the entry's quick-check size; what
+CI runs) re-evaluates each PMF on the small fixed bank of the result's ``quick_check`` block
+with its seed and replicate count, and compares with the stored quick-check values. Any other
+``n_samples`` below the stored bank size is a smoke test only (hashes, task version, loading,
+the contract, finite metrics): values on a bank of another size are not comparable, and the
+reproduction then says that nothing was compared and is not ``ok``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cgbg_bench._io import sha256_file
-from cgbg_bench.errors import EntryFileMissing, EntryHashMismatch, LeaderboardError, StaleResults
+from cgbg_bench.errors import (
+    EntryFileMissing, EntryHashMismatch, EntryPathError, LeaderboardError, NothingCompared, StaleResults,
+)
+from cgbg_bench.leaderboard.paths import model_file
 from cgbg_bench.leaderboard.schema import Entry, StoredMetric, task_fingerprint
 from cgbg_bench.report import METRIC_LABELS, format_value_error
 
@@ -29,7 +36,8 @@ class MetricCheck:
     metric: str
     stored: StoredMetric | None
     reproduced: StoredMetric | None
-    compared: bool  # False: quick check on a smaller bank
+    compared: bool  # False: a smoke test on a bank of another size
+    n_samples: int | None = None  # set for quick-check rows: the small bank's size
 
     @property
     def moved(self) -> bool:
@@ -45,7 +53,10 @@ class MetricCheck:
         shift = ("-" if not (self.compared and s and r) else
                  f"{(r.value - s.value) / s.error:+.2f}" if s.error > 0 else f"{r.value - s.value:+.3g}")
         status = "MOVED" if self.moved else ("ok" if self.compared else "not compared")
-        return [self.task, METRIC_LABELS.get(self.metric, self.metric),
+        label = METRIC_LABELS.get(self.metric, self.metric)
+        if self.n_samples is not None:
+            label += f" (quick, {self.n_samples})"
+        return [self.task, label,
                 format_value_error(s.value, s.error) if s else "-",
                 format_value_error(r.value, r.error) if r else "-", shift, status]
 
@@ -58,8 +69,13 @@ class Reproduction:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
+    def compared(self) -> int:
+        """How many stored values were compared (0: the reproduction checked nothing)."""
+        return sum(c.compared for c in self.checks)
+
+    @property
     def ok(self) -> bool:
-        return not self.problems and not any(c.moved for c in self.checks)
+        return not self.problems and not any(c.moved for c in self.checks) and self.compared > 0
 
     @property
     def moved(self) -> list[MetricCheck]:
@@ -68,13 +84,18 @@ class Reproduction:
 
 def reproduce_entry(entry: Entry, *, root: Path, tasks_root: Path | None = None, n_samples: int | None = None,
                     n_bootstrap: int | None = None, device: str | None = None,
-                    tasks: list[str] | None = None) -> Reproduction:
-    """Re-evaluate every in-repo model of ``entry`` (or only ``tasks``) and compare."""
+                    tasks: list[str] | None = None, quick: bool = False) -> Reproduction:
+    """Re-evaluate every in-repo model of ``entry`` (or only ``tasks``) and compare.
+
+    ``quick``: compare each PMF result's quick check (small fixed bank) instead of the full
+    result; ``n_samples`` equal to a result's quick-check size does the same.
+    """
     from cgbg_bench.evaluate import evaluate, evaluate_baseline
-    from cgbg_bench.task import load_task
+    from cgbg_bench.task import list_tasks, load_task
 
     where = str(entry.source or entry.name)
     checks, problems, notes = [], [], []
+    shipped = set(list_tasks(tasks_root))
     for task_name in sorted(entry.models):
         if tasks is not None and task_name not in tasks:
             continue
@@ -86,7 +107,14 @@ def reproduce_entry(entry: Entry, *, root: Path, tasks_root: Path | None = None,
         if stored is None:
             problems.append(StaleResults(f"{where}: no stored results for {task_name} to compare with"))
             continue
-        file = root / model.path
+        if task_name not in shipped:
+            problems.append(EntryPathError(f"{where}: {task_name!r} is not a shipped task"))
+            continue
+        try:
+            file = model_file(root, model.path, f"{where}: models.{task_name}")
+        except EntryPathError as exc:
+            problems.append(exc)
+            continue
         if not file.is_file():
             problems.append(EntryFileMissing(f"{where}: {model.path} is not in the repository"))
             continue
@@ -103,13 +131,29 @@ def reproduce_entry(entry: Entry, *, root: Path, tasks_root: Path | None = None,
                                          "settings (same version); they cannot be reproduced: re-evaluate"))
             continue
         nb = n_bootstrap or stored.n_bootstrap
+        reference, quick_n = stored.metrics, None
         if model.format == "pmf":
-            bank = n_samples if n_samples is not None and n_samples < stored.n_samples else stored.n_samples
-            compared = bank == stored.n_samples
-            result, _ = evaluate(file, task, device=device, n_bootstrap=nb, seed=stored.seed, n_samples=bank)
-            if not compared:
-                notes.append(f"{task_name}: quick check on the first {bank} samples (stored results use "
-                             f"{stored.n_samples}): values not compared; run without --n-samples to compare")
+            q = stored.quick_check
+            wants_quick = quick or (n_samples is not None and n_samples < stored.n_samples)
+            if wants_quick and q is not None and (quick or n_samples == q.n_samples):
+                compared, reference, quick_n = True, q.metrics, q.n_samples
+                result, _ = evaluate(file, task, device=device, n_bootstrap=n_bootstrap or q.n_bootstrap,
+                                     seed=q.seed, n_samples=q.n_samples)
+            elif wants_quick:
+                bank = n_samples if n_samples is not None else stored.n_samples
+                compared = bank == stored.n_samples
+                result, _ = evaluate(file, task, device=device, n_bootstrap=nb, seed=stored.seed, n_samples=bank)
+                if q is None:
+                    notes.append(f"{task_name}: NOT COMPARED: the entry stores no quick_check to compare with "
+                                 f"(smoke test on {bank} samples only); record it again with `cgbg-bench evaluate "
+                                 f"... --task {task_name} --record {where}`")
+                elif not compared:
+                    notes.append(f"{task_name}: NOT COMPARED: smoke test on {bank} samples; the entry's quick "
+                                 f"check is on {q.n_samples} samples: use --quick (or --n-samples {q.n_samples})")
+            else:
+                compared = True
+                result, _ = evaluate(file, task, device=device, n_bootstrap=nb, seed=stored.seed,
+                                     n_samples=stored.n_samples)
         else:  # md-histogram baselines: the histograms are the model, there is no bank to shrink
             baseline = next((b for b in task.baselines if b.file.sha256 == model.sha256), None)
             if baseline is None:
@@ -119,11 +163,15 @@ def reproduce_entry(entry: Entry, *, root: Path, tasks_root: Path | None = None,
             compared = True
             result = evaluate_baseline(task, baseline.name, n_bootstrap=nb, seed=stored.seed)
         new = result.scores.metrics
-        for k in sorted(set(stored.metrics) | set(new), key=lambda k: (k not in stored.metrics, k)):
+        for k in sorted(set(reference) | set(new), key=lambda k: (k not in reference, k)):
             got = new.get(k)
             reproduced = StoredMetric(got.value, got.error) if got is not None else None
-            if k not in stored.metrics:
-                notes.append(f"{task_name}: metric {k} is computed now but not stored in the entry")
+            if k not in reference:
+                if quick_n is None:
+                    notes.append(f"{task_name}: metric {k} is computed now but not stored in the entry")
                 continue
-            checks.append(MetricCheck(task_name, k, stored.metrics[k], reproduced, compared))
+            checks.append(MetricCheck(task_name, k, reference[k], reproduced, compared, quick_n))
+    if not any(c.compared for c in checks) and not problems:
+        problems.append(NothingCompared(
+            f"{where}: nothing was compared ({'; '.join(notes) or 'no in-repo model for the selected tasks'})"))
     return Reproduction(entry.name, tuple(checks), tuple(problems), tuple(notes))

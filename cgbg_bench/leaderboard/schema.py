@@ -36,6 +36,18 @@ Example (``leaderboard/submissions/my-pmf.yaml``)::
           js: {value: 0.00137, error: 6.5e-05}
           pmf_error: {value: 0.1385, error: 0.0012}
           js_floor: {value: 0.000195, error: 4.0e-05}
+        quick_check:                  # the same model on a fixed small bank: what a quick
+          n_samples: 1000             # `leaderboard reproduce NAME --quick` recomputes and compares
+          n_bootstrap: 100
+          seed: 0
+          metrics:
+            js: {value: 0.0123, error: 0.0011}
+            pmf_error: {value: 0.52, error: 0.08}
+
+Entries are untrusted input. They are read with anchors and aliases refused (see
+:func:`cgbg_bench._schema.load_yaml_text`); task keys must be shipped task names; stored
+metrics must be possible (finite, errors >= 0, JS in [0, ln 2] and not far below its own
+noise floor, ESS in (0, 1]), else :class:`~cgbg_bench.errors.ImpossibleResult`.
 """
 
 from __future__ import annotations
@@ -50,8 +62,8 @@ from typing import Any, Mapping
 import yaml
 
 from cgbg_bench._io import atomic_write_text
-from cgbg_bench._schema import check_keys, require
-from cgbg_bench.errors import EntrySchemaError
+from cgbg_bench._schema import NoAliasDumper, check_keys, load_yaml_file, require, short
+from cgbg_bench.errors import EntryPathError, EntrySchemaError, ImpossibleResult
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -64,6 +76,7 @@ __all__ = [
     "Method",
     "ModelFile",
     "StoredMetric",
+    "QuickCheck",
     "TaskResult",
     "Entry",
     "parse_entry",
@@ -72,6 +85,10 @@ __all__ = [
     "write_entry",
     "entry_paths",
     "task_fingerprint",
+    "check_task_name",
+    "QUICK_N_SAMPLES",
+    "QUICK_N_BOOTSTRAP",
+    "FLOOR_SIGMAS",
 ]
 
 SCHEMA_VERSION = 1
@@ -83,6 +100,15 @@ METRIC_ORDER = ("js", "pmf_error", "fe_rmse", "ess", "js_floor")
 REQUIRED_METRICS = ("js", "pmf_error", "js_floor")
 #: Placeholder that `evaluate --record` writes into a new entry; `validate` refuses it.
 TODO = "TODO"
+
+#: The quick check: every PMF result also stores its score on the task's first (file bank) or
+#: separately seeded (generated bank) QUICK_N_SAMPLES samples, which a quick reproduce recomputes.
+QUICK_N_SAMPLES = 1000
+QUICK_N_BOOTSTRAP = 100
+#: A JS more than this many combined errors below its own noise floor (or below a quarter of
+#: the floor) is impossible: a perfect model scores about the floor.
+FLOOR_SIGMAS = 5.0
+JS_MAX = math.log(2.0)  # JS divergence in nats is at most ln 2
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -114,6 +140,16 @@ class StoredMetric:
 
 
 @dataclass(frozen=True)
+class QuickCheck:
+    """The model's score on a fixed small bank (n_samples, seed), for quick reproduction."""
+
+    n_samples: int
+    n_bootstrap: int
+    seed: int
+    metrics: Mapping[str, StoredMetric]  # js always; pmf_error, ess, ... where computed
+
+
+@dataclass(frozen=True)
 class TaskResult:
     task_version: int
     task_fingerprint: str  # see task_fingerprint(): catches a task changed without a version bump
@@ -126,6 +162,7 @@ class TaskResult:
     device: str
     runtime_s: float
     torch_version: str | None = None
+    quick_check: QuickCheck | None = None
 
     @property
     def noise_floor(self) -> StoredMetric:
@@ -203,9 +240,16 @@ def _result_dict(r: TaskResult) -> dict:
     if r.torch_version is not None:
         out["torch_version"] = r.torch_version
     out.update(device=r.device, runtime_s=r.runtime_s)
-    out["metrics"] = {k: {"value": m.value, "error": m.error}
-                      for k in _ordered(r.metrics) for m in [r.metrics[k]]}
+    out["metrics"] = _metrics_dict(r.metrics)
+    if r.quick_check is not None:
+        q = r.quick_check
+        out["quick_check"] = {"n_samples": q.n_samples, "n_bootstrap": q.n_bootstrap, "seed": q.seed,
+                              "metrics": _metrics_dict(q.metrics)}
     return out
+
+
+def _metrics_dict(metrics: Mapping[str, StoredMetric]) -> dict:
+    return {k: {"value": m.value, "error": m.error} for k in _ordered(metrics) for m in [metrics[k]]}
 
 
 def task_fingerprint(task) -> str:
@@ -252,23 +296,23 @@ def _opt_str(value: Any, where: str) -> str | None:
 def _url(value: Any, where: str) -> str | None:
     url = _opt_str(value, where)
     if url is not None and not url.startswith(("https://", "http://")):
-        raise EntrySchemaError(f"{where}: {url!r} is not an http(s) URL")
+        raise EntrySchemaError(f"{where}: {short(url)} is not an http(s) URL")
     return url
 
 
 def _sha(value: Any, where: str) -> str:
     sha = _req(value, str, where)
     if not _SHA_RE.match(sha):
-        raise EntrySchemaError(f"{where}: expected 64 lowercase hex digits (sha256), got {sha!r}")
+        raise EntrySchemaError(f"{where}: expected 64 lowercase hex digits (sha256), got {short(sha)}")
     return sha
 
 
 def _float(value: Any, where: str, *, positive_or_zero: bool = False) -> float:
     x = float(_req(value, (int, float), where))
     if not math.isfinite(x):
-        raise EntrySchemaError(f"{where}: must be a finite number, got {value!r}")
+        raise ImpossibleResult(f"{where}: must be a finite number, got {short(value)}")
     if positive_or_zero and x < 0:
-        raise EntrySchemaError(f"{where}: must be >= 0, got {value!r}")
+        raise ImpossibleResult(f"{where}: must be >= 0, got {short(value)}")
     return x
 
 
@@ -281,7 +325,7 @@ def _int(value: Any, where: str, minimum: int = 0) -> int:
 
 def _choice(value: Any, choices: tuple[str, ...], where: str) -> str:
     if value not in choices:
-        raise EntrySchemaError(f"{where}: {value!r} is not one of {list(choices)}")
+        raise EntrySchemaError(f"{where}: {short(value)} is not one of {list(choices)}")
     return value
 
 
@@ -291,11 +335,11 @@ def _date(value: Any, where: str) -> str:
     text = _req(value, str, where)
     if text != TODO:
         if not _DATE_RE.match(text):
-            raise EntrySchemaError(f"{where}: expected an ISO date YYYY-MM-DD, got {text!r}")
+            raise EntrySchemaError(f"{where}: expected an ISO date YYYY-MM-DD, got {short(text)}")
         try:
             datetime.date.fromisoformat(text)
         except ValueError as exc:
-            raise EntrySchemaError(f"{where}: {text!r} is not a valid date ({exc})") from exc
+            raise EntrySchemaError(f"{where}: {short(text)} is not a valid date ({exc})") from exc
     return text
 
 
@@ -304,12 +348,13 @@ def _model_file(d: Any, where: str) -> ModelFile:
     if ("path" in d) == ("url" in d):
         raise EntrySchemaError(f"{where}: give exactly one of 'path' (in the repository) or 'url'")
     path = _opt_str(d.get("path"), f"{where}.path")
-    if path is not None and (Path(path).is_absolute() or ".." in Path(path).parts):
-        raise EntrySchemaError(f"{where}.path: {path!r} must be relative to the repository root, "
-                               "without '..'")
+    if path is not None and (Path(path).is_absolute() or ".." in Path(path).parts or "\\" in path
+                             or not path.strip()):
+        raise EntryPathError(f"{where}.path: {short(path)} must be relative to the repository root, "
+                             "with '/' separators and without '..'")
     url = _opt_str(d.get("url"), f"{where}.url")
     if url is not None and not url.startswith(("https://", "http://", TODO)):
-        raise EntrySchemaError(f"{where}.url: {url!r} is not an http(s) URL")
+        raise EntrySchemaError(f"{where}.url: {short(url)} is not an http(s) URL")
     fmt = _choice(d.get("format", "pmf"), MODEL_FORMATS, f"{where}.format")
     return ModelFile(sha256=_sha(d["sha256"], f"{where}.sha256"), path=path, url=url, format=fmt)
 
@@ -320,13 +365,55 @@ def _metric(d: Any, where: str) -> StoredMetric:
                         _float(d["error"], f"{where}.error", positive_or_zero=True))
 
 
+def _possible(metrics: Mapping[str, StoredMetric], where: str) -> None:
+    """Refuse values that no evaluation produces (ImpossibleResult names the rule)."""
+    for k in ("js", "pmf_error", "fe_rmse", "js_floor"):
+        if k in metrics and metrics[k].value < 0:
+            raise ImpossibleResult(f"{where}.{k}.value: {metrics[k].value:.6g} is negative; {k} is never "
+                                   "below 0: record the result again with `cgbg-bench evaluate ... --record`")
+    js = metrics.get("js")
+    if js is not None and js.value > JS_MAX * (1 + 1e-9):
+        raise ImpossibleResult(f"{where}.js.value: {js.value:.6g} exceeds ln 2 = {JS_MAX:.6f}, the largest "
+                               "Jensen-Shannon divergence (in nats)")
+    ess = metrics.get("ess")
+    if ess is not None and not 0 < ess.value <= 1 + 1e-9:
+        raise ImpossibleResult(f"{where}.ess.value: {ess.value:.6g} is outside (0, 1]; the ESS is a fraction "
+                               "of the bank")
+    floor = metrics.get("js_floor")
+    if js is not None and floor is not None and floor.value > 0:
+        combined = math.hypot(js.error, floor.error)
+        if js.value < floor.value - FLOOR_SIGMAS * combined or js.value < 0.25 * floor.value:
+            raise ImpossibleResult(
+                f"{where}.js: {js.value:.6g} +- {js.error:.2g} is far below its own noise floor js_floor "
+                f"{floor.value:.6g} +- {floor.error:.2g} (more than {FLOOR_SIGMAS:g} combined errors, or under a "
+                "quarter of it): a perfect model scores about the floor, so this value cannot come from an "
+                "evaluation; record it with `cgbg-bench evaluate MODEL --task TASK --record ENTRY`")
+
+
+def _metric_map(d: Any, where: str, required: set[str]) -> dict[str, StoredMetric]:
+    m = _keys(d, where, required, set(METRIC_ORDER))
+    metrics = {k: _metric(m[k], f"{where}.{k}") for k in _ordered(m)}
+    _possible(metrics, where)
+    return metrics
+
+
+def _quick_check(d: Any, where: str) -> QuickCheck:
+    d = _keys(d, where, {"n_samples", "n_bootstrap", "seed", "metrics"})
+    return QuickCheck(
+        n_samples=_int(d["n_samples"], f"{where}.n_samples", minimum=1),
+        n_bootstrap=_int(d["n_bootstrap"], f"{where}.n_bootstrap", minimum=1),
+        seed=_int(d["seed"], f"{where}.seed"),
+        metrics=_metric_map(d["metrics"], f"{where}.metrics", {"js"}),
+    )
+
+
 def _result(d: Any, where: str) -> TaskResult:
     d = _keys(d, where,
               {"task_version", "task_fingerprint", "model_sha256", "metrics", "n_samples", "n_bootstrap",
                "cgbg_bench_version", "device", "runtime_s"},
-              {"seed", "torch_version"})
-    m = _keys(d["metrics"], f"{where}.metrics", set(REQUIRED_METRICS), set(METRIC_ORDER))
-    metrics = {k: _metric(m[k], f"{where}.metrics.{k}") for k in _ordered(m)}
+              {"seed", "torch_version", "quick_check"})
+    metrics = _metric_map(d["metrics"], f"{where}.metrics", set(REQUIRED_METRICS))
+    quick = None if d.get("quick_check") is None else _quick_check(d["quick_check"], f"{where}.quick_check")
     return TaskResult(
         task_version=_int(d["task_version"], f"{where}.task_version"),
         task_fingerprint=_sha(d["task_fingerprint"], f"{where}.task_fingerprint"),
@@ -339,12 +426,22 @@ def _result(d: Any, where: str) -> TaskResult:
         device=_req(d["device"], str, f"{where}.device"),
         runtime_s=_float(d["runtime_s"], f"{where}.runtime_s", positive_or_zero=True),
         torch_version=_opt_str(d.get("torch_version"), f"{where}.torch_version"),
+        quick_check=quick,
     )
+
+
+def check_task_name(task: Any, where: str) -> str:
+    """A task key must look like a shipped task's name: no path, no '..', no separators."""
+    task = _req(task, str, f"{where} (task name)")
+    if not _NAME_RE.match(task):
+        raise EntryPathError(f"{where}: task key {short(task)} is not a task name (lowercase letters, digits, "
+                             "'.', '_', '-'; no paths); use a name from `cgbg-bench list`")
+    return task
 
 
 def _task_map(d: Any, where: str, parse) -> dict:
     d = _req(d if d is not None else {}, dict, where)
-    return {_req(task, str, f"{where} (task name)"): parse(v, f"{where}.{task}") for task, v in d.items()}
+    return {check_task_name(task, where): parse(v, f"{where}.{task}") for task, v in d.items()}
 
 
 _TOP_REQUIRED = {"schema_version", "name", "kind", "model", "authors", "date", "description", "method",
@@ -355,12 +452,13 @@ def parse_entry(data: Any, where: str = "entry", source: Path | None = None) -> 
     """Validate one entry's mapping and build the frozen :class:`Entry`."""
     d = _keys(data, where, _TOP_REQUIRED)
     if d["schema_version"] != SCHEMA_VERSION:
-        raise EntrySchemaError(f"{where}: schema_version {d['schema_version']!r} is not {SCHEMA_VERSION}")
+        raise EntrySchemaError(f"{where}: schema_version {short(d['schema_version'])} is not {SCHEMA_VERSION}")
     name = _req(d["name"], str, f"{where}: name")
-    if not _NAME_RE.match(name):
-        raise EntrySchemaError(f"{where}: name {name!r} must be lowercase letters, digits, '.', '_', '-'")
+    if not _NAME_RE.match(name) or len(name) > 100:
+        raise EntrySchemaError(f"{where}: name {short(name)} must be lowercase letters, digits, '.', '_', '-' "
+                               "(at most 100)")
     if source is not None and source.stem != name:
-        raise EntrySchemaError(f"{where}: name {name!r} differs from the file name {source.name!r}; "
+        raise EntrySchemaError(f"{where}: name {short(name)} differs from the file name {short(source.name)}; "
                                f"rename one of them")
     model = _keys(d["model"], f"{where}: model", {"name", "version"})
     version = model["version"]
@@ -396,12 +494,9 @@ def parse_entry(data: Any, where: str = "entry", source: Path | None = None) -> 
 
 
 def load_entry(path: str | Path) -> Entry:
+    """Read one entry file: anchors/aliases and oversized files are refused before parsing."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise EntrySchemaError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_entry(data, where=str(path), source=path)
+    return parse_entry(load_yaml_file(path, error=EntrySchemaError), where=str(path), source=path)
 
 
 def entry_paths(submissions: Path) -> list[Path]:
@@ -421,6 +516,7 @@ def write_entry(entry: Entry, path: str | Path) -> Path:
     path = Path(path)
     data = entry.as_dict()
     parse_entry(data, where=str(path), source=path)
-    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120, allow_unicode=True)
+    text = yaml.dump(data, Dumper=NoAliasDumper, sort_keys=False, default_flow_style=None, width=120,
+                     allow_unicode=True)
     atomic_write_text(path, text)
     return path

@@ -1,4 +1,5 @@
-"""Check entries: schema, placeholders, model hashes, task versions, results present.
+"""Check entries: schema, placeholders, task names, model paths and hashes, task versions,
+results present, a quick check for every PMF result.
 
 Every problem is a typed :class:`~cgbg_bench.errors.LeaderboardError` whose message
 names the file, the field and the fix; :func:`validate_all` collects all of them
@@ -11,13 +12,22 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from cgbg_bench._io import sha256_file
+import dataclasses
+
 from cgbg_bench.errors import (
-    CgbgError, EntryFileMissing, EntryHashMismatch, EntrySchemaError, LeaderboardError, MissingResults,
-    StaleResults,
+    CgbgError, EntryFileMissing, EntryHashMismatch, EntryPathError, EntrySchemaError, LeaderboardError,
+    MissingResults, StaleResults,
 )
+from cgbg_bench.leaderboard.paths import model_file
 from cgbg_bench.leaderboard.schema import TODO, Entry, entry_paths, load_entry, task_fingerprint
 
-__all__ = ["check_entry", "validate_all"]
+__all__ = ["check_entry", "validate_all", "without_quick_checks"]
+
+
+def without_quick_checks(entry: Entry) -> Entry:
+    """The entry with every result's quick check dropped (what ``baseline_entries`` builds)."""
+    return dataclasses.replace(entry, results={t: dataclasses.replace(r, quick_check=None)
+                                               for t, r in entry.results.items()})
 
 
 def _placeholders(value: Any, where: str) -> Iterator[str]:
@@ -38,9 +48,10 @@ def check_entry(entry: Entry, *, root: Path, tasks_root: Path | None = None,
     ``baselines``: the entries that ``add-baselines`` would write now; a baseline entry
     that differs from its regenerated form is stale.
     """
-    from cgbg_bench.task import load_task
+    from cgbg_bench.task import list_tasks, load_task
 
     where = str(entry.source or entry.name)
+    shipped = set(list_tasks(tasks_root))
     problems: list[LeaderboardError] = []
     for field in _placeholders(entry.as_dict(), ""):
         problems.append(EntrySchemaError(f"{where}: {field} is still a {TODO} placeholder: fill it in"))
@@ -56,6 +67,11 @@ def check_entry(entry: Entry, *, root: Path, tasks_root: Path | None = None,
             problems.append(MissingResults(
                 f"{where}: a model for task {task_name} but no results; run `cgbg-bench evaluate "
                 f"{model.path or model.url} --task {task_name} --record {where}`"))
+        if task_name not in shipped:
+            problems.append(EntryPathError(f"{where}: {task_name!r} is not a shipped task (known: "
+                                           f"{', '.join(sorted(shipped)) or 'none'}); task keys are names "
+                                           "from `cgbg-bench list`"))
+            continue
         try:
             task = load_task(task_name, root=tasks_root)
         except CgbgError as exc:
@@ -71,8 +87,18 @@ def check_entry(entry: Entry, *, root: Path, tasks_root: Path | None = None,
                 f"{where}: results.{task_name} were computed on other task data or settings (bank, reference, "
                 f"observables or metric settings changed, still version {task.version}); re-evaluate with "
                 f"`cgbg-bench evaluate ... --task {task_name} --record {where}`"))
+        if model is not None and result is not None and model.format == "pmf" and result.quick_check is None:
+            fix = ("`cgbg-bench leaderboard add-baselines`" if entry.is_baseline else
+                   f"`cgbg-bench evaluate {model.path or 'MODEL'} --task {task_name} --record {where}`")
+            problems.append(MissingResults(
+                f"{where}: results.{task_name} has no quick_check (the score on a small fixed bank that "
+                f"`leaderboard reproduce --quick` compares); record it with {fix}"))
         if model is not None and model.path is not None:
-            file = root / model.path
+            try:
+                file = model_file(root, model.path, f"{where}: models.{task_name}")
+            except EntryPathError as exc:
+                problems.append(exc)
+                continue
             if not file.is_file():
                 problems.append(EntryFileMissing(f"{where}: models.{task_name}.path {model.path} is not in the "
                                                  f"repository ({file})"))
@@ -91,7 +117,7 @@ def check_entry(entry: Entry, *, root: Path, tasks_root: Path | None = None,
         if expected is None:
             problems.append(StaleResults(f"{where}: baseline entry {entry.name} matches no shipped baseline; "
                                          "run `cgbg-bench leaderboard add-baselines`"))
-        elif expected.as_dict() != entry.as_dict():
+        elif expected.as_dict() != without_quick_checks(entry).as_dict():
             problems.append(StaleResults(f"{where}: out of date with the tasks' baseline_scores.json; run "
                                          "`cgbg-bench leaderboard add-baselines`"))
     return problems
