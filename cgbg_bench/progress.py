@@ -32,9 +32,15 @@ def mode(stream=None) -> str:
         return env
     stream = sys.stderr if stream is None else stream
     try:
-        return "bar" if stream.isatty() else "lines"
+        if not stream.isatty():
+            return "lines"
     except (AttributeError, ValueError):  # closed or not a real stream
         return "lines"
+    try:
+        width = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):  # a terminal-like stream without a size: tqdm picks one
+        return "bar"
+    return "bar" if width > 0 else "lines"  # a pseudo-terminal of width 0 would get an empty bar
 
 
 def format_duration(seconds: float) -> str:
