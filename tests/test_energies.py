@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,35 @@ def test_bank_export_cli(tmp_path):
     with np.load(out) as z:
         assert z["positions"].shape == (100, 1) and str(z["positions_unit"]) == "nm"
         assert str(z["task"]) == "mueller-brown" and len(str(z["fingerprint"])) == 64
+
+
+def test_worked_example_in_the_docs_runs(tmp_path):
+    """docs/energies.md's numpy example, run on a small export of ala2-core-beta's bank."""
+    import re
+    import textwrap
+
+    text = (ROOT / "docs" / "energies.md").read_text()
+    code = textwrap.dedent(re.search(r"```python\n(.*?) *```", text, re.S).group(1))
+    task = load_task("ala2-core-beta")
+    export_bank(task, tmp_path / "bank.npz", n_samples=2000)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(compile(code, "docs/energies.md", "exec"), {})
+    finally:
+        os.chdir(cwd)
+    result, _ = evaluate_energies(tmp_path / "energies.npz", task, n_samples=2000, n_bootstrap=5)
+    assert 0.0 < result.scores.metrics["js"].value < 1.0
+
+
+def test_evaluate_cli_scores_an_energies_file(task, exported, tmp_path):
+    _, _, fingerprint, unit, energies = exported
+    f = _save(tmp_path / "e.npz", energies=energies, fingerprint=fingerprint, energy_unit=unit)
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, "-m", "cgbg_bench", "evaluate", str(f), "--task", "mueller-brown",
+                           "--n-samples", str(N), "--n-bootstrap", "5", "--json", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    assert json.loads(out.read_text())["scored_from"] == "energies"

@@ -41,7 +41,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="score a PMF (.pt2 or TorchScript .pt) on a task",
                        description="Score a submitted PMF on one or several tasks, beside each task's baselines.",
                        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("pmf", nargs="?", help="the submitted PMF file")
+    p.add_argument("pmf", nargs="?", help="the submitted PMF file (.pt2 or TorchScript .pt), or an energies "
+                                          ".npz computed on `cgbg-bench bank export TASK` (docs/energies.md)")
     p.add_argument("--task", required=True, action="extend", nargs="+", metavar="NAME",
                    help="task name(s) (see `cgbg-bench list`); repeat it or give several, or `all`")
     p.add_argument("--device", default=None, help="torch device: cpu, cuda, cuda:N (default: cuda if available, "
@@ -214,17 +215,22 @@ def _baseline_rows(task, result, args, proposal, reference, limits, device: str)
 
 def _score_task(args, task_name: str, several: bool, limits) -> dict:
     """Score args.pmf on one task, print its table; return the result dict."""
+    from cgbg_bench.energies import evaluate_energies, is_energies_file
     from cgbg_bench.evaluate import evaluate, observable_index
     from cgbg_bench.task import load_task
 
     task = load_task(task_name)
     proposal = task.load_proposal(args.n_samples)
     reference = task.load_reference()
-    result, log_w = evaluate(
-        args.pmf, task, device=args.device, batch_size=args.batch_size, n_bootstrap=args.n_bootstrap,
-        seed=args.seed, n_samples=args.n_samples, progress=True,
-        proposal=proposal, reference=reference, limits=limits,
-    )
+    if is_energies_file(args.pmf):  # energies computed elsewhere on `cgbg-bench bank export`
+        result, log_w = evaluate_energies(args.pmf, task, n_bootstrap=args.n_bootstrap, seed=args.seed,
+                                          n_samples=args.n_samples, proposal=proposal, reference=reference)
+    else:
+        result, log_w = evaluate(
+            args.pmf, task, device=args.device, batch_size=args.batch_size, n_bootstrap=args.n_bootstrap,
+            seed=args.seed, n_samples=args.n_samples, progress=True,
+            proposal=proposal, reference=reference, limits=limits,
+        )
     flags = list(result.info.get("reliability", []))
     names = [m for m in ("js", "pmf_error", "fe_rmse", "ess", "js_floor") if m in result.scores.metrics]
     own = {"label": f"{args.pmf}", "bank": str(result.n_samples), "metrics": result.as_dict()["metrics"],
