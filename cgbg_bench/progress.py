@@ -10,8 +10,11 @@
 On a terminal (stderr is a TTY) it is a tqdm bar with the elapsed time and an estimate of
 the time left. When stderr is not a terminal (a log file, a pipe, CI) no carriage returns
 are written: one plain line per ``every_s`` seconds (and a last one), each with the count,
-the elapsed time and the estimate. ``CGBG_BENCH_PROGRESS`` overrides the choice: ``bar``,
-``lines`` or ``off``.
+the elapsed time and the estimate. ``delay_s`` keeps quick work quiet. ``CGBG_BENCH_PROGRESS``
+overrides the choice: ``bar``, ``lines`` or ``off``.
+
+Use it for every progress display (energies, simulations, training), so that all of them
+behave alike in a terminal and in a log.
 """
 
 from __future__ import annotations
@@ -64,13 +67,13 @@ class Progress:
     """
 
     def __init__(self, total: int | None, *, desc: str = "", unit: str = "it", stream=None,
-                 display: str | None = None, every_s: float = 10.0, bound: bool = False):
+                 display: str | None = None, every_s: float = 10.0, bound: bool = False, delay_s: float = 0.0):
         self.total, self.desc, self.unit, self.bound = total, desc, unit, bound
         self.stream = sys.stderr if stream is None else stream
         self.display = mode(self.stream) if display is None else display
         if self.display not in MODES:
             raise ValueError(f"display must be one of {MODES}, got {self.display!r}")
-        self.every_s = float(every_s)
+        self.every_s, self.delay_s = float(every_s), float(delay_s)
         self.n, self.note = 0, ""
         self.t0 = time.perf_counter()
         self._last_line = -float("inf")
@@ -81,7 +84,7 @@ class Progress:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=total, desc=desc, unit=f" {unit}", file=self.stream, leave=True,
-                             dynamic_ncols=True)
+                             dynamic_ncols=True, delay=self.delay_s)
 
     # --------------------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -113,9 +116,15 @@ class Progress:
             self._bar.update(n)
         elif self.display == "lines":
             now = time.perf_counter()
+            if now - self.t0 < self.delay_s:
+                return  # quick work shows nothing
             if now - self._last_line >= self.every_s or (self.total is not None and self.n >= self.total):
                 self._emit()
                 self._last_line = now
+
+    def update_to(self, done: int, *, note: str | None = None) -> None:
+        """Advance to ``done`` in all (for loops that count what they finished)."""
+        self.update(done - self.n, note=note)
 
     def _emit(self) -> None:
         self.stream.write(self.line() + "\n")
@@ -133,7 +142,7 @@ class Progress:
             if note is not None:
                 self._bar.set_postfix_str(note, refresh=False)
             self._bar.close()
-        elif self.display == "lines" and self.n and (
+        elif self.display == "lines" and self.n and self.elapsed() >= self.delay_s and (
                 self._emitted != (self.n, self.note) or (self.total is not None and self.n < self.total)):
             self._emit()  # the last state; one that ends short of the total (early stop) says "done"
 
@@ -145,8 +154,9 @@ class Progress:
 
 
 def progress(total: int | None = None, *, desc: str = "", unit: str = "it", stream=None,
-             display: str | None = None, every_s: float = 10.0, bound: bool = False,
+             display: str | None = None, every_s: float = 10.0, bound: bool = False, delay_s: float = 0.0,
              enabled: bool = True) -> Progress:
-    """A :class:`Progress`; ``enabled=False`` shows nothing (for library callers that want silence)."""
+    """A :class:`Progress`; ``enabled=False`` shows nothing (for library callers that want silence);
+    ``delay_s``: show nothing until that many seconds have passed (quick work stays quiet)."""
     return Progress(total, desc=desc, unit=unit, stream=stream, display=display if enabled else "off",
-                    every_s=every_s, bound=bound)
+                    every_s=every_s, bound=bound, delay_s=delay_s)

@@ -252,3 +252,21 @@ def test_evaluate_plot_has_a_difference_panel_says_what_white_means_and_no_blank
         assert min(b.x0 for b in boxes) < 0.06 and max(b.x1 for b in boxes) > 0.94  # no blank strip
     finally:
         plt.close(fig)
+
+
+def test_progress_delay_keeps_quick_work_quiet_and_update_to_counts_absolute(monkeypatch):
+    import io
+
+    from cgbg_bench.progress import progress
+
+    monkeypatch.delenv("CGBG_BENCH_PROGRESS", raising=False)
+    quiet = io.StringIO()
+    with progress(100, desc="energies", stream=quiet, every_s=0.0, delay_s=60.0) as bar:
+        for done in range(10, 101, 10):
+            bar.update_to(done)
+    assert quiet.getvalue() == ""
+    log = io.StringIO()
+    with progress(100, desc="energies", unit="sample", stream=log, every_s=0.0) as bar:
+        bar.update_to(40)
+        bar.update_to(100)
+    assert log.getvalue().splitlines()[-1].startswith("energies: 100/100 samples")
