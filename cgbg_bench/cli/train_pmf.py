@@ -30,8 +30,9 @@ estimate of the time left (at most: early stopping usually ends sooner): a bar o
 terminal, plain lines in a log or pipe ($CGBG_BENCH_PROGRESS=bar|lines|off overrides).
 
 data: --data biased with --task uses the task's recorded recipe, the runs and chunk counts
-of the task's fm-biased baseline (for ala2: data/ala2/explicit-wtmetad, explicit-static and
-explicit-static-2, 8 + 137 + 78 chunks, 89,200 frames), and prints them; --all-chunks uses
+of the task's fm-biased baseline (ala2-core-beta v11: data/ala2/explicit-wtmetad,
+explicit-static and explicit-static-2, 8 + 137 + 78 chunks, 89,200 frames; each task has its
+own counts), and prints them; 'unbiased' likewise (data/ala2/explicit-unbiased); --all-chunks uses
 every finished chunk of those runs instead, --max-chunks DIR=N sets one run's. The data/
 folders are looked up under the repository root ($CGBG_BENCH_ROOT overrides it: set it to
 your checkout when the package is installed elsewhere).
