@@ -136,6 +136,8 @@ class RunSettings:
         if not 1 <= residue <= n:
             raise MDError(f"--bias-residue {residue} out of range 1..{n} for {self.system}")
         metad = self.metad if self.bias == "wtmetad" else None
+        if metad is not None:
+            metad.check()
         out = dataclasses.replace(self, equilibration_ps=float(equil), bias_residue=residue,
                                   metad=metad, start_phi_psi_deg=tuple(self.start_phi_psi_deg))
         out.steps()  # validates the intervals
@@ -545,10 +547,10 @@ class _Engine:
         k = settings.bias_residue - 1
         phi_atoms = tuple(int(self.heavy[i]) for i in self.phi_q[k])
         psi_atoms = tuple(int(self.heavy[i]) for i in self.psi_q[k])
-        self.meta = None
+        self.metad = None
         if settings.bias == "wtmetad":
-            self.meta = _metad.add_wtmetad(system, phi_atoms, psi_atoms, settings.metad,
-                                           settings.temperature_kelvin, self.steps["pace"])
+            self.metad = _metad.add_wtmetad(system, phi_atoms, psi_atoms, settings.metad,
+                                            settings.temperature_kelvin)
         elif settings.bias == "static":
             _metad.add_static_bias(system, phi_atoms, psi_atoms, static_grid)
         self.n_peptide = int(derived["n_peptide_atoms"])
@@ -565,9 +567,9 @@ class _Engine:
         self._state_xml = None
 
     def restore(self, ckpt: dict) -> None:
-        if self.meta is not None:
+        if self.metad is not None:
             # Before any Context exists: the System's bias table now holds the saved grid.
-            _metad.set_metad_grid(self.meta, ckpt["metad_grid"])
+            self.metad.set_grid(ckpt["metad_grid"])
         self._state_xml = str(ckpt["state_xml"])
         self._step = int(ckpt["step"])
 
@@ -623,13 +625,9 @@ class _Engine:
             if biased:
                 e_bias = state.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)
                 vbias[i] = e_bias
-            if self.meta is not None and step % st["pace"] == 0:
-                # Deposit as Metadynamics.step does, reusing the bias energy just read.
-                cv = self.meta._force.getCollectiveVariableValues(ctx)
-                height = s.metad.height_kj_per_mol * math.exp(
-                    -e_bias / (u.MOLAR_GAS_CONSTANT_R.value_in_unit(u.kilojoule_per_mole / u.kelvin)
-                               * self.meta._deltaT.value_in_unit(u.kelvin)))
-                self.meta._addGaussian(cv, height * u.kilojoule_per_mole, ctx)
+            if self.metad is not None and step % st["pace"] == 0:
+                # A hill every pace, its height from the bias energy just read.
+                self.metad.deposit(ctx, e_bias)
             if (i + 1) % per_frame == 0:
                 j = (i + 1) // per_frame - 1
                 fstate = ctx.getState(getForces=True, getEnergy=True, groups=groups_unbiased)
@@ -653,7 +651,6 @@ class _Engine:
 
     def checkpoint(self, chunks_done: int) -> None:
         import openmm
-        import openmm.unit as u
 
         state = self.sim.context.getState(getPositions=True, getVelocities=True,
                                           getParameters=True, enforcePeriodicBox=False)
@@ -661,16 +658,14 @@ class _Engine:
         self._step = int(self.sim.currentStep)
         arrays = {"state_xml": np.array(self._state_xml),
                   "step": np.int64(self._step), "chunks_done": np.int64(chunks_done)}
-        if self.meta is not None:
-            grid = np.asarray(self.meta._totalBias, dtype=np.float64)
+        if self.metad is not None:
+            grid = self.metad.grid
             arrays["metad_grid"] = grid
             atomic_savez(self.out / "bias.npz", grid_kj_per_mol=grid,
                          axis_rad=_metad.grid_axis(grid.shape[0]),
                          residue=np.int64(self.s.bias_residue),
                          time_ps=np.float64(self.sim.currentStep * self.s.timestep_fs / 1000.0),
-                         free_energy_kj_per_mol=np.asarray(
-                             self.meta.getFreeEnergy().value_in_unit(u.kilojoule_per_mole),
-                             dtype=np.float64))
+                         free_energy_kj_per_mol=self.metad.free_energy())
         atomic_savez(self.out / "checkpoint.npz", **arrays)
 
 
