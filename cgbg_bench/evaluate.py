@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -17,6 +16,7 @@ from cgbg_bench._io import sha256_file
 from cgbg_bench.bootstrap import Scores, block_sums, bootstrap_scores
 from cgbg_bench.errors import PMFContractError
 from cgbg_bench.observables import dihedral
+from cgbg_bench.progress import progress as make_progress
 from cgbg_bench.confine import DEFAULT_LIMITS, Limits, confined_energies
 from cgbg_bench.pmf import check_pmf, default_device, detect_format
 from cgbg_bench.reliability import assess_evaluation
@@ -54,27 +54,6 @@ class Result:
         }
 
 
-class _Progress:
-    """A minimal stderr progress bar, shown only once a run is predicted to take > 3 s."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled, self.t0, self.shown = total, enabled, time.perf_counter(), False
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.t0
-        if not self.shown and elapsed * self.total / max(done, 1) < 3.0:
-            return
-        self.shown = True
-        frac = done / self.total
-        bar = "#" * int(30 * frac)
-        sys.stderr.write(f"\r  energies [{bar:<30}] {done}/{self.total} {elapsed:5.1f}s")
-        if done >= self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
 def compute_energies(
     module: torch.nn.Module,
     positions: np.ndarray,
@@ -86,12 +65,13 @@ def compute_energies(
     """Energies (N,) float64 of ``positions`` in batches; raises if any is not finite."""
     n = len(positions)
     out = np.empty(n, np.float64)
-    bar = _Progress(n, progress)
+    bar = make_progress(n, desc="energies", unit="sample", delay_s=3.0, enabled=progress)
     with torch.no_grad():
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             out[start:stop] = _batch_energies(module, positions[start:stop], device)
-            bar.update(stop)
+            bar.update_to(stop)
+    bar.close()
     bad = ~np.isfinite(out)
     if bad.any():
         raise PMFContractError(
