@@ -30,6 +30,7 @@ import math
 import os
 import types
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -41,6 +42,9 @@ from cgbg_bench.errors import DataError
 from cgbg_bench.fm.priors import PeptidePrior, fit_prior
 from cgbg_bench.fm.train import FMReport, block_split, force_mse, train_force_matching
 from cgbg_bench.units import kT_kj_per_mol
+
+if TYPE_CHECKING:
+    from cgbg_bench.fm.pipeline import FMSettings
 
 __all__ = [
     "PeptidePMF",
@@ -337,53 +341,43 @@ def _load_member(path: Path, model: nn.Module) -> FMReport | None:
         return None
 
 
-def training_settings(*, prior_only: bool, seed: int, val_fraction: float, block_ps: float,
-                      temperature_kelvin: float | None, repulsion_power: int, lr: float, max_epochs: int,
-                      patience: int, batch_size: int, weight_decay: float, n_rbf: int, hidden,
-                      lr_halve_after: int | None, n_models: int, dihedral_correction: int = 0) -> dict:
+def training_settings(settings: "FMSettings", *, prior_only: bool, temperature_kelvin: float | None) -> dict:
     """The settings a fit of :func:`train_peptide_pmf` is recorded under: its sidecar's
     ``settings``, part of its member checkpoints' key, and what a build compares to reuse an
     export (:func:`cgbg_bench.fm.pipeline.matching_export`). The network's settings are left
     out of a prior-only fit's; ``temperature_kelvin`` None leaves it out (a caller that has not
     loaded the data). ``dihedral_correction`` is recorded only when > 0, so that what was
     fitted without one keeps its record (and its member checkpoints their names)."""
-    out = {"prior_only": bool(prior_only), "seed": int(seed), "val_fraction": float(val_fraction),
-           "block_ps": float(block_ps)}
+    s = settings
+    out = {"prior_only": bool(prior_only), "seed": int(s.seed), "val_fraction": float(s.val_fraction),
+           "block_ps": float(s.block_ps)}
     if temperature_kelvin is not None:
         out["temperature_kelvin"] = float(temperature_kelvin)
-    out["repulsion_power"] = int(repulsion_power)
+    out["repulsion_power"] = int(s.repulsion_power)
     if not prior_only:
-        out.update({"lr": float(lr), "max_epochs": int(max_epochs), "patience": int(patience),
-                    "batch_size": int(batch_size), "weight_decay": float(weight_decay),
-                    "n_rbf": int(n_rbf), "hidden": [int(h) for h in hidden],
-                    "lr_halve_after": lr_halve_after, "n_models": int(n_models)})
-        if dihedral_correction:
-            out["dihedral_correction"] = int(dihedral_correction)
+        out.update({"lr": float(s.lr), "max_epochs": int(s.max_epochs), "patience": int(s.patience),
+                    "batch_size": int(s.batch_size), "weight_decay": float(s.weight_decay),
+                    "n_rbf": int(s.n_rbf), "hidden": [int(h) for h in s.hidden],
+                    "lr_halve_after": s.lr_halve_after, "n_models": int(s.n_models)})
+        if s.dihedral_correction:
+            out["dihedral_correction"] = int(s.dihedral_correction)
     return out
 
 
 def train_peptide_pmf(
     data: PeptideData,
+    settings: "FMSettings | None" = None,
     *,
     prior_only: bool = False,
-    seed: int = 0,
-    val_fraction: float = 0.2,
-    lr: float = 1e-3,
-    max_epochs: int = 200,
-    patience: int = 20,
-    batch_size: int = 128,
-    weight_decay: float = 0.0,
-    n_rbf: int = 16,
-    hidden: tuple[int, ...] = (128, 128),
-    lr_halve_after: int | None = 5,
-    n_models: int = 1,
-    repulsion_power: int = 6,
-    dihedral_correction: int = 0,
     checkpoint_dir: str | os.PathLike | None = None,
     progress: bool = False,
+    **overrides,
 ) -> TrainResult:
     """Fit the prior, then (unless ``prior_only``) train the correction by force matching.
 
+    ``settings``: the :class:`cgbg_bench.fm.pipeline.FMSettings` of the fit (seed, epochs, widths,
+    ...; its defaults are the only ones); keyword ``overrides`` name fields of it to change
+    (``train_peptide_pmf(data, seed=4, max_epochs=3)``), an unknown name raises TypeError.
     The split is by ``data.block_ids`` (see :func:`cgbg_bench.fm.block_split`), seeded by
     ``seed``, which also seeds the weights and the minibatch order. ``n_models`` > 1 trains
     that many networks on the same split (weights and minibatch order seeded ``seed``,
@@ -397,6 +391,14 @@ def train_peptide_pmf(
     it on the validation blocks, then on every frame for the model returned. ``progress``: show
     each network's epochs (:mod:`cgbg_bench.progress`: a bar on a terminal, plain lines in a log).
     """
+    from cgbg_bench.fm.pipeline import FMSettings
+
+    settings = dataclasses.replace(settings or FMSettings(), **overrides)
+    seed, val_fraction, lr, max_epochs = settings.seed, settings.val_fraction, settings.lr, settings.max_epochs
+    patience, batch_size, weight_decay = settings.patience, settings.batch_size, settings.weight_decay
+    n_rbf, hidden, lr_halve_after = settings.n_rbf, tuple(settings.hidden), settings.lr_halve_after
+    n_models, repulsion_power = settings.n_models, settings.repulsion_power
+    dihedral_correction = settings.dihedral_correction
     if isinstance(n_models, bool) or int(n_models) != n_models or n_models < 1:
         raise DataError(f"n_models must be a whole number >= 1, got {n_models!r}")
     if not isinstance(repulsion_power, (int, np.integer)) or isinstance(repulsion_power, bool) or repulsion_power < 1:
@@ -407,22 +409,20 @@ def train_peptide_pmf(
                                         val_fraction=val_fraction, seed=seed)
     rmse = lambda m, idx: math.sqrt(force_mse(m, data.positions[idx], data.forces[idx]))  # noqa: E731
     prior_train, prior_val = rmse(prior, train_idx), rmse(prior, val_idx)
-    settings = training_settings(
-        prior_only=prior_only, seed=seed, val_fraction=val_fraction, block_ps=data.block_ps,
-        temperature_kelvin=data.temperature_kelvin, repulsion_power=repulsion_power, lr=lr, max_epochs=max_epochs,
-        patience=patience, batch_size=batch_size, weight_decay=weight_decay, n_rbf=n_rbf, hidden=hidden,
-        lr_halve_after=lr_halve_after, n_models=n_models, dihedral_correction=dihedral_correction)
+    # recorded with the data's block length (the split's), whatever ``settings.block_ps`` says
+    recorded = training_settings(dataclasses.replace(settings, block_ps=data.block_ps), prior_only=prior_only,
+                                 temperature_kelvin=data.temperature_kelvin)
     if dihedral_correction:
         if prior_only:
             raise DataError("a dihedral correction is fitted on a trained network's residuals; not with prior_only")
         from cgbg_bench.fm.dihedral_correction import DihedralCorrection
 
         DihedralCorrection(data.mapping, dihedral_correction)  # a bad order or mapping fails before any training
-    member_settings = {k: v for k, v in settings.items() if k != "dihedral_correction"}
+    member_settings = {k: v for k, v in recorded.items() if k != "dihedral_correction"}
     if prior_only:
         return TrainResult(model=prior.eval(), report=None, train_force_rmse=prior_train, val_force_rmse=prior_val,
                            prior_train_force_rmse=prior_train, prior_val_force_rmse=prior_val,
-                           n_parameters=0, settings=settings)
+                           n_parameters=0, settings=recorded)
     members, reports, checkpoints = [], [], []
     for k in range(int(n_models)):
         model = build_peptide_pmf(data.positions, data.mapping, prior=prior, n_rbf=n_rbf, hidden=hidden,
@@ -477,7 +477,7 @@ def train_peptide_pmf(
         train_rmse, val_rmse = rmse(model, train_idx), rmse(model, val_idx)
     return TrainResult(model=model, report=reports[0], train_force_rmse=train_rmse, val_force_rmse=val_rmse,
                        prior_train_force_rmse=prior_train, prior_val_force_rmse=prior_val,
-                       n_parameters=sum(p.numel() for p in model.parameters()), settings=settings,
+                       n_parameters=sum(p.numel() for p in model.parameters()), settings=recorded,
                        members=tuple(reports), checkpoints=tuple(checkpoints), dihedral_correction=correction)
 
 

@@ -9,6 +9,7 @@ prior, versions).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from dataclasses import dataclass, field
@@ -50,13 +51,7 @@ def _expected_settings(settings: FMSettings, prior_only: bool) -> dict:
     """The sidecar's ``settings`` entries that ``settings`` fixes (all but the data's temperature)."""
     from cgbg_bench.fm.peptide import training_settings
 
-    return training_settings(
-        prior_only=prior_only, seed=settings.seed, val_fraction=settings.val_fraction, block_ps=settings.block_ps,
-        temperature_kelvin=None, repulsion_power=settings.repulsion_power, lr=settings.lr,
-        max_epochs=settings.max_epochs, patience=settings.patience, batch_size=settings.batch_size,
-        weight_decay=settings.weight_decay, n_rbf=settings.n_rbf, hidden=settings.hidden,
-        lr_halve_after=settings.lr_halve_after, n_models=settings.n_models,
-        dihedral_correction=settings.dihedral_correction)
+    return training_settings(settings, prior_only=prior_only, temperature_kelvin=None)
 
 
 def matching_export(out, *, command: str, data_dirs, max_chunks: dict | None = None,
@@ -154,14 +149,9 @@ def train_and_export(system: str, representation: str, data_dirs, out, *, settin
     for src in data.sources:
         log(f"  {src['dir']}: {src['n_chunks']} chunks, {src['n_frames']} frames ({src['ns']:g} ns, "
             f"bias {src['bias']})")
-    result = train_peptide_pmf(
-        data, prior_only=prior_only, seed=settings.seed, val_fraction=settings.val_fraction, lr=settings.lr,
-        max_epochs=settings.max_epochs, patience=settings.patience, batch_size=settings.batch_size,
-        n_rbf=settings.n_rbf, hidden=tuple(settings.hidden), lr_halve_after=settings.lr_halve_after,
-        n_models=settings.n_models, repulsion_power=settings.repulsion_power, weight_decay=settings.weight_decay,
-        dihedral_correction=0 if prior_only else settings.dihedral_correction, checkpoint_dir=checkpoint_dir,
-        progress=progress,
-    )
+    # a prior-only fit has no network to correct
+    fit = dataclasses.replace(settings, dihedral_correction=0) if prior_only else settings
+    result = train_peptide_pmf(data, fit, prior_only=prior_only, checkpoint_dir=checkpoint_dir, progress=progress)
     # a few frames spread over the data as the export example
     example = data.positions[:: max(1, len(data.positions) // 7)][:7]
     out.parent.mkdir(parents=True, exist_ok=True)
