@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from cgbg_bench.bootstrap import Metric, block_sums
 from cgbg_bench.errors import CgbgError
 from cgbg_bench.evaluate import bank_log_weights, observable_index
 from cgbg_bench.observables import dihedral
+from cgbg_bench.progress import progress as make_progress
 from cgbg_bench.pmf import default_device, load_pmf
 from cgbg_bench.simulate import cg_langevin
 from cgbg_bench.task import Proposal, Task
@@ -265,7 +265,8 @@ def _simulate(module, x0, *, kT, n_frames, stride, dt_ps, friction_per_ps, mass_
     """
     seeds = np.random.SeedSequence([seed, 7]).generate_state(max(1, -(-n_frames // segment_frames)))
     x, frames, energies = np.asarray(x0, np.float32), [], []
-    t0, done = time.perf_counter(), 0
+    done = 0
+    bar = make_progress(n_frames, desc="simulation", unit="frame", delay_s=3.0, enabled=progress)
     for k, segment_seed in enumerate(seeds):
         n = min(segment_frames, n_frames - done)
         try:
@@ -287,13 +288,8 @@ def _simulate(module, x0, *, kT, n_frames, stride, dt_ps, friction_per_ps, mass_
         energies.append(run.energies)
         x = run.positions[-1]
         done += n
-        if progress:
-            elapsed = time.perf_counter() - t0
-            bar = "#" * int(30 * done / n_frames)
-            sys.stderr.write(f"\r  simulation [{bar:<30}] {done}/{n_frames} frames {elapsed:6.1f}s")
-            if done >= n_frames:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
+        bar.update_to(done)
+    bar.close()
     return np.concatenate(frames), np.concatenate(energies)
 
 
