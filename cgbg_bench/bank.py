@@ -20,7 +20,6 @@ import contextlib
 import datetime as _dt
 import json
 import logging
-import os
 import zipfile
 from pathlib import Path
 from typing import Callable, Iterator
@@ -29,6 +28,7 @@ import numpy as np
 
 from cgbg_bench._io import atomic_savez, atomic_write_text, sha256_file
 from cgbg_bench.errors import DataError
+from cgbg_bench.paths import cache_dir  # re-exported
 
 __all__ = ["bank_cache_path", "bank_fingerprint", "cache_dir", "generated_bank", "store_bank", "GENERATORS"]
 
@@ -45,12 +45,6 @@ def _ic_flow(weights: Path, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 #: generator name -> f(weights path, n, seed) -> (positions float32, log_q float64)
 GENERATORS: dict[str, Callable[[Path, int, int], tuple[np.ndarray, np.ndarray]]] = {"ic-flow": _ic_flow}
-
-
-def cache_dir() -> Path:
-    """``$CGBG_BENCH_CACHE``, else ``~/.cache/cgbg-bench``."""
-    env = os.environ.get("CGBG_BENCH_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "cgbg-bench"
 
 
 def bank_fingerprint(positions: np.ndarray, log_q: np.ndarray) -> dict[str, float]:

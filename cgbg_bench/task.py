@@ -29,6 +29,7 @@ from cgbg_bench._schema import check_keys, load_yaml_file, require, short
 from cgbg_bench.errors import (
     DataError, HashMismatch, TaskFileMissing, TaskFileUnlisted, TaskNotFound, TaskSchemaError,
 )
+from cgbg_bench.paths import tasks_dir as tasks_root  # re-exported: the folder of task folders
 
 __all__ = [
     "Observable",
@@ -248,12 +249,6 @@ class Task:
         raise TaskSchemaError(
             f"task {self.name} has no baseline {name!r}; it has {[b.name for b in self.baselines]}"
         )
-
-
-def tasks_root() -> Path:
-    """Folder holding one sub-folder per task (``$CGBG_BENCH_TASKS`` overrides)."""
-    env = os.environ.get("CGBG_BENCH_TASKS")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "tasks"
 
 
 def list_tasks(root: Path | None = None) -> list[str]:

@@ -6,7 +6,7 @@
 Writes PATH.pt2 and a sidecar PATH.yaml (see :mod:`cgbg_bench.fm.pipeline`). With ``--task``,
 ``--data unbiased|biased`` is the task's recorded recipe: the runs and chunk counts its
 fm-unbiased / fm-biased baseline was trained on (the baseline's sidecar), under the
-repository root (:func:`cgbg_bench.leaderboard.paths.repo_root`, ``$CGBG_BENCH_ROOT``).
+repository root (:func:`cgbg_bench.paths.repo_root`, ``$CGBG_BENCH_ROOT``).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def _resolve(args, log=print) -> tuple[str, str, list[str]]:
     (its chunk counts are added to ``args.max_chunks`` unless --all-chunks or the user set one)."""
     from cgbg_bench.errors import DataError
     from cgbg_bench.fm.pipeline import DATA_KINDS, runs_for
-    from cgbg_bench.leaderboard.paths import repo_root
+    from cgbg_bench.paths import repo_root
 
     task = None
     if args.task:

@@ -6,23 +6,17 @@ and refuses a path through a symlink or out of the repository (entries are untru
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cgbg_bench._schema import short
 from cgbg_bench.errors import EntryPathError
+from cgbg_bench.paths import repo_root  # re-exported: one definition, in cgbg_bench.paths
 
 __all__ = ["repo_root", "leaderboard_dir", "submissions_dir", "model_file", "MARKDOWN", "HTML", "PLOTS"]
 
 MARKDOWN = "LEADERBOARD.md"
 HTML = "index.html"
 PLOTS = "plots"
-
-
-def repo_root() -> Path:
-    """The repository root (``$CGBG_BENCH_ROOT`` overrides)."""
-    env = os.environ.get("CGBG_BENCH_ROOT")
-    return Path(env).resolve() if env else Path(__file__).resolve().parents[2]
 
 
 def leaderboard_dir(root: Path | None = None) -> Path:
