@@ -48,7 +48,7 @@ CALIBRATION = "bench_calibration.Calibration.time_kernel"
 #: in an almost idle moment when the calibration kernel ran 36% faster than under load, was
 #: 1.62x. 2.5 keeps a 1.5x margin over that for an unseen tail and a CI CPU whose numpy/torch
 #: balance differs; an injected regression (bootstrap replicates one at a time) measures
-#: 2.7-7.8x against these stored ratios on three benchmarks, so it still fails. Slowdowns between WARN and FACTOR are printed.
+#: 2.7-7.8x against these stored ratios on three benchmarks, so it still fails.
 FACTOR = 2.5
 #: Slowdowns above WARN (but within FACTOR) are printed as warnings, not failures.
 WARN = 1.5

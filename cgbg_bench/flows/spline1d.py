@@ -7,7 +7,6 @@ covers the data.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
