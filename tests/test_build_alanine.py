@@ -130,6 +130,7 @@ def test_max_chunks_limits_what_is_read(built):
         load_chunks(run, max_chunks=11)
 
 
+@pytest.mark.slow
 def test_reference_only_refresh_keeps_flows_and_pmfs_and_rescores(built, tmp_path, monkeypatch):
     import json
     import shutil
@@ -302,6 +303,7 @@ def test_compare_cli_on_the_built_task(built, monkeypatch, capsys, tmp_path):
     assert "give one per PMF" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_build_one_representation(built, tmp_path, monkeypatch):
     """--representation core-beta writes only the core-beta tasks and baselines, and says so in
     the recorded command (with the non-default prior exponent, which the baselines use); an
@@ -334,6 +336,7 @@ def test_reference_from_static_needs_static_runs(tmp_path):
               reference_from="unbiased")
 
 
+@pytest.mark.slow
 def test_rerun_of_an_interrupted_build_reuses_its_finished_baselines(built, tmp_path, monkeypatch):
     """The same command again (as after an interruption) reuses every baseline whose sidecar
     records that command and the same data and rewrites its own tasks of that version; a damaged
@@ -375,6 +378,7 @@ def test_rerun_of_an_interrupted_build_reuses_its_finished_baselines(built, tmp_
     assert sorted(trained) == ["fm-biased", "fm-unbiased", "prior-only"]
 
 
+@pytest.mark.slow
 def test_dihedral_correction_goes_to_pmf_b_only(built, tmp_path, monkeypatch):
     """make-task --fm-dihedral-correction K: fm-biased gets the correction (settings, sidecar, command),
     fm-unbiased and prior-only do not (the unbiased run covers phi > 0 too sparsely)."""

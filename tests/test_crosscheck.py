@@ -113,7 +113,7 @@ def test_exact_log_q_agrees(chain):
     assert 0.5 < r.ess < 1 and r.production_ps == pytest.approx(1.6)
 
 
-@pytest.mark.parametrize("wrong", ["phi", "psi"])
+@pytest.mark.parametrize("wrong", ["phi", pytest.param("psi", marks=pytest.mark.slow)])
 def test_wrong_log_q_disagrees(chain, wrong):
     """log q + sin(phi): the reweighted phi > 0 population drops ~3x; log q + cos(2 psi): the shape changes."""
     task, bank = chain

@@ -177,6 +177,7 @@ def toy_fit():
     return result
 
 
+@pytest.mark.slow
 def test_trainer_recovers_known_pmf(toy_fit):
     """On 1000 held-out configurations: the learned force's error, RMS over components,
     relative to the RMS of the torsion force (the part the prior cannot represent),
@@ -371,6 +372,7 @@ def test_export_roundtrip_matches_eager_model(tmp_path):
     assert ((fd - f_loaded[:6]).abs().max() / scale).item() < 1e-2
 
 
+@pytest.mark.slow
 def test_ensemble_is_the_mean_of_its_members_and_exports(tmp_path):
     """PMFEnsemble: energies are the members' mean (float32 round-off), and the exported
     program reproduces them with a dynamic batch."""
@@ -464,6 +466,7 @@ def test_member_checkpoints_resume_an_interrupted_ensemble(tmp_path, monkeypatch
     train_peptide_pmf(other, seed=4, checkpoint_dir=tmp_path, **kw)
     assert trained == [4, 5, 4, 5]
 
+@pytest.mark.slow
 def test_cli_n_models_writes_an_ensemble(cli_run, tmp_path):
     """train-pmf --n-models 2: the exported program is the members' mean, the sidecar says so."""
     from cgbg_bench.cli import main
@@ -485,6 +488,7 @@ def test_cli_n_models_writes_an_ensemble(cli_run, tmp_path):
     assert u.shape == (5,) and torch.isfinite(u).all()
 
 
+@pytest.mark.slow
 def test_cli_repulsion_power_and_max_chunks(cli_run, tmp_path, capsys):
     """--repulsion-power P sets the prior's exponent (the exported repulsion is
     eps sum (sigma / r)^P, checked by hand); --max-chunks DIR=N reads only N chunks of
@@ -595,6 +599,7 @@ def test_dihedral_correction_recovers_a_known_torsion():
         fit_dihedral_correction(base, x.numpy()[:, :5], f, MAPPING, 1)
 
 
+@pytest.mark.slow
 def test_corrected_pmf_is_invariant_exports_and_its_forces_are_gradients(tmp_path):
     """A PMF plus a correction with arbitrary coefficients: invariant to rotation and translation,
     not to reflection; the export round trip keeps energies and autograd forces, which match

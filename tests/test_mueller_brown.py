@@ -204,11 +204,6 @@ def test_langevin_reflecting_walls_give_uniform():
         _assert_within_se((v - 5.0) ** 2, ones, 58, 100.0 / 12.0, "variance")
 
 
-@pytest.fixture(scope="module")
-def mb_runs():
-    return {bias: mb.langevin(1000, seed=11, bias=bias) for bias in (None, "gaussian")}
-
-
 def test_langevin_harmonic_with_gaussian_bias_reweights():
     """x harmonic (k = 0.1, sd 3.16) plus the Gaussian bias at 32: the raw frames
     follow exp(-V - B), and reweighting with exp(+B) recovers N(25, 10)."""
