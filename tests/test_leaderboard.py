@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from cgbg_bench.errors import (
-    EntryFileMissing, EntryHashMismatch, EntrySchemaError, LeaderboardError, MissingResults, StaleResults,
+    EntryFileMissing, EntryHashMismatch, EntryPathError, EntrySchemaError, LeaderboardError, MissingResults,
+    StaleResults,
 )
 from cgbg_bench.leaderboard import (
     add_baselines, baseline_entries, check_entry, leaderboard_dir, load_entry, render_html, render_markdown,
@@ -217,8 +218,8 @@ def test_bad_entries_give_typed_errors(toy_recorded, toy_root, tmp_path):
     assert kinds(mutated(lambda d: d.update(results={}))) == {MissingResults}
     # model file not in the repository
     assert kinds(mutated(lambda d: d["models"]["toy"].update(path="gone.pt2"))) == {EntryFileMissing}
-    # a task that does not exist
-    assert StaleResults in kinds(mutated(lambda d: d.update(models={"toyy": d["models"]["toy"]},
+    # a task that is not shipped
+    assert EntryPathError in kinds(mutated(lambda d: d.update(models={"toyy": d["models"]["toy"]},
                                                             results={"toyy": d["results"]["toy"]})))
     # a baseline entry that no shipped baseline generates
     assert kinds(mutated(lambda d: d.update(kind="baseline"))) == {StaleResults}

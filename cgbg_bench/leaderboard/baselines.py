@@ -159,9 +159,10 @@ def with_quick_checks(entry: Entry, root: Path, tasks_root: Path | None = None, 
         task = load_task(task_name, root=tasks_root)
         old = previous.results.get(task_name) if previous is not None else None
         q = old.quick_check if old is not None else None
-        if recompute or not (q is not None and old.model_sha256 == r.model_sha256 and old.task_fingerprint == r.task_fingerprint
-                and q.seed == r.seed and q.n_bootstrap == QUICK_N_BOOTSTRAP
-                and q.n_samples == min(QUICK_N_SAMPLES, bank_size(task))):
+        still_valid = (q is not None and old.model_sha256 == r.model_sha256
+                       and old.task_fingerprint == r.task_fingerprint and q.seed == r.seed
+                       and q.n_bootstrap == QUICK_N_BOOTSTRAP and q.n_samples == min(QUICK_N_SAMPLES, bank_size(task)))
+        if recompute or not still_valid:
             log(f"{entry.name}: computing the quick check on {task_name}")
             q = compute_quick_check(Path(root) / model.path, task, device=device, seed=r.seed)
         results[task_name] = dataclasses.replace(r, quick_check=q)
