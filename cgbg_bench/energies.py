@@ -116,7 +116,7 @@ def load_energies(path: str | os.PathLike, task, n_samples: int | None = None,
         raise EnergiesFileError(f"{path}: the fingerprint {fingerprint[:12]}... is not the one of task "
                                 f"{task.name} v{task.version}'s bank of {len(positions)} samples "
                                 f"({expected[:12]}...); compute the energies on `cgbg-bench bank export "
-                                f"{task.name}` (with the same --n-samples)")
+                                f"{task.name}` with as many samples (n_samples {len(positions)})")
     bad = ~np.isfinite(energies)
     if bad.any():
         raise EnergiesFileError(f"{path}: {int(bad.sum())} energies are not finite (first at index "
@@ -131,7 +131,7 @@ def evaluate_energies(path: str | os.PathLike, task, *, n_bootstrap: int | None 
     Returns (Result, log_w); the Result's info says ``scored_from: energies``.
     """
     from cgbg_bench import metrics as M
-    from cgbg_bench.evaluate import Result, observable_index, score_log_weights
+    from cgbg_bench.evaluate import Result, observable_index, pareto_k, score_log_weights
     from cgbg_bench.reliability import assess_evaluation
 
     t0 = time.perf_counter()
@@ -144,9 +144,10 @@ def evaluate_energies(path: str | os.PathLike, task, *, n_bootstrap: int | None 
     log_w = M.log_weights(energies, log_q, task.kT)
     scores = score_log_weights(task, log_w, observable_index(task, positions), reference,
                                n_bootstrap=n_bootstrap, seed=seed)
-    reliability = assess_evaluation(task, None, scores.metrics, positions, log_w, log_q)
+    k_hat = pareto_k(log_w)
+    reliability = assess_evaluation(task, None, scores.metrics, positions, log_w, log_q, pareto_k=k_hat)
     result = Result(task=task.name, task_version=task.version, scores=scores,
                     runtime_s=time.perf_counter() - t0, device="none", n_samples=len(positions),
                     submission=str(path), submission_sha256=sha256_file(path),
-                    info={"seed": seed, "scored_from": "energies", "reliability": reliability})
+                    info={"seed": seed, "scored_from": "energies", "pareto_k": k_hat, "reliability": reliability})
     return result, log_w

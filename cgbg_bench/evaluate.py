@@ -130,6 +130,15 @@ def check_batch_independence(module: torch.nn.Module, positions: np.ndarray, ene
             f"batch (batch size {batch_size}; no batch statistics, eval mode)")
 
 
+def pareto_k(log_w: np.ndarray) -> float:
+    """k-hat of the bank's raw importance weights (PSIS, :mod:`cgbg_bench.psis`), reported with every
+    score (JSON ``pareto_k``); above min(1 - 1/log10 N, 0.7) the weighted estimates are unreliable.
+    ``inf`` when the tail cannot be fitted, ``-inf`` when the weights have no tail (all equal)."""
+    from cgbg_bench.psis import psis_smooth
+
+    return float(psis_smooth(np.asarray(log_w, np.float64))[1])
+
+
 def observable_index(task: Task, positions: np.ndarray) -> np.ndarray:
     """Flat histogram bin of every sample for every observable: (n_obs, N), -1 outside."""
     flat = positions.reshape(len(positions), -1)
@@ -259,8 +268,9 @@ def evaluate(
                                                     proposal=proposal, limits=limits)
     scores = score_log_weights(task, log_w, observable_index(task, positions), reference,
                                n_bootstrap=n_bootstrap, seed=seed)
+    k_hat = pareto_k(log_w)
     reliability = assess_evaluation(task, pmf, scores.metrics, positions, log_w, proposal.log_q,
-                                    device=device, limits=limits, rms_force=rms_force)
+                                    device=device, limits=limits, rms_force=rms_force, pareto_k=k_hat)
     result = Result(
         task=task.name,
         task_version=task.version,
@@ -270,7 +280,7 @@ def evaluate(
         n_samples=len(positions),
         submission=str(pmf) if is_path else type(module).__name__,
         submission_sha256=sha256_file(pmf) if is_path else "",
-        info={"batch_size": batch_size, "seed": seed, "reliability": reliability},
+        info={"batch_size": batch_size, "seed": seed, "pareto_k": k_hat, "reliability": reliability},
     )
     return result, log_w
 

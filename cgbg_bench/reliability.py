@@ -129,6 +129,21 @@ def check_ess(metrics: Mapping[str, Any], *, ess_min: float = ESS_MIN) -> Flag |
     ))
 
 
+def check_pareto_k(pareto_k: float, n_samples: int) -> Flag | None:
+    """PARETO_K: the Pareto shape k-hat of the weights' tail (:func:`cgbg_bench.psis.psis_smooth`)
+    above min(1 - 1/log10 N, 0.7) (Vehtari et al., JMLR 2024): the weighted estimates are unreliable."""
+    from cgbg_bench.psis import pareto_k_threshold
+
+    limit = pareto_k_threshold(n_samples)
+    if not (np.isfinite(pareto_k) and pareto_k > limit) and pareto_k != np.inf:
+        return None
+    return Flag("PARETO_K", (
+        f"the importance weights have a Pareto tail shape k-hat = {pareto_k:.2f} > {limit:.2f}: a few samples "
+        "carry the score and its error bars are unreliable; the PMF differs too much from the proposal (or "
+        "has the wrong units)"
+    ))
+
+
 def check_js_floor(metrics: Mapping[str, Any], *, ess_max: float = JS_FLOOR_ESS,
                    sigmas: float = JS_FLOOR_SIGMAS) -> Flag | None:
     """JS_AT_FLOOR: JS within noise of its floor (see the module docstring) while the ESS is below ``ess_max``."""
@@ -224,9 +239,10 @@ def check_force_scale(rms_force: float, expected: float | None, *, energy_unit: 
 
 def assess(metrics: Mapping[str, Any], *, reduced_energies: np.ndarray | None = None,
            rms_force: float | None = None, expected_rms_force: float | None = None,
-           energy_unit: str = "") -> list[Flag]:
+           energy_unit: str = "", pareto_k: float | None = None, n_samples: int | None = None) -> list[Flag]:
     """Every check whose input is given; the flags that fired, in a fixed order."""
     flags: Iterable[Flag | None] = [
+        None if pareto_k is None or n_samples is None else check_pareto_k(pareto_k, n_samples),
         check_ess(metrics),
         check_js_floor(metrics),
         None if reduced_energies is None else check_energy_span(reduced_energies),
@@ -253,7 +269,7 @@ def file_force_scale(path, positions: np.ndarray, *, device: str = "cpu", limits
 
 def assess_evaluation(task, pmf, metrics: Mapping[str, Any], positions: np.ndarray, log_w: np.ndarray,
                       log_q: np.ndarray, *, device: str = "cpu", limits=None,
-                      rms_force: float | None = None) -> list[dict[str, str]]:
+                      rms_force: float | None = None, pareto_k: float | None = None) -> list[dict[str, str]]:
     """The flags of one evaluation as JSON-ready dicts (``evaluate``'s single call site).
 
     ``log_w`` and ``log_q`` of the bank give the reduced energies U/kT = -(log w + log q).
@@ -272,7 +288,7 @@ def assess_evaluation(task, pmf, metrics: Mapping[str, Any], positions: np.ndarr
             rms_force = force_scale(pmf, positions, device=device)
     expected = None if rms_force is None else expected_force_scale(task, positions, device=device)
     flags = assess(metrics, reduced_energies=reduced, rms_force=rms_force, expected_rms_force=expected,
-                   energy_unit=getattr(task, "energy_unit", ""))
+                   energy_unit=getattr(task, "energy_unit", ""), pareto_k=pareto_k, n_samples=len(log_w))
     return [f.as_dict() for f in flags]
 
 

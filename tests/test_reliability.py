@@ -116,3 +116,30 @@ def test_cli_prints_flags_and_writes_them_to_json(toy_root, monkeypatch, tmp_pat
     assert "WARNING" in captured.err and "cannot be trusted" in captured.err
     data = json.loads(out.read_text())
     assert [f["code"] for f in data["reliability"]] == ["FORCE_SCALE"]
+
+
+def test_pareto_k_flag_follows_the_sample_size_threshold():
+    from cgbg_bench.reliability import check_pareto_k
+
+    assert check_pareto_k(0.5, 100_000) is None
+    assert check_pareto_k(0.69, 100_000) is None
+    assert check_pareto_k(0.75, 100_000).code == "PARETO_K"
+    assert check_pareto_k(0.6, 100).code == "PARETO_K"  # 1 - 1/log10(100) = 0.5
+    assert check_pareto_k(float("inf"), 1000).code == "PARETO_K"
+    assert check_pareto_k(float("-inf"), 1000) is None  # no tail at all: equal weights
+
+
+def test_every_score_reports_pareto_k():
+    from pathlib import Path
+
+    from cgbg_bench.evaluate import evaluate
+    from cgbg_bench.pmf import load_pmf
+    from cgbg_bench.task import load_task
+
+    root = Path(__file__).resolve().parents[1]
+    task = load_task("mueller-brown")
+    result, log_w = evaluate(load_pmf(root / "baselines" / "mueller-brown" / "exact.pt2", "cpu"), task,
+                             n_samples=5000, n_bootstrap=5, device="cpu")
+    k = result.as_dict()["pareto_k"]
+    assert isinstance(k, float) and k < 0.7
+    assert "PARETO_K" not in [f["code"] for f in result.info["reliability"]]
