@@ -16,6 +16,7 @@ import numpy as np
 
 from cgbg_bench import metrics as M
 from cgbg_bench.bootstrap import block_sums
+from cgbg_bench.errors import UsageError
 
 __all__ = ["PhiProfile", "phi_profile_from_weights", "phi_profile_from_blocks", "compare_pmfs", "plot_phi_profiles"]
 
@@ -84,7 +85,8 @@ def compare_pmfs(pmfs: dict, task, *, device: str = "cpu", n_bootstrap: int | No
 
     obs = task.observables[observable]
     if obs.ndim != 2:
-        raise ValueError(f"task {task.name}: observable {obs.name} is not a (phi, psi) pair")
+        raise UsageError(f"observable {observable}: task {task.name}'s observable {obs.name} is not a "
+                         "(phi, psi) pair")
     nboot = task.metrics.n_bootstrap if n_bootstrap is None else n_bootstrap
     proposal, reference = task.load_proposal(), task.load_reference()
     index = observable_index(task, proposal.positions)[observable]

@@ -49,9 +49,6 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
-#: How the CLI names the options that raise each limit (the library's parameters are
-#: ``Limits.timeout_s`` and ``Limits.memory_gb``).
-LIMIT_HINTS = {"timeout": "--timeout (seconds)", "memory": "--memory-limit (GiB)"}
 
 
 def _apply_memory_cap(memory_gb: float, device: str) -> None:
@@ -138,14 +135,14 @@ def run_confined(fn, args: tuple, *, limits: Limits = DEFAULT_LIMITS, device: st
             proc.wait()
             raise errors.ModelTimeout(
                 f"{what} ran for more than {limits.timeout_s:g} s (the wall-clock limit of model code); "
-                f"raise it with {LIMIT_HINTS['timeout']} if the model is really that slow")
+                "raise it (timeout_s, seconds) if the model is really that slow")
         try:
             kind, text, array = _receive(conn)
         except (EOFError, OSError, ValueError, KeyError):
             proc.wait()
             raise errors.ModelCrashed(
                 f"{what} crashed its process (exit code {proc.returncode}); if it needs more than "
-                f"{limits.memory_gb:g} GiB, raise the cap with {LIMIT_HINTS['memory']}") from None
+                f"{limits.memory_gb:g} GiB, raise the cap (memory_gb, GiB)") from None
     finally:
         conn.close()
         try:
@@ -157,8 +154,8 @@ def run_confined(fn, args: tuple, *, limits: Limits = DEFAULT_LIMITS, device: st
         return array
     if kind == "memory":
         raise errors.ModelMemoryLimit(
-            f"{what} tried to use more than {limits.memory_gb:g} GiB ({text}); raise the cap with "
-            f"{LIMIT_HINTS['memory']}, or use a smaller --batch-size")
+            f"{what} tried to use more than {limits.memory_gb:g} GiB ({text}); raise the cap "
+            "(memory_gb, GiB), or use a smaller batch_size")
     if kind.startswith("error:"):
         cls = getattr(errors, kind.split(":", 1)[1], None)
         if not (isinstance(cls, type) and issubclass(cls, errors.CgbgError)):

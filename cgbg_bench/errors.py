@@ -115,7 +115,7 @@ class PMFContractError(SubmissionError):
 
 
 class DataError(CgbgError, ValueError):
-    """An array has the wrong shape, dtype, or non-finite values."""
+    """Input data (an array, an MD run) has the wrong shape, dtype or values, or too little of it."""
 
 
 class MappingError(CgbgError, ValueError):

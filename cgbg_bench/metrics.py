@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cgbg_bench.errors import DataError
+
 __all__ = [
     "EPS",
     "log_weights",
@@ -52,11 +54,11 @@ def normalized_weights(log_w: np.ndarray, keep: np.ndarray | None = None) -> np.
     log_w = np.asarray(log_w, np.float64)
     keep = np.ones(log_w.shape, bool) if keep is None else np.asarray(keep, bool)
     if not keep.any():
-        raise ValueError("no sample left after clipping")
+        raise DataError("keep selects no sample: none is left after clipping")
     kept = log_w[keep]
     top = kept.max()
     if not np.isfinite(top):
-        raise ValueError(f"the largest kept log-weight is {top}: the energies or log q are not finite")
+        raise DataError(f"the largest kept log-weight is {top}: the energies or log q are not finite")
     w = np.zeros(log_w.shape, np.float64)
     w[keep] = np.exp(kept - top)
     return w / w.sum()

@@ -10,6 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
+from cgbg_bench.errors import DataError
+
 __all__ = ["dihedral", "dihedrals"]
 
 
@@ -29,7 +31,7 @@ def dihedral(positions: np.ndarray, quad: Sequence[int]) -> np.ndarray:
     """
     pos = np.asarray(positions)
     if pos.ndim != 3 or pos.shape[-1] != 3:
-        raise ValueError(f"positions must have shape (N, n_beads, 3), got {pos.shape}")
+        raise DataError(f"positions must have shape (N, n_beads, 3), got {pos.shape}")
     p = pos[:, [int(q) for q in quad]].astype(np.float64)
     b0 = p[:, 1] - p[:, 0]
     b1 = p[:, 2] - p[:, 1]

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from cgbg_bench.errors import PMFContractError, UnsafeArchive, UnsupportedFormat
+from cgbg_bench.errors import OutputPathError, PMFContractError, UnsafeArchive, UnsupportedFormat, UsageError
 
 __all__ = ["detect_format", "load_pmf", "check_pmf", "export_pmf", "export_program", "default_device"]
 
@@ -180,7 +180,7 @@ def check_pmf(pmf, task, sample: np.ndarray | None = None, device: str | None = 
     module = pmf
     x = torch.as_tensor(np.array(sample[:7], np.float32), device=device)  # a copy: a read-only memmap warns
     if x.shape[0] < 7:
-        raise ValueError("check_pmf needs at least 7 sample positions")
+        raise UsageError(f"sample must hold at least 7 positions, got {x.shape[0]}")
     shape = "(B, " + ", ".join(map(str, task.input_shape)) + ")"
     input_shape = tuple(task.input_shape)
     out7 = _call(module, x, input_shape)
@@ -218,7 +218,7 @@ def export_program(module: torch.nn.Module, example: torch.Tensor, path: str | o
 
     path = Path(path)
     if path.suffix != ".pt2":
-        raise ValueError(f"{path}: exported programs are saved with the suffix .pt2")
+        raise OutputPathError(f"path {path}: exported programs are saved with the suffix .pt2")
     program = torch.export.export(module.eval(), (example,), dynamic_shapes=({0: torch.export.Dim.DYNAMIC},))
     with atomic_path(path) as tmp:
         torch.export.save(program, str(tmp))

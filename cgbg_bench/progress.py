@@ -72,7 +72,9 @@ class Progress:
         self.stream = sys.stderr if stream is None else stream
         self.display = mode(self.stream) if display is None else display
         if self.display not in MODES:
-            raise ValueError(f"display must be one of {MODES}, got {self.display!r}")
+            from cgbg_bench.errors import UsageError
+
+            raise UsageError(f"display must be one of {MODES}, got {self.display!r}")
         self.every_s, self.delay_s = float(every_s), float(delay_s)
         self.n, self.note = 0, ""
         self.t0 = time.perf_counter()

@@ -23,6 +23,7 @@ import numpy as np
 
 from cgbg_bench import metrics as M
 from cgbg_bench.bootstrap import bootstrap_scores
+from cgbg_bench.errors import DataError, UsageError
 
 __all__ = ["RunDihedrals", "load_run_dihedrals", "block_histograms", "combine_runs", "combine_reference",
            "quality_report", "MIN_GROUP_BLOCKS",
@@ -66,16 +67,14 @@ def load_run_dihedrals(run_dir: str | Path, kT: float, *, discard_ps: float = 0.
 
     Runs with an evolving bias (wtmetad) are refused: their reweighting is not exact.
     """
-    import json
-
-    from cgbg_bench.md.production import load_chunks
+    from cgbg_bench.md.production import load_chunks, read_sidecar
 
     run_dir = Path(run_dir)
-    settings = json.loads((run_dir / "run.json").read_text())["settings"]
+    settings = read_sidecar(run_dir)["settings"]
     bias = settings["bias"]
     if bias not in ("none", "static"):
-        raise ValueError(f"{run_dir}: bias {bias!r} changes during the run; only unbiased and static-bias "
-                         "runs give an exact reference")
+        raise DataError(f"run_dir {run_dir}: bias {bias!r} changes during the run; only unbiased and static-bias "
+                        "runs give an exact reference")
     d = load_chunks(run_dir, keys=("time_ps", "phi", "psi", "bias_energy_kj_per_mol"), max_chunks=max_chunks)
     keep = d["time_ps"] >= d["time_ps"][0] + discard_ps
     v = d["bias_energy_kj_per_mol"][keep].astype(np.float64)
@@ -101,7 +100,8 @@ def block_histograms(run: RunDihedrals, block_ps: float, residues: list[int] | N
     n = len(run.phi)
     n_blocks = n // per_block + (1 if n % per_block >= per_block / 2 else 0)
     if n_blocks == 0:
-        raise ValueError(f"run {run.name}: {n} samples are fewer than half a block of {per_block}")
+        raise DataError(f"run {run.name}: {n} samples are fewer than half a block of {per_block} "
+                        f"(block_ps {block_ps:g})")
     n_kept = min(n, n_blocks * per_block)
     lw = np.asarray(run.log_weight[:n_kept], dtype=np.float64)
     w = np.exp(lw - lw.max())
@@ -149,11 +149,11 @@ def combine_reference(runs: list[RunDihedrals], block_ps: float, residues: list[
     unchanged.
 
     ``groups``: kind -> {"runs", "ns", "blocks" (basin blocks), "basin_variance" (V_g), "share"}.
-    Raises ValueError when a kind has fewer than :data:`MIN_GROUP_BLOCKS` basin blocks, or no
+    Raises DataError when a kind has fewer than :data:`MIN_GROUP_BLOCKS` basin blocks, or no
     finite spread between them (its variance, and so its share, would be meaningless).
     """
     if residues is not None and len(residues) == 0:
-        raise ValueError("residues is empty: give at least one residue column, or None for all")
+        raise UsageError("residues is empty: give at least one residue column, or None for all")
     blocks = [block_histograms(r, block_ps, residues) for r in runs]
     kinds = [r.group for r in runs]
     order = list(dict.fromkeys(kinds))
@@ -163,22 +163,21 @@ def combine_reference(runs: list[RunDihedrals], block_ps: float, residues: list[
     if len(order) < 2:
         return blocks, groups
     merge = max(1, int(round(basin_block_ps / block_ps)))
-    fix = ("let them grow, or keep this kind out of the reference (make-task: --reference static; "
-           "md report: pass the runs to --check)")
+    fix = "let them grow, or leave this kind of run out of runs"
     pops, errs, totals = {}, {}, {}
     for g in order:
         members = [b for b, k in zip(blocks, kinds) if k == g]
         merged = np.concatenate([merge_blocks(b, merge) for b in members])
         where = f"{g} runs ({', '.join(groups[g]['runs'])}, {groups[g]['ns']:g} ns)"
         if len(merged) < MIN_GROUP_BLOCKS:
-            raise ValueError(f"{where}: {len(merged)} blocks of {block_ps * merge:g} ps, fewer than the "
-                             f"{MIN_GROUP_BLOCKS} needed to estimate their basin variance; {fix}")
+            raise DataError(f"{where}: {len(merged)} blocks of {block_ps * merge:g} ps, fewer than the "
+                            f"{MIN_GROUP_BLOCKS} needed to estimate their basin variance; {fix}")
         pops[g], errs[g] = basin_populations(merged, n_bootstrap=n_bootstrap, seed=seed)
         if not np.all(np.isfinite(errs[g])):
-            raise ValueError(f"{where}: their basin populations are not finite (NaN weights or empty blocks?)")
+            raise DataError(f"{where}: their basin populations are not finite (NaN weights or empty blocks?)")
         if not np.any(errs[g] > 0):
-            raise ValueError(f"{where}: their basin populations do not vary between blocks, so their variance "
-                             f"cannot be estimated; {fix}")
+            raise DataError(f"{where}: their basin populations do not vary between blocks, so their variance "
+                            f"cannot be estimated; {fix}")
         groups[g]["blocks"] = len(merged)
         totals[g] = sum(float(b.sum()) for b in members) / blocks[0].shape[1]  # mean over residues
     p_bar = np.mean([pops[g] for g in order], axis=0)
@@ -232,7 +231,7 @@ def basin_populations(block_hist: np.ndarray, *, n_bootstrap: int = 500,
     """
     block_hist = np.asarray(block_hist, dtype=np.float64)
     if block_hist.ndim != 3 or block_hist.shape[-1] != DIHEDRAL_BINS**2 or len(block_hist) == 0:
-        raise ValueError(f"block_hist must be (n_blocks >= 1, n_res, {DIHEDRAL_BINS**2}), got {block_hist.shape}")
+        raise DataError(f"block_hist must be (n_blocks >= 1, n_res, {DIHEDRAL_BINS**2}), got {block_hist.shape}")
     masks = np.stack(list(basin_masks().values()), -1).astype(np.float64)  # (n_bins, 3)
     mass = block_hist @ masks  # (n_blocks, n_res, 3)
     value = mass.sum(0) / mass.sum(0).sum(-1, keepdims=True)
@@ -252,7 +251,7 @@ def merge_blocks(block_hist: np.ndarray, group: int) -> np.ndarray:
     masses, so a short block only counts for less, and no sample is dropped.
     """
     if group < 1:
-        raise ValueError(f"group must be >= 1, got {group}")
+        raise UsageError(f"group must be >= 1, got {group}")
     return np.add.reduceat(block_hist, np.arange(0, len(block_hist), group), axis=0)
 
 
@@ -266,8 +265,11 @@ def compare_basins(names: list[str], block_hists: list[np.ndarray], n_reference:
     JSON-ready: NaN errors and undefined z (a single block, or both errors zero: a basin
     neither side visited with spread) are None.
     """
-    if not 1 <= n_reference <= len(block_hists) or len(names) != len(block_hists):
-        raise ValueError(f"need 1 <= n_reference <= {len(block_hists)} runs and one name per run")
+    if not 1 <= n_reference <= len(block_hists):
+        raise UsageError(f"n_reference must be in 1..{len(block_hists)} (the runs in block_hists), got {n_reference}")
+    if len(names) != len(block_hists):
+        raise UsageError(f"names must give one name per run of block_hists: {len(names)} names, "
+                         f"{len(block_hists)} runs")
 
     def pops(parts):
         return basin_populations(np.concatenate(parts), n_bootstrap=n_bootstrap, seed=seed)
@@ -315,7 +317,7 @@ def quality_report(block_hist: np.ndarray, *, n_bootstrap: int = 500, seed: int 
         first_half = np.arange(n_blocks) < n_blocks // 2
     first_half = np.asarray(first_half, bool)
     if first_half.shape != (n_blocks,) or first_half.all() or not first_half.any():
-        raise ValueError(f"first_half must be a boolean mask over the {n_blocks} blocks with both halves non-empty")
+        raise UsageError(f"first_half must be a boolean mask over the {n_blocks} blocks with both halves non-empty")
     halves = M.js_divergence(M.normalize(block_hist[first_half].sum(0)),
                              M.normalize(block_hist[~first_half].sum(0)))
     pop = _population(np.einsum("rb,bok->rok", counts, block_hist))

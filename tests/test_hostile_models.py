@@ -157,13 +157,13 @@ def test_confined_call_returns_plain_arrays():
 
 def test_timeout_is_a_typed_error_naming_the_limit():
     t0 = time.perf_counter()
-    with pytest.raises(ModelTimeout, match=r"more than 15 s.*--timeout"):
+    with pytest.raises(ModelTimeout, match=r"more than 15 s.*timeout_s"):
         confine.run_confined(_sleep, (600,), limits=confine.Limits(timeout_s=15))
     assert time.perf_counter() - t0 < 60
 
 
 def test_memory_cap_is_a_typed_error_naming_the_limit():
-    with pytest.raises(ModelMemoryLimit, match=r"more than 1 GiB.*--memory-limit"):
+    with pytest.raises(ModelMemoryLimit, match=r"more than 1 GiB.*memory_gb"):
         confine.run_confined(_allocate, (4.0,), limits=confine.Limits(timeout_s=120, memory_gb=1.0))
 
 

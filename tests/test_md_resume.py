@@ -122,9 +122,9 @@ def test_killed_run_resumes(tmp_path):
 
 
 def test_errors(tmp_path):
-    with pytest.raises(MDError, match="bias-from"):
+    with pytest.raises(MDError, match="bias_from"):
         run(RunSettings("ala2", "vacuum", "static"), tmp_path / "a", ns=0.001)
-    with pytest.raises(MDError, match="bias-residue"):
+    with pytest.raises(MDError, match="bias_residue"):
         run(RunSettings("ala2", "vacuum", "wtmetad", bias_residue=2), tmp_path / "b", ns=0.001)
     with pytest.raises(MDError, match="whole number"):
         run(RunSettings("ala2", "vacuum", chunk_ps=0.05), tmp_path / "c", ns=0.001)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from cgbg_bench.cg.mappings import CGMapping, get_mapping
+from cgbg_bench.errors import MappingError
 
 __all__ = ["ZMatrix", "zmatrix_for"]
 
@@ -152,7 +153,7 @@ def zmatrix_for(mapping: CGMapping | tuple[str, str]) -> ZMatrix:
     main = [i for i, (pos, name) in enumerate(mapping.atoms) if name not in _BRANCH_NAMES]
     branches = [i for i in range(len(names)) if i not in main]
     if len(main) < 3:
-        raise ValueError(f"{mapping.name}: a Z-matrix needs at least 3 main-chain beads")
+        raise MappingError(f"{mapping.name}: a Z-matrix needs at least 3 main-chain beads")
     order = list(main[:3])
     refs: list[tuple[int, int, int]] = [(main[0], -1, -1), (main[1], main[0], -1)]
     pending = list(branches)
@@ -162,7 +163,7 @@ def zmatrix_for(mapping: CGMapping | tuple[str, str]) -> ZMatrix:
             m = _branch_parent(mapping, b, main)
             mi = main.index(m)
             if mi == 0 or mi + 1 >= len(main):
-                raise ValueError(f"{mapping.name}: branch bead {b} sits on a chain end")
+                raise MappingError(f"{mapping.name}: branch bead {b} sits on a chain end")
             a, c = main[mi - 1], main[mi + 1]
             if a in order and c in order and m in order:
                 order.append(b)
@@ -175,7 +176,7 @@ def zmatrix_for(mapping: CGMapping | tuple[str, str]) -> ZMatrix:
         refs.append((main[n - 1], main[n - 2], main[n - 3]))
     place_ready_branches()
     if pending:
-        raise ValueError(f"{mapping.name}: could not place branch beads {pending}")
+        raise MappingError(f"{mapping.name}: could not place branch beads {pending}")
     return ZMatrix(n_beads=len(names), order=tuple(order), refs=tuple(refs))
 
 
@@ -186,4 +187,4 @@ def _branch_parent(mapping: CGMapping, b: int, main: list[int]) -> int:
     for i in main:
         if mapping.atoms[i] == (res, want):
             return i
-    raise ValueError(f"{mapping.name}: no {want} in residue {res} for branch bead {b} ({name})")
+    raise MappingError(f"{mapping.name}: no {want} in residue {res} for branch bead {b} ({name})")

@@ -2,6 +2,10 @@
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` that
 registers it and sets ``func(args) -> int``. Nothing runs at import time.
+
+Typed errors (:mod:`cgbg_bench.errors`) end a command with exit code 2. The library's
+messages name its parameters (``block_ps``); :func:`main` writes them as the flags of the
+command that ran (``--block-ps``, see :func:`cgbg_bench.cli._args.param_flags`).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cgbg_bench.errors import CgbgError
+    from cgbg_bench.errors import CgbgError, LeaderboardError, TaskError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -65,7 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CgbgError as exc:
-        print(f"cgbg-bench: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        message = str(exc)
+        if not isinstance(exc, (TaskError, LeaderboardError)):  # those name keys of a file, not parameters
+            from cgbg_bench.cli._args import flags_for_params, param_flags
+
+            message = flags_for_params(message, param_flags(parser, args))
+        print(f"cgbg-bench: error: {type(exc).__name__}: {message}", file=sys.stderr)
         return 2
 
 

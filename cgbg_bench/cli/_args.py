@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 from pathlib import Path
+from typing import Mapping
 
 from cgbg_bench.errors import CgbgError, DeviceError, OutputPathError
 
-__all__ = ["check_device", "check_output_path", "parse_max_chunks", "plot_suffixes"]
+__all__ = ["check_device", "check_output_path", "parse_max_chunks", "plot_suffixes", "param_flags",
+           "flags_for_params", "LIBRARY_NAMES"]
+
+#: Library parameter names that differ from the dest of the flag that sets them (parameter -> dest).
+LIBRARY_NAMES = {"out_dir": "out", "timeout_s": "timeout", "memory_gb": "memory_limit", "reference_dirs": "reference",
+                 "check_dirs": "check"}
 
 
 def parse_max_chunks(items: list[str]) -> dict[str, int]:
@@ -86,3 +94,42 @@ def check_output_path(path: str | os.PathLike, flag: str, suffixes: list[str] | 
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputPathError(f"{flag} {path}: the folder {parent} is not writable; choose another path")
     return p
+
+
+def param_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """Library parameter name -> flag, for the (sub)command that ``args`` ran.
+
+    Every ``--flag`` of that command whose dest is a snake_case name (``block_ps`` ->
+    ``--block-ps``), plus :data:`LIBRARY_NAMES` whose dest the command has (``out_dir`` ->
+    ``--out``). One-word dests (``system``, ``data``) are left out: as words of a message they
+    are too often not the parameter.
+    """
+    by_dest: dict[str, str] = {}
+    p: argparse.ArgumentParser | None = parser
+    while p is not None:
+        chosen = None
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                name = getattr(args, action.dest, None) if action.dest != argparse.SUPPRESS else None
+                chosen = action.choices.get(name) if name else None
+                continue
+            long = [o for o in action.option_strings if o.startswith("--")]
+            if long:
+                by_dest[action.dest] = max(long, key=len)
+        p = chosen
+    out = {dest: flag for dest, flag in by_dest.items() if "_" in dest}
+    out.update({param: by_dest[dest] for param, dest in LIBRARY_NAMES.items() if dest in by_dest})
+    return out
+
+
+def flags_for_params(message: str, flags: Mapping[str, str]) -> str:
+    """``message`` with every parameter name of ``flags`` as a whole word written as its flag.
+
+    A name inside a longer name, a dotted name (``metrics.n_bootstrap``), a path or a flag
+    stays as it is.
+    """
+    if not flags:
+        return message
+    names = "|".join(re.escape(n) for n in sorted(flags, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w./-])({names})(?![\w/-]|\.\w)")
+    return pattern.sub(lambda m: flags[m.group(1)], message)

@@ -76,11 +76,8 @@ def _run(args) -> int:
         if not Path(p).is_file():
             raise CgbgError(f"{p}: no such file")
     task = load_task(args.task)
-    try:
-        comp = compare_pmfs(dict(zip(labels, args.pmfs)), task, device=args.device or default_device(),
-                            n_bootstrap=args.n_bootstrap)
-    except ValueError as exc:
-        raise CgbgError(str(exc)) from exc
+    comp = compare_pmfs(dict(zip(labels, args.pmfs)), task, device=args.device or default_device(),
+                        n_bootstrap=args.n_bootstrap)
     ref = comp["reference"]
     rows = []
     for label, (result, prof) in comp["pmfs"].items():

@@ -108,6 +108,7 @@ def _run(args) -> int:
 
 
 def _status(args) -> int:
+    from cgbg_bench.cli._args import flags_for_params
     from cgbg_bench.md.production import run_status
 
     st = run_status(args.dir)
@@ -126,8 +127,8 @@ def _status(args) -> int:
         print(f"  checkpoint   {st['checkpoint']}; {st['chunk_files']} chunk file(s) on disk")
     for note in st["notes"]:
         print(f"  note         {note}")
-    for problem in st["problems"]:
-        print(f"  PROBLEM      {problem}")
+    for problem in st["problems"]:  # advice for the commands that read runs (md report, make-task, train-pmf)
+        print(f"  PROBLEM      {flags_for_params(problem, {'max_chunks': '--max-chunks', 'out_dir': '--out'})}")
     return 1 if st["problems"] else 0
 
 
@@ -150,13 +151,10 @@ def _report(args) -> int:
     from cgbg_bench.cli._args import parse_max_chunks
 
     max_chunks = parse_max_chunks(args.max_chunks)
-    try:
-        rep = data_report([Path(d) for d in args.reference], gb, kT=kT_kj_per_mol(300.0),
-                          block_ps=args.block_ps, discard_ps=args.discard_ps, n_bootstrap=args.n_bootstrap,
-                          max_chunks=max_chunks, check_dirs=[Path(d) for d in args.check],
-                          basin_block_ps=args.basin_block_ps)
-    except ValueError as exc:
-        raise CgbgError(str(exc)) from exc
+    rep = data_report([Path(d) for d in args.reference], gb, kT=kT_kj_per_mol(300.0),
+                      block_ps=args.block_ps, discard_ps=args.discard_ps, n_bootstrap=args.n_bootstrap,
+                      max_chunks=max_chunks, check_dirs=[Path(d) for d in args.check],
+                      basin_block_ps=args.basin_block_ps)
     if args.json:
         print(json.dumps(rep, indent=1))
         return 0

@@ -43,6 +43,7 @@ import torch
 import zuko
 
 from cgbg_bench.cg.zmatrix import ZMatrix
+from cgbg_bench.errors import TaskError, UsageError
 
 __all__ = ["ICFlow", "train_ic_flow", "random_rotations", "soft_dihedrals"]
 
@@ -69,9 +70,9 @@ def _deviation(lin: torch.Tensor, loc: torch.Tensor, n_lin: int) -> torch.Tensor
 
 def _check_mixture(uniform: float, mirror: float) -> None:
     if not 0.0 <= uniform < 1.0:
-        raise ValueError(f"uniform must be in [0, 1), got {uniform}")
+        raise UsageError(f"uniform must be in [0, 1), got {uniform}")
     if not (0.0 <= mirror and uniform + mirror < 1.0):
-        raise ValueError(f"mirror must be >= 0 with uniform + mirror < 1, got mirror {mirror}, uniform {uniform}")
+        raise UsageError(f"mirror must be >= 0 with uniform + mirror < 1, got mirror {mirror}, uniform {uniform}")
 
 
 class ICFlow(torch.nn.Module):
@@ -82,7 +83,7 @@ class ICFlow(torch.nn.Module):
         self.zmatrix = zmatrix
         soft = sorted(int(j) for j in soft)
         if len(soft) < 1 or len(set(soft)) != len(soft) or not all(0 <= j < zmatrix.n_dihedrals for j in soft):
-            raise ValueError(f"soft dihedrals must be distinct indices in [0, {zmatrix.n_dihedrals}), got {soft}")
+            raise UsageError(f"soft dihedrals must be distinct indices in [0, {zmatrix.n_dihedrals}), got {soft}")
         _check_mixture(uniform, mirror)
         stiff = [j for j in range(zmatrix.n_dihedrals) if j not in soft]
         self.config = {"transforms": transforms, "bins": bins, "hidden": hidden, "uniform": uniform,
@@ -231,7 +232,7 @@ class ICFlow(torch.nn.Module):
     def load(cls, path: str | Path) -> "ICFlow":
         blob = torch.load(path, weights_only=True)
         if blob.get("format") != "cgbg-bench ic-flow 2":
-            raise ValueError(f"{path}: not an IC flow of format 2 (a flow saved before v3 of the ala2 tasks?); "
+            raise TaskError(f"{path}: not an IC flow of format 2 (a flow saved before v3 of the ala2 tasks?); "
                              "rebuild the task with `cgbg-bench make-task`")
         zd = blob["zmatrix"]
         z = ZMatrix(n_beads=zd["n_beads"], order=tuple(zd["order"]), refs=tuple(tuple(r) for r in zd["refs"]))

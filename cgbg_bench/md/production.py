@@ -61,6 +61,7 @@ __all__ = [
     "RunSettings",
     "run",
     "run_status",
+    "read_sidecar",
     "load_chunks",
     "load_cg",
     "chunk_paths",
@@ -134,7 +135,7 @@ class RunSettings:
             raise MDError(f"image distance {self.image_distance_nm} nm must exceed the "
                           f"{_systems.PME_CUTOFF_NM} nm cutoff")
         if not 1 <= residue <= n:
-            raise MDError(f"--bias-residue {residue} out of range 1..{n} for {self.system}")
+            raise MDError(f"bias_residue {residue} out of range 1..{n} for {self.system}")
         metad = self.metad if self.bias == "wtmetad" else None
         if metad is not None:
             metad.check()
@@ -301,7 +302,7 @@ def _checkpoint_advice(out_dir: Path, problem: str, good: int, n_files: int) -> 
         "state (water and velocities included), the chunks only the solute. To continue, restore it, e.g. "
         f"`git checkout -- {out_dir / 'checkpoint.npz'}` if it is committed (an older checkpoint will do: "
         "the chunks after it are moved aside as .stale and run again), or start a new run in another "
-        "--out directory."
+        "out_dir."
     )
 
 
@@ -346,8 +347,8 @@ def _verify_for_resume(out_dir: Path, done: int) -> list[dict]:
             f"{out_dir}: the checkpoint covers {done} chunks, but " + "; ".join(lines) + ". The checkpoint "
             "is past it, so it cannot be run again. Restore it, e.g. "
             f"`git checkout -- {first}` if it is committed, then run again. Otherwise the run cannot be "
-            "extended without a gap: start a new run in another --out directory; the chunks before it "
-            f"stay readable with --max-chunks {out_dir}={_chunk_index(first)}."
+            "extended without a gap: start a new run in another out_dir; the chunks before it "
+            f"stay readable with max_chunks {out_dir}={_chunk_index(first)}."
         )
     for path in chunk_paths(out_dir):
         k = _chunk_index(path)
@@ -403,7 +404,7 @@ def load_chunks(out_dir: str | os.PathLike, keys: tuple[str, ...] | None = None,
         why = _check_chunk(p, i, manifest.get(p.name))
         if why is not None:
             raise MDError(f"{p} is {why}; restore it (e.g. `git checkout -- {p}`), or read only the "
-                          f"chunks before it (--max-chunks {out_dir}={i})")
+                          f"chunks before it (max_chunks {out_dir}={i})")
         with np.load(p) as z:
             arrays = {k: z[k] for k in z.files if z[k].ndim}
         missing = set(keys or ()) - set(arrays)
@@ -487,7 +488,7 @@ def _compare(saved: dict, wanted: dict, out_dir: Path) -> None:
         raise RunSettingsMismatch(
             f"{out_dir} was made with different settings; refusing to append.\n  "
             + "\n  ".join(diffs)
-            + "\nRe-run with the run's settings (see its run.json) or use a new --out directory."
+            + "\nRe-run with the run's settings (see its run.json) or use a new out_dir."
         )
 
 
@@ -511,7 +512,7 @@ def _read_checkpoint(out_dir: Path) -> dict:
 def _load_static_grid(bias_from: Path) -> dict:
     path = bias_from / "bias.npz" if bias_from.is_dir() else bias_from
     if not path.exists():
-        raise MDError(f"--bias-from {bias_from}: no bias.npz there (made by a --bias wtmetad run)")
+        raise MDError(f"bias_from {bias_from}: no bias.npz there (a run with bias 'wtmetad' writes it)")
     try:
         with np.load(path) as z:
             return {"grid": np.asarray(z["grid_kj_per_mol"], dtype=np.float64),
@@ -787,7 +788,7 @@ def run(settings: RunSettings, out_dir: str | os.PathLike, ns: float, threads: i
     if settings.bias == "static":
         if bias_from is None:
             if not (out_dir / "static_bias.npz").exists():
-                raise MDError("--bias static needs --bias-from DIR (a wtmetad run, or its bias.npz)")
+                raise MDError("bias 'static' needs bias_from (a wtmetad run directory, or its bias.npz)")
             static = _load_static_grid(out_dir / "static_bias.npz")
         else:
             static = _load_static_grid(Path(bias_from))
@@ -795,10 +796,10 @@ def run(settings: RunSettings, out_dir: str | os.PathLike, ns: float, threads: i
             settings = dataclasses.replace(settings, bias_residue=static["residue"])
         if settings.bias_residue != static["residue"]:
             raise MDError(f"the static bias grid is on residue {static['residue']}, "
-                          f"--bias-residue asks {settings.bias_residue}")
+                          f"bias_residue asks {settings.bias_residue}")
         settings = dataclasses.replace(settings, static_bias_sha256=_grid_sha(static["grid"]))
     elif bias_from is not None:
-        raise MDError("--bias-from only goes with --bias static")
+        raise MDError("bias_from only goes with bias 'static'")
     settings = settings.resolved()
     wanted = settings.to_dict()
     n_target = int(math.ceil(ns * 1000.0 / settings.chunk_ps - 1e-9))
@@ -806,13 +807,8 @@ def run(settings: RunSettings, out_dir: str | os.PathLike, ns: float, threads: i
     sidecar_path = out_dir / "run.json"
     with _lock(out_dir):
         if sidecar_path.exists():
-            try:
-                sidecar = json.loads(sidecar_path.read_text())
-                saved = sidecar["settings"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise MDError(f"{sidecar_path} is damaged ({type(exc).__name__}: {exc}); restore it, "
-                              f"e.g. `git checkout -- {sidecar_path}`") from None
-            _compare(saved, wanted, out_dir)
+            sidecar = read_sidecar(out_dir)
+            _compare(sidecar["settings"], wanted, out_dir)
             ckpt, problem = _checkpoint_state(out_dir)
             if ckpt is None:
                 manifest, _ = _read_manifest(out_dir)
@@ -824,7 +820,7 @@ def run(settings: RunSettings, out_dir: str | os.PathLike, ns: float, threads: i
         elif chunk_paths(out_dir):
             raise MDError(f"{out_dir} holds chunks but no run.json; refusing to set up a "
                           "new run over them. Restore run.json (e.g. `git checkout -- "
-                          f"{sidecar_path}`) or use a new --out directory.")
+                          f"{sidecar_path}`) or use a new out_dir.")
         else:
             log.info("setting up %s/%s bias=%s in %s", settings.system, settings.solvent,
                      settings.bias, out_dir)
@@ -896,6 +892,21 @@ def _running_pid(out_dir: Path) -> int | None:
     return None
 
 
+def read_sidecar(out_dir: str | os.PathLike) -> dict:
+    """A run directory's ``run.json`` (it has ``settings``); MDError when it is missing or damaged."""
+    sidecar_path = Path(out_dir) / "run.json"
+    if not sidecar_path.exists():
+        raise MDError(f"{out_dir} is not an md run directory (no run.json)")
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+        if not isinstance(sidecar["settings"], dict):
+            raise TypeError("its settings are not a mapping")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MDError(f"{sidecar_path} is damaged ({type(exc).__name__}: {exc}); restore it, e.g. "
+                      f"`git checkout -- {sidecar_path}`") from None
+    return sidecar
+
+
 def run_status(out_dir: str | os.PathLike) -> dict:
     """Summary of a run directory: ns done, ns/day (latest chunk and mean), latest chunk, damage.
 
@@ -906,15 +917,8 @@ def run_status(out_dir: str | os.PathLike) -> dict:
     chunk beyond the checkpoint).
     """
     out_dir = Path(out_dir)
-    sidecar_path = out_dir / "run.json"
-    if not sidecar_path.exists():
-        raise MDError(f"{out_dir} is not an md run directory (no run.json)")
-    try:
-        sidecar = json.loads(sidecar_path.read_text())
-        s = sidecar["settings"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise MDError(f"{sidecar_path} is damaged ({type(exc).__name__}: {exc}); restore it, e.g. "
-                      f"`git checkout -- {sidecar_path}`") from None
+    sidecar = read_sidecar(out_dir)
+    s = sidecar["settings"]
     problems: list[str] = []
     notes: list[str] = []
     manifest, m_problem = _read_manifest(out_dir)
@@ -936,7 +940,7 @@ def run_status(out_dir: str | os.PathLike) -> dict:
         else:
             problems.append(f"{p.name} is {why}" + (
                 f": restore it (e.g. `git checkout -- {p}`); the chunks before it stay readable with "
-                f"--max-chunks {out_dir}={k}" if not problems else ""))
+                f"max_chunks {out_dir}={k}" if not problems else ""))
     if ckpt is not None:
         done = int(ckpt["chunks_done"])
         for p in files:

@@ -1,6 +1,6 @@
 """The quality report of the MD data: ns per run, reference noise, halves, phi > 0, basins, GB rows.
 
-    cgbg-bench md report --system ala2 --unbiased DIR... --static DIR... --gb obc2=DIR ...
+    cgbg-bench md report --reference DIR... [--check DIR...] [--gb obc2=DIR ...]
 
 Pure assembly over :mod:`cgbg_bench.reference`; printing is in the CLI.
 """
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cgbg_bench.errors import DataError, UsageError
 from cgbg_bench.md.production import run_status
 from cgbg_bench.reference import (combine_reference, combine_runs, compare_basins, load_run_dihedrals, merge_blocks,
                                   quality_report, run_halves)
@@ -47,17 +48,17 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
     for d in reference_dirs:
         try:
             runs.append(load(d))
-        except ValueError:
+        except DataError:  # an evolving bias (wtmetad): listed, not used
             other.append(Path(d))
     if not runs:
-        raise ValueError("no unbiased or static-bias run among the reference runs")
+        raise UsageError("reference_dirs has no unbiased or static-bias run")
     n_res = runs[0].phi.shape[1]
     ref_dirs = [d for d in reference_dirs if Path(d) not in other]
     blocks, groups = combine_reference(runs, block_ps, basin_block_ps=basin_block_ps, n_bootstrap=n_bootstrap,
                                        seed=seed)
     if all(len(b) < 2 for b in blocks):  # every run split in time: a 1-block run adds to the second half only
-        raise ValueError(f"{', '.join(map(str, ref_dirs))}: fewer than 2 blocks of {block_ps:g} ps, so no halves to compare; "
-                         "pass a smaller --block-ps or let the run grow")
+        raise DataError(f"{', '.join(map(str, ref_dirs))}: fewer than 2 blocks of {block_ps:g} ps, so no halves to "
+                        "compare; pass a smaller block_ps or let the run grow")
     ref = np.concatenate(blocks)
     gb_hist = {name: combine_runs([load(d) for d in dirs], block_ps)
                for name, dirs in gb.items()}
