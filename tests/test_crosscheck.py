@@ -166,7 +166,7 @@ def test_cli_prints_table_json_and_plot(chain_env, tmp_path, capsys):
     (["--ns", "-1"], "--ns"),
     (["--save-fs", "3"], "whole multiple"),
     (["--equilibration-ps", "5000"], "--equilibration-ps"),
-    (["--clip-percentile", "0"], "clip_percentile"),
+    (["--clip-percentile", "0"], "--clip-percentile"),  # the library names clip_percentile, the CLI its flag
 ])
 def test_cli_bad_options_exit_2(chain_env, capsys, argv, message):
     assert main(["crosscheck", str(chain_env / "toy.pt2"), "--task", "toychain", *argv]) == 2
