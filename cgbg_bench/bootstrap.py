@@ -33,6 +33,20 @@ class Metric:
     def as_dict(self) -> dict[str, float]:
         return {"value": self.value, "error": self.error, "point": self.point}
 
+    @classmethod
+    def from_replicates(cls, reps: np.ndarray, point: float) -> "Metric":
+        """Mean and standard deviation (ddof=1) of the finite replicates, and the full-data ``point``.
+
+        The mean needs one finite replicate, the spread two: with a single one the error is
+        NaN, not 0 (one replicate says nothing about the spread, and a zero error bar would
+        claim an exact value); with none both are NaN.
+        """
+        reps = np.asarray(reps, np.float64)
+        reps = reps[np.isfinite(reps)]
+        value = float(reps.mean()) if reps.size else float("nan")
+        error = float(reps.std(ddof=1)) if reps.size > 1 else float("nan")
+        return cls(value, error, float(point))
+
 
 @dataclass(frozen=True)
 class Scores:
@@ -80,13 +94,6 @@ def _resampled_sums(counts: np.ndarray, blocks: np.ndarray) -> np.ndarray:
     """sum_b counts[r, b] * blocks[b, o, k] as one matrix product: (r, n_obs, n_bins)."""
     flat = np.ascontiguousarray(blocks).reshape(blocks.shape[0], -1)
     return (counts @ flat).reshape((counts.shape[0],) + blocks.shape[1:])
-
-
-def _summary(reps: np.ndarray, point: float) -> Metric:
-    reps = reps[np.isfinite(reps)]
-    if reps.size == 0:
-        return Metric(float("nan"), float("nan"), float(point))
-    return Metric(float(reps.mean()), float(reps.std(ddof=1)) if reps.size > 1 else 0.0, float(point))
 
 
 def bootstrap_scores(
@@ -154,15 +161,15 @@ def bootstrap_scores(
                              for k in range(n_obs)]),
     }
     per_obs = {
-        obs: {k: _summary(reps[k][:, i], point[k][i]) for k in names
+        obs: {k: Metric.from_replicates(reps[k][:, i], point[k][i]) for k in names
               if k != "fe_rmse" or one_dimensional[i]}
         for i, obs in enumerate(observable_names)
     }
     headline = {}
     for k in names:
         cols = [i for i in range(n_obs) if k != "fe_rmse" or one_dimensional[i]]
-        headline[k] = _summary(reps[k][:, cols].mean(axis=1), float(np.mean(point[k][cols])))
+        headline[k] = Metric.from_replicates(reps[k][:, cols].mean(axis=1), float(np.mean(point[k][cols])))
     if ess_blocks is not None:
         w1, w2 = ess_blocks[0].sum(), ess_blocks[1].sum()
-        headline["ess"] = _summary(ess_reps, float(w1 * w1 / (n_samples * w2)))
+        headline["ess"] = Metric.from_replicates(ess_reps, float(w1 * w1 / (n_samples * w2)))
     return Scores(metrics=headline, per_observable=per_obs, n_bootstrap=n_bootstrap)

@@ -32,9 +32,7 @@ class PhiProfile:
 
     @property
     def free_energy_kT(self) -> np.ndarray:
-        with np.errstate(divide="ignore"):
-            f = -np.log(np.where(self.hist > 0, self.hist, np.nan))
-        return f - np.nanmin(f)
+        return M.free_energy(self.hist)
 
 
 def _phi_marginal(flat_hist: np.ndarray, n_phi: int, n_psi: int) -> np.ndarray:
@@ -119,17 +117,15 @@ def plot_phi_profiles(comparison: dict, path, title: str = "") -> None:
     The legend gives P(phi > 0) of each curve; a PMF's is after the weighting step (its
     reweighted, clipped bank), and the legend's title says so.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from cgbg_bench._io import atomic_path
 
     ref = comparison["reference"]
     n = len(ref.hist)
     centres = np.degrees(-math.pi + (np.arange(n) + 0.5) * 2 * math.pi / n)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))  # not pyplot's: the caller's backend is left alone
+    ax = fig.subplots()
     ax.plot(centres, ref.free_energy_kT, "k-", lw=2.5, label=f"{ref.label}: P(phi>0) = {100 * ref.phi_positive:.2f}%")
     for k, (label, (_, prof)) in enumerate(comparison["pmfs"].items()):
         ax.plot(centres, prof.free_energy_kT, f"C{k}-", label=f"{label}: {100 * prof.phi_positive:.2f}%")
@@ -146,4 +142,3 @@ def plot_phi_profiles(comparison: dict, path, title: str = "") -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
-    plt.close(fig)

@@ -293,20 +293,6 @@ def _simulate(module, x0, *, kT, n_frames, stride, dt_ps, friction_per_ps, mass_
     return np.concatenate(frames), np.concatenate(energies)
 
 
-def _summary(reps: np.ndarray, point: float) -> Metric:
-    reps = reps[np.isfinite(reps)]
-    if reps.size < 2:
-        return Metric(float("nan"), float("nan"), float(point))
-    return Metric(float(reps.mean()), float(reps.std(ddof=1)), float(point))
-
-
-def _free_energy(h: np.ndarray) -> np.ndarray:
-    """-ln h with the minimum subtracted along the last axis, NaN where empty."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f = -np.log(np.where(h > 0, h, np.nan))
-        return f - np.nanmin(np.where(np.isfinite(f), f, np.inf), axis=-1, keepdims=True)
-
-
 def _compare(
     sim_blocks: np.ndarray,
     bank_blocks: np.ndarray,
@@ -355,7 +341,7 @@ def _compare(
         out["pos_bank"][sl] = pb[..., 1] / pb.sum(-1)
         fs, fb = M.normalize(resample(cs, sim_phi)), M.normalize(resample(cb, bank_phi))
         out["fe_rmse"][sl] = M.fe_rmse(fb, fs)
-        out["f_sim"][sl], out["f_bank"][sl] = _free_energy(fs), _free_energy(fb)
+        out["f_sim"][sl], out["f_bank"][sl] = M.free_energy(fs), M.free_energy(fb)
     s_phi_hat, b_phi_hat = M.normalize(sim_phi.sum(0)), M.normalize(bank_phi.sum(0))
     out["point"] = {
         "js": M.js_divergence(s_hat, b_hat),
@@ -363,8 +349,8 @@ def _compare(
         "pos_sim": sim_pos.sum(0)[:, 1] / sim_pos.sum(0).sum(-1),
         "pos_bank": bank_pos.sum(0)[:, 1] / bank_pos.sum(0).sum(-1),
         "fe_rmse": M.fe_rmse(b_phi_hat, s_phi_hat),
-        "f_sim": _free_energy(s_phi_hat),
-        "f_bank": _free_energy(b_phi_hat),
+        "f_sim": M.free_energy(s_phi_hat),
+        "f_bank": M.free_energy(b_phi_hat),
         "hist_sim": M.normalize(sim_blocks.sum(0)),
         "hist_bank": M.normalize(bank_blocks.sum(0)),
     }
@@ -467,12 +453,12 @@ def crosscheck(
         nb = obs.bins[0]
         checks[obs.name] = ObservableCheck(
             name=obs.name,
-            js=_summary(reps["js"][:, k], pt["js"][k]),
-            js_floor=_summary(reps["js_floor"][:, k], float(np.nanmean(reps["js_floor"][:, k]))),
-            pmf_error=_summary(reps["pmf_error"][:, k], pt["pmf_error"][k]),
-            phi_positive_sim=_summary(reps["pos_sim"][:, k], pt["pos_sim"][k]),
-            phi_positive_bank=_summary(reps["pos_bank"][:, k], pt["pos_bank"][k]),
-            phi_fe_rmse=_summary(reps["fe_rmse"][:, k], pt["fe_rmse"][k]),
+            js=Metric.from_replicates(reps["js"][:, k], pt["js"][k]),
+            js_floor=Metric.from_replicates(reps["js_floor"][:, k], float(np.nanmean(reps["js_floor"][:, k]))),
+            pmf_error=Metric.from_replicates(reps["pmf_error"][:, k], pt["pmf_error"][k]),
+            phi_positive_sim=Metric.from_replicates(reps["pos_sim"][:, k], pt["pos_sim"][k]),
+            phi_positive_bank=Metric.from_replicates(reps["pos_bank"][:, k], pt["pos_bank"][k]),
+            phi_fe_rmse=Metric.from_replicates(reps["fe_rmse"][:, k], pt["fe_rmse"][k]),
             walkers_mixed=float(mixed[k]),
             phi_centres=lo + (np.arange(nb) + 0.5) * (hi - lo) / nb,
             phi_profile_sim=pt["f_sim"][k],
@@ -526,17 +512,15 @@ def _mass_level(h: np.ndarray, mass: float = 0.999) -> float:
 def plot_crosscheck(result: CrosscheckResult, path: str | os.PathLike) -> Path:
     """Per observable: (phi, psi) free energy of the simulation and of the reweighted bank on
     one colour scale (kT), and the 1-D phi profiles with bootstrap bands."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from cgbg_bench._io import atomic_path
 
     checks = list(result.observables.values())
-    fig, axes = plt.subplots(len(checks), 3, figsize=(15, 3.8 * len(checks)), squeeze=False)
+    fig = Figure(figsize=(15, 3.8 * len(checks)))  # not pyplot's: the caller's backend is left alone
+    axes = fig.subplots(len(checks), 3, squeeze=False)
     for row, c in enumerate(checks):
-        surfaces = [_free_energy(h.ravel()).reshape(h.shape) for h in (c.hist_sim, c.hist_bank)]
+        surfaces = [M.free_energy(h.ravel()).reshape(h.shape) for h in (c.hist_sim, c.hist_bank)]
         vmax = max(_mass_level(h) for h in (c.hist_sim, c.hist_bank))
         extent = [-math.pi, math.pi, -math.pi, math.pi]
         for j, (s, title) in enumerate(zip(surfaces, ("CG Langevin simulation", "reweighted bank"))):
@@ -563,5 +547,4 @@ def plot_crosscheck(result: CrosscheckResult, path: str | os.PathLike) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110)
-    plt.close(fig)
     return path

@@ -22,7 +22,12 @@ __all__ = [
     "js_divergence",
     "pmf_error",
     "fe_rmse",
+    "free_energy",
+    "METRIC_NAMES",
 ]
+
+#: The headline metrics, in the order tables, result files and leaderboard entries list them.
+METRIC_NAMES = ("js", "pmf_error", "fe_rmse", "ess", "js_floor")
 
 #: The 1e-10 of docs/spec.md section 4 (normalization denominators, empty-bin fill).
 EPS = 1e-10
@@ -159,3 +164,15 @@ def fe_rmse(p: np.ndarray, q: np.ndarray) -> np.ndarray:
         mean = (wts * diff).sum(axis=-1)
         sq = (wts * (diff - mean[..., None]) ** 2).sum(axis=-1)
         return np.where(both.sum(axis=-1) >= 2, np.sqrt(sq), np.nan)
+
+
+def free_energy(h: np.ndarray) -> np.ndarray:
+    """Free energy -ln h in kT along the last axis, shifted to 0 at its minimum; NaN where h is empty.
+
+    ``h`` need not be normalized (the shift removes the constant). A row with no weight at
+    all is NaN throughout.
+    """
+    h = np.asarray(h, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = -np.log(np.where(h > 0, h, np.nan))
+        return f - np.nanmin(np.where(np.isfinite(f), f, np.inf), axis=-1, keepdims=True)

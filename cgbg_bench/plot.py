@@ -29,12 +29,6 @@ WHITE_NOTE = ("white bins: no weight there, so no free energy (no sample of the 
               "left out.")
 
 
-def _free_energy(h: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        f = -np.log(np.where(h > 0, h, np.nan))
-    return f - np.nanmin(f)
-
-
 def free_energy_difference(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
     """(-ln other) - (-ln reference) in kT on the bins where both have weight (NaN elsewhere),
     shifted so that its mean weighted by ``reference`` is 0."""
@@ -49,11 +43,11 @@ def free_energy_difference(reference: np.ndarray, other: np.ndarray) -> np.ndarr
 
 
 def profile_figure(task, reference, index: np.ndarray, log_w: np.ndarray, label: str = "PMF"):
-    """The matplotlib Figure that :func:`plot_profiles` saves (Agg backend)."""
+    """The figure that :func:`plot_profiles` saves: a :class:`matplotlib.figure.Figure` made
+    without pyplot, so the caller's backend and pyplot's figures are left alone."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     keep = M.clip_mask(log_w, task.metrics.clip_percentile)
     w = M.normalized_weights(log_w, keep)
@@ -63,8 +57,9 @@ def profile_figure(task, reference, index: np.ndarray, log_w: np.ndarray, label:
     n_obs = len(task.observables)
     one_d = all(o.ndim == 1 for o in task.observables)
     ncols = 2 if one_d else 4
-    fig, axes = plt.subplots(n_obs, ncols, figsize=(5.2 * ncols if one_d else 16.5, 3.6 * n_obs + 0.5),
-                             squeeze=False, layout="constrained")
+    fig = Figure(figsize=(5.2 * ncols if one_d else 16.5, 3.6 * n_obs + 0.5), layout="constrained")
+    FigureCanvasAgg(fig)  # its own canvas, so that fig.canvas.draw() works for the caller
+    axes = fig.subplots(n_obs, ncols, squeeze=False)
     for k, obs in enumerate(task.observables):
         p = p_all[k]
         raw = M.normalize(M.weighted_histogram(index[k], None, obs.n_bins))
@@ -75,7 +70,7 @@ def profile_figure(task, reference, index: np.ndarray, log_w: np.ndarray, label:
             centers = lo + (np.arange(obs.bins[0]) + 0.5) * (hi - lo) / obs.bins[0]
             ax = axes[k, 0]
             for h, style, name in ((p, "k-", "reference"), (raw, "C0:", "proposal (raw)"), (rew, "C3-", rew_name)):
-                ax.plot(centers, _free_energy(h), style, label=name)
+                ax.plot(centers, M.free_energy(h), style, label=name)
             ax.set_xlabel(obs.name)
             ax.set_ylabel("free energy (kT)")
             ax.legend(fontsize=8)
@@ -88,7 +83,7 @@ def profile_figure(task, reference, index: np.ndarray, log_w: np.ndarray, label:
         else:
             import matplotlib.colors as mcolors
 
-            surfaces = [_free_energy(h).reshape(obs.bins) for h in (p, raw, rew)]
+            surfaces = [M.free_energy(h).reshape(obs.bins) for h in (p, raw, rew)]
             vmax = np.nanpercentile(np.concatenate([s.ravel() for s in surfaces]), 99)
             extent = [*obs.range[0], *obs.range[1]]
             cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
@@ -139,13 +134,10 @@ def plot_profiles(task, reference, index: np.ndarray, log_w: np.ndarray, path: s
     their difference. 2-D observables: the three free-energy surfaces on a shared color
     scale, then the difference (reweighted minus reference, kT) on a diverging scale.
     """
-    import matplotlib.pyplot as plt
-
     from cgbg_bench._io import atomic_path
 
     fig = profile_figure(task, reference, index, log_w, label=label)
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110)
-    plt.close(fig)
     return path

@@ -83,3 +83,23 @@ def test_result_is_reproducible_with_seed(toy_task):
     b, _ = evaluate(Harmonic(), toy_task, device="cpu", seed=3, n_bootstrap=50)
     assert a.scores.as_dict() == b.scores.as_dict()
 
+
+
+def test_one_replicate_rule_shared_by_bootstrap_and_crosscheck():
+    """The mean needs one finite replicate, the spread two: one replicate gives a value and a NaN
+    error (not 0, which would claim an exact value); none gives NaN for both."""
+    from cgbg_bench import crosscheck
+    from cgbg_bench.bootstrap import Metric
+
+    m = Metric.from_replicates(np.array([1.0, 3.0, np.nan, np.inf]), 0.5)
+    assert (m.value, m.point) == (2.0, 0.5) and m.error == pytest.approx(np.sqrt(2.0))
+    one = Metric.from_replicates(np.array([np.nan, 1.5]), 1.0)
+    assert one.value == 1.5 and np.isnan(one.error) and one.point == 1.0
+    none = Metric.from_replicates(np.array([np.nan]), 1.0)
+    assert np.isnan(none.value) and np.isnan(none.error) and none.point == 1.0
+    assert not hasattr(crosscheck, "_summary")  # one rule, in one place
+    # through bootstrap_scores: a single replicate has no error bar
+    rng = np.random.default_rng(3)
+    s = bootstrap_scores(rng.random((6, 1, 9)), rng.random((6, 1, 9)), observable_names=["x"],
+                         one_dimensional=[True], n_bootstrap=1)
+    assert all(np.isfinite(m.value) and np.isnan(m.error) for m in s.metrics.values())

@@ -78,3 +78,34 @@ def test_compare_help_has_an_example_and_explains_the_phi_column(capsys):
     out = capsys.readouterr().out
     assert "--label mine fm-biased" in out and "example" in out
     assert "after the weighting step" in out
+
+
+def test_plot_leaves_the_matplotlib_backend_and_pyplot_alone(tmp_path):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from cgbg_bench.compare import PhiProfile, plot_phi_profiles
+
+    hist = np.full(100, 0.01)
+    prof = PhiProfile("x", hist, 0.5, 0.01)
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # a backend the user chose (plots used to switch it to Agg)
+    try:
+        n_figures = len(plt.get_fignums())
+        plot_phi_profiles({"reference": prof, "pmfs": {"a": (None, prof)}, "gb": {"obc2": prof},
+                           "proposal": prof}, tmp_path / "phi.png")
+        assert matplotlib.get_backend() == "svg" and len(plt.get_fignums()) == n_figures
+    finally:
+        matplotlib.use(before)
+    assert (tmp_path / "phi.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_no_library_function_sets_the_backend():
+    from pathlib import Path
+
+    import cgbg_bench
+
+    package = Path(cgbg_bench.__file__).parent
+    setters = [p.relative_to(package).as_posix() for p in package.rglob("*.py")
+               if "cli" not in p.relative_to(package).parts and "matplotlib.use(" in p.read_text()]
+    assert setters == []

@@ -134,3 +134,20 @@ def test_pmf_error_with_empty_bins_left_out(pq):
     p, q = pq
     both_empty = np.r_[p, np.zeros(7)], np.r_[q, np.zeros(7)]
     assert M.pmf_error(p, q, n_empty=7) == pytest.approx(M.pmf_error(*both_empty), rel=1e-14)
+
+
+def test_free_energy_is_minus_ln_h_shifted_to_zero_along_the_last_axis():
+    h = np.array([[0.5, 0.25, 0.0, 0.25], [0.0, 0.0, 0.0, 0.0], [2.0, 6.0, 2.0, 0.0]])
+    f = M.free_energy(h)
+    np.testing.assert_allclose(f[0], [0.0, np.log(2), np.nan, np.log(2)])
+    assert np.isnan(f[1]).all()  # no weight at all: no free energy, and no warning
+    np.testing.assert_allclose(f[2], [np.log(3), 0.0, np.log(3), np.nan])  # unnormalized is fine
+
+
+def test_one_tuple_of_metric_names():
+    from cgbg_bench.cli.golden import HEADLINE
+    from cgbg_bench.leaderboard.schema import METRIC_ORDER
+    from cgbg_bench.report import METRIC_LABELS
+
+    assert HEADLINE is M.METRIC_NAMES
+    assert tuple(METRIC_LABELS) == M.METRIC_NAMES == METRIC_ORDER

@@ -22,13 +22,15 @@ import json
 import math
 import sys
 
+from cgbg_bench.metrics import METRIC_NAMES
+
 __all__ = ["TOLERANCE_SIGMAS", "HEADLINE", "compare_scores", "rescore", "check_task", "add_parser"]
 
 #: Allowed change of a stored score, in units of its stored bootstrap standard deviation.
 TOLERANCE_SIGMAS = 0.25
 
 #: The metrics the gate pins (those a baseline has: MD-histogram baselines have no ESS).
-HEADLINE = ("js", "pmf_error", "fe_rmse", "ess", "js_floor")
+HEADLINE = METRIC_NAMES
 
 
 def _same(a: float, b: float) -> bool:
