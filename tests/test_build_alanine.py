@@ -14,6 +14,7 @@ from cgbg_bench.md.production import RunSettings, run
 from cgbg_bench.task import load_task
 
 
+# Building four tasks takes 1.5 CPU-minutes: every test of this fixture is marked slow.
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     base = tmp_path_factory.mktemp("ala")
@@ -39,6 +40,7 @@ def built(tmp_path_factory):
     mp.undo()
 
 
+@pytest.mark.slow
 def test_builds_four_tasks_with_the_fixed_observables(built, capsys):
     root, written, _ = built
     assert sorted(p.name for p in written) == ["ala2-core-beta", "ala2-core-beta-biased", "ala2-heavy-atom",
@@ -69,6 +71,7 @@ def test_builds_four_tasks_with_the_fixed_observables(built, capsys):
         in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_generated_bank_is_cached_and_scores(built, monkeypatch):
     root, _, cache = built
     monkeypatch.setenv("CGBG_BENCH_CACHE", str(cache))
@@ -88,6 +91,7 @@ def test_generated_bank_is_cached_and_scores(built, monkeypatch):
     assert 0 < result.scores.metrics["js"].value <= np.log(2)
 
 
+@pytest.mark.slow
 def test_fm_baselines_are_shared_by_both_variants_and_scored(built):
     import json
 
@@ -110,6 +114,7 @@ def test_fm_baselines_are_shared_by_both_variants_and_scored(built):
         assert scores["gb-obc2"]["submission"] == "gb-obc2.npz"
 
 
+@pytest.mark.slow
 def test_gb_rows_are_stored_without_ess(built):
     import json
 
@@ -119,6 +124,7 @@ def test_gb_rows_are_stored_without_ess(built):
     assert set(gb) == {"js", "pmf_error", "js_floor"}
 
 
+@pytest.mark.slow
 def test_max_chunks_limits_what_is_read(built):
     from cgbg_bench.errors import MDError
     from cgbg_bench.md.production import load_chunks
@@ -193,6 +199,7 @@ def test_reference_only_refresh_keeps_flows_and_pmfs_and_rescores(built, tmp_pat
     assert sha256_file(ref) == sha
 
 
+@pytest.mark.slow
 def test_refuses_kinds_too_short_to_weigh(built, tmp_path):
     base = built[0].parent
     sources = AlanineSources(unbiased=(base / "unbiased",), static=(base / "static",), metad=(base / "metad",))
@@ -206,6 +213,7 @@ def test_refuses_without_reference_runs(tmp_path):
         build("ala2", AlanineSources(unbiased=(), static=(), metad=(tmp_path,)), root=tmp_path)
 
 
+@pytest.mark.slow
 def test_md_report_cli_on_the_same_runs(built, capsys):
     import json
 
@@ -250,6 +258,7 @@ def test_md_report_cli_on_the_same_runs(built, capsys):
     assert "unbiased: fewer than 2 blocks of 30 ps" in err and "smaller --block-ps" in err
 
 
+@pytest.mark.slow
 def test_md_report_compares_basins_of_runs_in_and_out_of_the_reference(built, capsys):
     import json
 
@@ -281,6 +290,7 @@ def test_md_report_compares_basins_of_runs_in_and_out_of_the_reference(built, ca
     assert "only unbiased and static-bias" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_compare_cli_on_the_built_task(built, monkeypatch, capsys, tmp_path):
     import json
 

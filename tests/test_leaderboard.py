@@ -60,6 +60,19 @@ def test_rendered_files_are_current(entries):
     assert (LB_DIR / HTML).read_text() == render_html(entries, lb_dir=LB_DIR), f"{HTML} is stale: {RERENDER}"
 
 
+def test_two_in_repo_entries_reproduce_on_a_small_bank(entries):
+    """The fast part of the check below (marked slow): the quick checks of one Mueller-Brown and
+    one alanine entry, each on every task it has results for."""
+    names = {"baseline-mueller-brown-fm-biased", "baseline-ala2-core-beta-fm-biased"}
+    chosen = [e for e in entries if e.name in names]
+    assert len(chosen) == len(names)
+    for entry in chosen:
+        rep = reproduce_entry(entry, root=ROOT, quick=True, device="cpu")
+        assert rep.ok, f"{entry.name}: {[str(p) for p in rep.problems]} moved: {rep.moved}"
+        assert rep.compared > 0 and any(c.n_samples == QUICK_N_SAMPLES for c in rep.checks)
+
+
+@pytest.mark.slow
 def test_in_repo_entries_reproduce_on_a_small_bank(entries):
     """The CI check: hashes, task versions, loading, contract, and each PMF's quick check (its
     stored score on the small fixed bank) recomputed and compared within its error bar."""
