@@ -337,7 +337,7 @@ _TOP_REQUIRED = {
     "name", "version", "description", "system", "representation", "n_beads", "input_shape",
     "energy_unit", "temperature_kelvin", "kT", "observables", "metrics", "proposal", "reference",
 }
-_TOP_OPTIONAL = {"baselines", "baseline_scores"}
+_TOP_OPTIONAL = {"baselines", "baseline_scores", "recipe"}  # recipe: cgbg_bench.build.recipe (how it was built)
 
 
 def parse_task(data: Any, base: Path, where: str = "task.yaml") -> Task:

@@ -8,7 +8,8 @@ import torch
 import yaml
 
 from cgbg_bench._io import sha256_file
-from cgbg_bench.build.alanine import AlanineSources, FlowSettings, build
+from cgbg_bench.build.alanine import build
+from cgbg_bench.build.recipe import BuildRecipe, FlowSettings, Run
 from cgbg_bench.fm.pipeline import FMSettings
 from cgbg_bench.md.production import RunSettings, run
 from cgbg_bench.task import load_task
@@ -27,15 +28,16 @@ def built(tmp_path_factory):
         platform="CPU")  # a second run of the same kind, for `md report`
     run(RunSettings("ala2", "vacuum", seed=3, **short), unbiased, ns=0.02, platform="CPU")  # >= 10 frames: FM prior
     run(RunSettings("ala2", "obc2", seed=4, **short), obc2, ns=0.004, platform="CPU")
-    sources = AlanineSources(unbiased=(unbiased,), static=(static,), metad=(metad,), gb={"obc2": (obc2,)})
     cache = base / "cache"
     mp = pytest.MonkeyPatch()
     mp.setenv("CGBG_BENCH_CACHE", str(cache))
     # unbiased and static-bias runs weighed against each other on 1 ps blocks: 20 and 8 of them,
     # each with basin populations that vary between blocks (seeded; >= 8 needed)
-    written = build("ala2", sources, root=base / "repo", bank_size=3000, block_ps=1.0, basin_block_ps=1.0,
-                    flow=FlowSettings(epochs=2, transforms=1, hidden=16, batch_size=64),
-                    fm=FMSettings(seed=1, max_epochs=2, n_rbf=4, hidden=(16,), block_ps=1.0))
+    recipe = BuildRecipe("ala2", unbiased=(unbiased,), static=(static,), metad=(metad,), gb={"obc2": (obc2,)},
+                         bank_size=3000, block_ps=1.0, basin_block_ps=1.0,
+                         flow=FlowSettings(epochs=2, transforms=1, hidden=16, batch_size=64),
+                         fm=FMSettings(seed=1, max_epochs=2, n_rbf=4, hidden=(16,), block_ps=1.0))
+    written = build(recipe, root=base / "repo")
     yield base / "repo", written, cache
     mp.undo()
 
@@ -54,6 +56,13 @@ def test_builds_four_tasks_with_the_fixed_observables(built, capsys):
     for run_name, n in (("unbiased", 10), ("static", 4), ("metad", 3), ("obc2", 2)):
         assert f"/{run_name}={n}" in command  # every run pinned to the chunks the build read
     assert command.endswith("--block-ps 1 --basin-block-ps 1 --bank-size 3000 --fm-hidden 16")  # non-defaults too
+    # the recipe in task.yaml is the build's, every run pinned to the chunks it read
+    raw = yaml.safe_load((root / "tasks" / "ala2-core-beta" / "task.yaml").read_text())
+    stored = BuildRecipe.from_dict(raw["recipe"])
+    assert stored.pins() == {str(root.parent / n): c for n, c in (("unbiased", 10), ("static", 4), ("metad", 3),
+                                                                   ("obc2", 2))}
+    assert stored.unpinned().fm == FMSettings(seed=1, max_epochs=2, n_rbf=4, hidden=(16,), block_ps=1.0)
+    assert stored.command() == command and stored.flow.epochs == 2 and stored.bank_size == 3000
     ref = cb.load_reference()
     assert not ref.exact and ref.block_hist.shape == (28, 1, 10_000)  # 20 + 8 blocks of 1 ps
     seen = cb.proposal.provenance["flow_training"]["soft_positive_frames"]  # phi, psi > 0 on each side of the split
@@ -67,7 +76,8 @@ def test_builds_four_tasks_with_the_fixed_observables(built, capsys):
     from cgbg_bench.cli import main
 
     assert main(["info", str(root / "tasks" / "ala2-core-beta")]) == 0
-    assert f"reference runs by kind (share of the weight): unbiased (unbiased) {kinds['unbiased']['share']:.3f}; static " \
+    share = kinds["unbiased"]["share"]
+    assert f"reference runs by kind (share of the weight): unbiased (unbiased) {share:.3f}; static " \
         in capsys.readouterr().out
 
 
@@ -151,13 +161,13 @@ def test_reference_only_refresh_keeps_flows_and_pmfs_and_rescores(built, tmp_pat
     base = src.parent
     before = {n: yaml.safe_load((root / "tasks" / n / "task.yaml").read_text())
               for n in ("ala2-core-beta", "ala2-core-beta-biased", "ala2-heavy-atom", "ala2-heavy-atom-biased")}
-    sources = AlanineSources(unbiased=(base / "unbiased",), static=(base / "static",), metad=(),
-                             gb={"obc2": (base / "obc2",)}, max_chunks={str(base / "unbiased"): 8})
+    recipe = BuildRecipe("ala2", unbiased=(Run(str(base / "unbiased"), 8),), static=(base / "static",),
+                         gb={"obc2": (base / "obc2",)}, version=2, block_ps=1.0, basin_block_ps=1.0)
     from cgbg_bench import bank as bank_mod
 
     # same flow, same bank: the refresh rescores on the cached bank (the cache is not keyed by version)
     monkeypatch.setitem(bank_mod.GENERATORS, "ic-flow", lambda *a: pytest.fail("the bank was regenerated"))
-    written = refresh_reference("ala2", sources, task_version=2, root=root, block_ps=1.0, basin_block_ps=1.0)
+    written = refresh_reference(recipe, root=root)
     assert sorted(p.name for p in written) == sorted(before)
     for name, old in before.items():
         task = load_task(root / "tasks" / name)
@@ -166,10 +176,15 @@ def test_reference_only_refresh_keeps_flows_and_pmfs_and_rescores(built, tmp_pat
             f.verify()
         new = yaml.safe_load((root / "tasks" / name / "task.yaml").read_text())
         assert new["proposal"] == old["proposal"]  # flow, bank spec and their provenance untouched
-        assert [b for b in new["baselines"] if b["kind"] == "pmf"] == [b for b in old["baselines"] if b["kind"] == "pmf"]
+        pmfs = [[b for b in d["baselines"] if b["kind"] == "pmf"] for d in (new, old)]
+        assert pmfs[0] == pmfs[1]
         command = task.reference.provenance["command"]
         assert command.endswith("--version 2 --reference-only") and "/unbiased=8" in command
         assert [b.file.provenance["command"] for b in task.baselines if b.kind == "md-histogram"] == [command]
+        # the stored recipe: the refresh's reference runs, pins and settings; the build's training settings
+        stored, built_by = (BuildRecipe.from_dict(d["recipe"]) for d in (new, old))
+        assert stored.version == 2 and stored.pins()[str(base / "unbiased")] == 8
+        assert stored.metad == built_by.metad and stored.fm == built_by.fm and stored.flow == built_by.flow
         # 8 unbiased chunks of 2 ps and the 4 static ones, on 1 ps blocks: 16 + 8 (was 20 + 8)
         assert task.load_reference().block_hist.shape[0] == 24
         scores = json.loads((root / "tasks" / name / "baseline_scores.json").read_text())
@@ -179,38 +194,38 @@ def test_reference_only_refresh_keeps_flows_and_pmfs_and_rescores(built, tmp_pat
     ref = root / "tasks" / "ala2-core-beta" / "reference.npz"
     sha = sha256_file(ref)
     with pytest.raises(ValueError, match="ala2-heavy-atom is version 2: give --version above it"):
-        refresh_reference("ala2", sources, task_version=2, root=root, block_ps=1.0, basin_block_ps=1.0)
+        refresh_reference(recipe, root=root)
     with pytest.raises(ValueError, match=r"has GB rows \['gb-obc2'\]; give exactly these with --gb \(got \[\]\)"):
-        refresh_reference("ala2", AlanineSources(unbiased=(base / "unbiased",), static=(), metad=()),
-                          task_version=3, root=root, block_ps=1.0, basin_block_ps=1.0)
+        refresh_reference(BuildRecipe("ala2", unbiased=(base / "unbiased",), version=3, block_ps=1.0), root=root)
     assert main(["make-task", "ala2", "--unbiased", str(base / "unbiased"), "--metad", str(base / "metad"),
                  "--version", "3", "--reference-only"]) == 2
     assert main(["make-task", "mueller-brown", "--reference-only"]) == 2  # its reference is exact
     # a full build refuses to overwrite the tasks with a version not above theirs, before training
     with pytest.raises(ValueError, match="ala2-heavy-atom is version 2: give --version above it"):
-        build("ala2", AlanineSources(unbiased=(base / "unbiased",), static=(base / "static",),
-                                     metad=(base / "metad",)), root=root, task_version=2)
+        build(BuildRecipe("ala2", unbiased=(base / "unbiased",), static=(base / "static",), metad=(base / "metad",),
+                          version=2), root=root)
     assert sha256_file(ref) == sha and load_task(root / "tasks" / "ala2-core-beta").version == 2
     (root / "tasks" / "ala2-heavy-atom" / "gb-obc2.npz").write_bytes(b"tampered")
     from cgbg_bench.errors import HashMismatch
 
     with pytest.raises(HashMismatch, match="gb-obc2.npz: sha256 is"):
-        refresh_reference("ala2", sources, task_version=3, root=root, block_ps=1.0, basin_block_ps=1.0)
+        refresh_reference(dataclasses.replace(recipe, version=3), root=root)
     assert sha256_file(ref) == sha
 
 
 @pytest.mark.slow
 def test_refuses_kinds_too_short_to_weigh(built, tmp_path):
     base = built[0].parent
-    sources = AlanineSources(unbiased=(base / "unbiased",), static=(base / "static",), metad=(base / "metad",))
+    recipe = BuildRecipe("ala2", unbiased=(base / "unbiased",), static=(base / "static",), metad=(base / "metad",),
+                         bank_size=3000, block_ps=2.0)
     with pytest.raises(ValueError, match=r"unbiased runs \(unbiased, 0.02 ns\): 1 blocks of 1000 ps, fewer than the 8"):
-        build("ala2", sources, root=tmp_path, bank_size=3000, block_ps=2.0)
+        build(recipe, root=tmp_path)
     assert not (tmp_path / "tasks").exists()  # refused before anything was written
 
 
 def test_refuses_without_reference_runs(tmp_path):
     with pytest.raises(ValueError, match="reference needs"):
-        build("ala2", AlanineSources(unbiased=(), static=(), metad=(tmp_path,)), root=tmp_path)
+        build(BuildRecipe("ala2", metad=(tmp_path,)), root=tmp_path)
 
 
 @pytest.mark.slow
@@ -313,18 +328,24 @@ def test_compare_cli_on_the_built_task(built, monkeypatch, capsys, tmp_path):
     assert "give one per PMF" in capsys.readouterr().err
 
 
+def _small(base, **changes) -> BuildRecipe:
+    """A core-beta recipe of the fixture's runs with tiny training settings (static-bias reference)."""
+    return BuildRecipe("ala2", unbiased=(base / "unbiased",), static=(base / "static",), metad=(base / "metad",),
+                       bank_size=500, block_ps=2.0, representations=("core-beta",), reference="static",
+                       flow=FlowSettings(epochs=1, transforms=1, hidden=16, batch_size=64),
+                       fm=FMSettings(seed=1, max_epochs=1, n_rbf=4, hidden=(16,), block_ps=1.0), **changes)
+
+
 @pytest.mark.slow
 def test_build_one_representation(built, tmp_path, monkeypatch):
-    """--representation core-beta writes only the core-beta tasks and baselines, and says so in
+    """representations core-beta writes only the core-beta tasks and baselines, and says so in
     the recorded command (with the non-default prior exponent, which the baselines use); an
     unknown representation is refused."""
     base = built[0].parent
     monkeypatch.setenv("CGBG_BENCH_CACHE", str(tmp_path / "cache"))
-    sources = AlanineSources(unbiased=(base / "unbiased",), static=(base / "static",), metad=(base / "metad",))
-    written = build("ala2", sources, root=tmp_path, bank_size=500, block_ps=2.0, representations=("core-beta",),
-                    reference_from="static",
-                    flow=FlowSettings(epochs=1, transforms=1, hidden=16, batch_size=64),
-                    fm=FMSettings(seed=1, max_epochs=1, n_rbf=4, hidden=(16,), block_ps=1.0, repulsion_power=12))
+    recipe = _small(base)
+    recipe = dataclasses.replace(recipe, fm=dataclasses.replace(recipe.fm, repulsion_power=12))
+    written = build(recipe, root=tmp_path)
     assert sorted(p.name for p in written) == ["ala2-core-beta", "ala2-core-beta-biased"]
     assert sorted(p.name for p in (tmp_path / "baselines").iterdir()) == ["ala2-core-beta"]
     command = load_task(written[0]).proposal.provenance["command"]
@@ -334,57 +355,53 @@ def test_build_one_representation(built, tmp_path, monkeypatch):
         side = yaml.safe_load((tmp_path / "baselines" / "ala2-core-beta" / f"{name}.yaml").read_text())
         assert side["prior"]["repulsion"]["power"] == 12
     with pytest.raises(ValueError, match="ala2 has"):
-        build("ala2", sources, root=tmp_path, representations=("backbone",))
+        build(dataclasses.replace(recipe, representations=("backbone",)), root=tmp_path)
 
 
 def test_reference_from_static_needs_static_runs(tmp_path):
     with pytest.raises(ValueError, match="needs at least one --static"):
-        build("ala2", AlanineSources(unbiased=(tmp_path,), static=(), metad=(tmp_path,)), root=tmp_path,
-              reference_from="static")
+        build(BuildRecipe("ala2", unbiased=(tmp_path / "u",), metad=(tmp_path / "m",), reference="static"),
+              root=tmp_path)
     with pytest.raises(ValueError, match="'all' or 'static'"):
-        build("ala2", AlanineSources(unbiased=(tmp_path,), static=(tmp_path,), metad=(tmp_path,)), root=tmp_path,
-              reference_from="unbiased")
+        BuildRecipe("ala2", unbiased=(tmp_path,), static=(tmp_path / "s",), metad=(tmp_path / "m",),
+                    reference="unbiased")
 
 
 @pytest.mark.slow
 def test_rerun_of_an_interrupted_build_reuses_its_finished_baselines(built, tmp_path, monkeypatch):
-    """The same command again (as after an interruption) reuses every baseline whose sidecar
+    """The same recipe again (as after an interruption) reuses every baseline whose sidecar
     records that command and the same data and rewrites its own tasks of that version; a damaged
-    export is retrained; other data is another command, so a task version not above the
-    current one is refused and a new version retrains everything."""
+    export is retrained; other data or settings are another recipe, so a task version not above
+    the current one is refused and a new version retrains everything."""
     import cgbg_bench.fm.pipeline as pipeline
 
     base = built[0].parent
     monkeypatch.setenv("CGBG_BENCH_CACHE", str(tmp_path / "cache"))
     trained, real = [], pipeline.train_and_export
     monkeypatch.setattr(pipeline, "train_and_export", lambda *a, **k: trained.append(a[3].stem) or real(*a, **k))
-    sources = AlanineSources(unbiased=(base / "unbiased",), static=(base / "static",), metad=(base / "metad",))
-    kw = dict(root=tmp_path, bank_size=500, block_ps=2.0, representations=("core-beta",), reference_from="static",
-              flow=FlowSettings(epochs=1, transforms=1, hidden=16, batch_size=64),
-              fm=FMSettings(seed=1, max_epochs=1, n_rbf=4, hidden=(16,), block_ps=1.0))
-    build("ala2", sources, **kw)
+    recipe = _small(base)
+    build(recipe, root=tmp_path)
     assert sorted(trained) == ["fm-biased", "fm-unbiased", "prior-only"]
     assert (tmp_path / "cache" / "fm-members").is_dir()  # members were kept there while training,
     assert not list((tmp_path / "cache" / "fm-members").iterdir())  # and removed once exported
     out = tmp_path / "baselines" / "ala2-core-beta"
     shas = {p.name: sha256_file(p) for p in out.glob("*.pt2")}
     trained.clear()
-    build("ala2", sources, **kw)
+    build(recipe, root=tmp_path)
     assert trained == [] and {p.name: sha256_file(p) for p in out.glob("*.pt2")} == shas
     task = load_task(tmp_path / "tasks" / "ala2-core-beta")
     assert task.version == 1 and [b.name for b in task.baselines][:3] == ["fm-unbiased", "fm-biased", "prior-only"]
     with open(out / "fm-biased.pt2", "ab") as fh:
         fh.write(b"\0")  # damaged: no longer the file its sidecar records
-    build("ala2", sources, **kw)
+    build(recipe, root=tmp_path)
     assert trained == ["fm-biased"]
-    trained.clear()  # other training settings under the same command line: the networks are retrained
-    build("ala2", sources, **{**kw, "fm": dataclasses.replace(kw["fm"], max_epochs=2)})
-    assert trained == ["fm-unbiased", "fm-biased"]  # the prior-only export does not depend on epochs
-    fewer = dataclasses.replace(sources, max_chunks={str(base / "static"): 2})
-    with pytest.raises(ValueError, match="ala2-core-beta is version 1: give --version above it"):
-        build("ala2", fewer, **kw)
+    longer = dataclasses.replace(recipe, fm=dataclasses.replace(recipe.fm, max_epochs=2))
+    fewer = recipe.with_pins({str(base / "static"): 2})
+    for other in (longer, fewer):  # another recipe: not as a rerun of version 1
+        with pytest.raises(ValueError, match="ala2-core-beta is version 1: give --version above it"):
+            build(other, root=tmp_path)
     trained.clear()
-    build("ala2", fewer, task_version=2, **kw)
+    build(dataclasses.replace(fewer, version=2), root=tmp_path)
     assert sorted(trained) == ["fm-biased", "fm-unbiased", "prior-only"]
 
 
@@ -394,10 +411,8 @@ def test_dihedral_correction_goes_to_pmf_b_only(built, tmp_path, monkeypatch):
     fm-unbiased and prior-only do not (the unbiased run covers phi > 0 too sparsely)."""
     base = built[0].parent
     monkeypatch.setenv("CGBG_BENCH_CACHE", str(tmp_path / "cache"))
-    sources = AlanineSources(unbiased=(base / "unbiased",), static=(base / "static",), metad=(base / "metad",))
-    build("ala2", sources, root=tmp_path, bank_size=500, block_ps=2.0, representations=("core-beta",),
-          reference_from="static", flow=FlowSettings(epochs=1, transforms=1, hidden=16, batch_size=64),
-          fm=FMSettings(seed=1, max_epochs=1, n_rbf=4, hidden=(16,), block_ps=1.0, dihedral_correction=1))
+    recipe = _small(base)
+    build(dataclasses.replace(recipe, fm=dataclasses.replace(recipe.fm, dihedral_correction=1)), root=tmp_path)
     out = tmp_path / "baselines" / "ala2-core-beta"
     sides = {n: yaml.safe_load((out / f"{n}.yaml").read_text()) for n in ("fm-biased", "fm-unbiased", "prior-only")}
     assert sides["fm-biased"]["settings"]["dihedral_correction"] == 1
@@ -414,3 +429,67 @@ def test_dihedral_correction_goes_to_pmf_b_only(built, tmp_path, monkeypatch):
     task = yaml.safe_load((tmp_path / "tasks" / "ala2-core-beta" / "task.yaml").read_text())
     described = {b["name"]: b["description"] for b in task["baselines"]}
     assert "order-1 (phi, psi) Fourier correction" in described["fm-biased"]
+
+
+@pytest.mark.slow
+def test_make_task_recipe_rebuilds_what_the_flags_built(built, tmp_path, monkeypatch):
+    """`make-task --recipe tasks/NAME/task.yaml` builds the same files as the flags that built
+    that task (the training settings, which no flag sets, come from a recipe file under the flags)."""
+    import json
+
+    import cgbg_bench.build.alanine as alanine
+    from cgbg_bench.cli import main
+
+    base = built[0].parent
+    monkeypatch.setenv("CGBG_BENCH_CACHE", str(tmp_path / "cache"))
+    small = _small(base).to_dict()
+    settings = tmp_path / "small.yaml"
+    settings.write_text(yaml.safe_dump({"system": "ala2", "flow": small["flow"], "fm": small["fm"]}))
+    roots = {"flags": tmp_path / "a", "recipe": tmp_path / "b"}
+    monkeypatch.setattr(alanine, "_repo_root", lambda: roots["flags"])
+    assert main(["make-task", "ala2", "--recipe", str(settings), "--unbiased", str(base / "unbiased"),
+                 "--static", str(base / "static"), "--metad", str(base / "metad"), "--representation", "core-beta",
+                 "--reference", "static", "--block-ps", "2", "--bank-size", "500",
+                 "--max-chunks", f"{base / 'unbiased'}=6"]) == 0
+    task_yaml = roots["flags"] / "tasks" / "ala2-core-beta" / "task.yaml"
+    recorded = yaml.safe_load(task_yaml.read_text())["recipe"]
+    assert recorded["runs"]["unbiased"] == [{"dir": str(base / "unbiased"), "chunks": 6}]
+    monkeypatch.setattr(alanine, "_repo_root", lambda: roots["recipe"])
+    assert main(["make-task", "--recipe", str(task_yaml)]) == 0
+
+    def files(root):  # the data files (flows and exports are compared by content: torch writes the
+        return {p.relative_to(root).as_posix(): sha256_file(p)  # temporary file's name into the archive)
+                for p in sorted(root.rglob("*.npz"))}
+
+    assert files(roots["recipe"]) == files(roots["flags"]) and len(files(roots["flags"])) == 2
+    for name in ("ala2-core-beta", "ala2-core-beta-biased"):
+        a, b = (torch.load(r / "tasks" / name / "flow.pt", weights_only=True) for r in roots.values())
+        assert a["config"] == b["config"] and a["state_dict"].keys() == b["state_dict"].keys()
+        assert all(torch.equal(v, b["state_dict"][k]) for k, v in a["state_dict"].items())
+    from cgbg_bench.pmf import load_pmf
+
+    x = torch.as_tensor(load_task(task_yaml.parent).load_proposal().positions[:64])
+    for name in ("fm-unbiased", "fm-biased", "prior-only"):
+        a, b = (load_pmf(r / "baselines" / "ala2-core-beta" / f"{name}.pt2", device="cpu") for r in roots.values())
+        with torch.no_grad():
+            assert torch.equal(a(x), b(x)), name
+
+    def unhashed(d):  # task.yaml without the sha256 of the flow, the exports and the scores (which hold them)
+        for b in d["baselines"]:
+            if b["kind"] == "pmf":
+                b.pop("sha256")
+        d["baseline_scores"].pop("sha256"), d["proposal"].pop("sha256")
+        return d
+
+    def scores(d):
+        for row in d["baselines"].values():
+            row.pop("runtime_s"), row.pop("submission_sha256")
+        return d
+
+    for name in ("ala2-core-beta", "ala2-core-beta-biased"):
+        a, b = (unhashed(yaml.safe_load((r / "tasks" / name / "task.yaml").read_text())) for r in roots.values())
+        assert a == b
+        a, b = (scores(json.loads((r / "tasks" / name / "baseline_scores.json").read_text())) for r in roots.values())
+        assert a == b
+    side = yaml.safe_load((roots["recipe"] / "baselines" / "ala2-core-beta" / "baselines.yaml").read_text())
+    assert side == yaml.safe_load((roots["flags"] / "baselines" / "ala2-core-beta" / "baselines.yaml").read_text())

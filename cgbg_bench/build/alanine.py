@@ -2,6 +2,10 @@
 
     cgbg-bench make-task ala2 --unbiased DIR... --static DIR... --metad DIR... \
         [--gb obc1=DIR] [--gb obc2=DIR]
+    cgbg-bench make-task --recipe tasks/ala2-core-beta/task.yaml     # rebuild from a recorded recipe
+
+What is built, from which runs (pinned to their chunks) and with which settings is one
+:class:`cgbg_bench.build.recipe.BuildRecipe`; every task.yaml written stores it (``recipe:``).
 
 For each CG representation of the system (ala2: heavy-atom and core-beta) and each
 proposal variant, it writes ``tasks/<system>-<representation>[-biased]/`` with:
@@ -19,7 +23,7 @@ proposal variant, it writes ``tasks/<system>-<representation>[-biased]/`` with:
 - ``flow.pt``: an internal-coordinate flow trained on the CG frames of the unbiased runs
   (plain variant) or of the metadynamics and static-bias runs (``-biased``), and in task.yaml the spec and
   fingerprint of the bank generated from it on first use (cgbg_bench.bank);
-- ``task.yaml`` with hashes and provenance, and ``baseline_scores.json``.
+- ``task.yaml`` with hashes, provenance and the recipe, and ``baseline_scores.json``.
 Runs with an evolving bias never enter the reference. Every step is seeded.
 """
 
@@ -27,8 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,7 @@ import yaml
 from cgbg_bench._io import atomic_savez
 from cgbg_bench.bank import bank_cache_path, bank_fingerprint, cache_dir
 from cgbg_bench.build.provenance import file_entry, provenance, write_task_yaml
+from cgbg_bench.build.recipe import BuildRecipe, FlowSettings
 from cgbg_bench.build.scores import rescore_baselines
 from cgbg_bench.cg.mappings import BENCHMARK_REPRESENTATIONS, get_mapping
 from cgbg_bench.cg.zmatrix import zmatrix_for
@@ -46,10 +49,9 @@ from cgbg_bench.units import kT_kj_per_mol
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AlanineSources", "FlowSettings", "build", "refresh_reference"]
+__all__ = ["BuildRecipe", "FlowSettings", "build", "refresh_reference"]
 
 TEMPERATURE_K = 300.0
-SEEDS = {"flow": 21, "bank": 22, "fm": 23}
 
 # name -> (description, data kind); the data kind picks the runs (see _fm_runs)
 FM_BASELINES = {
@@ -61,67 +63,16 @@ FM_BASELINES = {
 }
 
 
-@dataclass(frozen=True)
-class AlanineSources:
-    unbiased: tuple[Path, ...]
-    static: tuple[Path, ...]
-    metad: tuple[Path, ...]
-    gb: dict[str, tuple[Path, ...]] = field(default_factory=dict)
-    # run dir (as given) -> number of chunks to use; runs not listed are snapshotted at build start
-    max_chunks: dict[str, int] = field(default_factory=dict)
-
-    def all_runs(self) -> tuple[Path, ...]:
-        return (*self.unbiased, *self.static, *self.metad, *(d for v in self.gb.values() for d in v))
-
-    def snapshot(self) -> "AlanineSources":
-        """Pin every run to its chunks finished now (runs may go on while a build reads them)."""
-        from cgbg_bench.md.production import run_status
-
-        pinned = dict(self.max_chunks)
-        for d in self.all_runs():
-            pinned.setdefault(str(d), int(run_status(d)["chunks_done"]))
-        return dataclasses.replace(self, max_chunks=pinned)
+def _repo_root() -> Path:
+    """Where a build writes tasks/ and baselines/ by default (run directories are relative to the working directory)."""
+    return Path(__file__).resolve().parents[2]
 
 
-@dataclass(frozen=True)
-class FlowSettings:
-    epochs: int = 40
-    transforms: int = 4
-    bins: int = 16
-    hidden: int = 32
-    batch_size: int = 256
-    lr: float = 1e-3
-    uniform: float = 0.05  # share of the (phi, psi) proposals drawn uniformly on the torus
-    mirror: float = 0.1  # share drawn from the flow's mirror image (phi, psi) -> (-phi, -psi) (from v10)
-
-
-def _frames(dirs, representation: str, max_chunks: dict[str, int]) -> np.ndarray:
+def _frames(recipe: BuildRecipe, dirs, representation: str) -> np.ndarray:
     from cgbg_bench.md.production import load_cg
 
-    return np.concatenate([load_cg(d, representation, max_chunks.get(str(d)))["positions_nm"] for d in dirs])
-
-
-def _command(system: str, sources: AlanineSources, reference_from: str, *, block_ps: float,
-             basin_block_ps: float, discard_ps: float, task_version: int, representations,
-             bank_size: int | None = None) -> str:
-    """The make-task command line that rebuilds what this build writes (non-default options only)."""
-    parts = ["cgbg-bench", "make-task", system]
-    for flag, dirs in (("--unbiased", sources.unbiased), ("--static", sources.static), ("--metad", sources.metad)):
-        if dirs:
-            parts += [flag, *map(str, dirs)]
-    for name, dirs in sources.gb.items():
-        parts += [a for d in dirs for a in ("--gb", f"{name}={d}")]
-    for d, n in sources.max_chunks.items():
-        parts += ["--max-chunks", f"{d}={n}"]
-    command = shlex.join(parts) + ("" if reference_from == "all" else " --reference static")
-    for flag, value, default in (("--block-ps", block_ps, 1000.0), ("--basin-block-ps", basin_block_ps, 1000.0),
-                                 ("--discard-ps", discard_ps, 0.0),
-                                 ("--bank-size", bank_size, 1_000_000), ("--version", task_version, 1)):
-        if value is not None and value != default:
-            command += f" {flag} {value:g}"
-    if representations is not None:
-        command += "".join(f" --representation {rep}" for rep in representations)
-    return command
+    pins = recipe.pins()
+    return np.concatenate([load_cg(d, representation, pins.get(str(d)))["positions_nm"] for d in dirs])
 
 
 def _representations(system: str, representations) -> list[str]:
@@ -131,40 +82,39 @@ def _representations(system: str, representations) -> list[str]:
     return [rep for rep in known if representations is None or rep in representations]
 
 
-def _check_reference_sources(sources: AlanineSources, reference_from: str) -> None:
-    if reference_from not in ("all", "static"):
-        raise ValueError(f"reference_from must be 'all' or 'static', got {reference_from!r}")
-    if reference_from == "static" and not sources.static:
+def _check_reference_sources(recipe: BuildRecipe) -> None:
+    if recipe.reference == "static" and not recipe.static:
         raise ValueError("--reference static needs at least one --static run")
-    if not (sources.unbiased or sources.static):
+    if not (recipe.unbiased or recipe.static):
         raise ValueError("the reference needs at least one unbiased or static-bias run (--unbiased/--static)")
 
 
-def _check_new_version(root: Path, system: str, rep: str, task_version: int, command: str | None = None) -> None:
+def _check_new_version(root: Path, recipe: BuildRecipe, rep: str) -> None:
     """Refuse to overwrite a task (plain or -biased) with a version that is not above its current one.
 
-    Except a task of this very version whose flow ``command`` wrote (an earlier run of this
-    build that was interrupted after writing it): a rerun of the same command rebuilds it.
+    Except a task of this very version written by this very (pinned) recipe (an earlier run of
+    this build that was interrupted after writing it): a rerun of the same recipe rebuilds it.
     """
     for suffix in ("", "-biased"):
-        path = root / "tasks" / f"{system}-{rep}{suffix}" / "task.yaml"
+        path = root / "tasks" / f"{recipe.system}-{rep}{suffix}" / "task.yaml"
         if path.is_file():
             task = yaml.safe_load(path.read_text())
             current = task.get("version")
-            same_build = (command is not None and current == task_version
-                          and ((task.get("proposal") or {}).get("provenance") or {}).get("command") == command)
-            if isinstance(current, int) and task_version <= current and not same_build:
+            same_build = current == recipe.version and task.get("recipe") == recipe.to_dict()
+            if isinstance(current, int) and recipe.version <= current and not same_build:
                 raise ValueError(f"{path.parent.name} is version {current}: give --version above it")
 
 
-def _load_reference_runs(sources: AlanineSources, reference_from: str, discard_ps: float):
+def _load_reference_runs(recipe: BuildRecipe):
     """Dihedrals and weights of the (pinned) reference runs and of the implicit-solvent runs."""
-    kT, mc = kT_kj_per_mol(TEMPERATURE_K), sources.max_chunks
-    ref_dirs = sources.static if reference_from == "static" else (*sources.unbiased, *sources.static)
-    ref_runs = [load_run_dihedrals(d, kT, discard_ps=discard_ps, max_chunks=mc[str(d)]) for d in ref_dirs]
-    gb_runs = {name: [load_run_dihedrals(d, kT, discard_ps=discard_ps, max_chunks=mc[str(d)]) for d in dirs]
-               for name, dirs in sources.gb.items()}
-    return ref_runs, gb_runs
+    kT, pins = kT_kj_per_mol(TEMPERATURE_K), recipe.pins()
+    ref_dirs = recipe.dirs("static") if recipe.reference == "static" else (*recipe.dirs("unbiased"),
+                                                                            *recipe.dirs("static"))
+
+    def load(d):
+        return load_run_dihedrals(d, kT, discard_ps=recipe.discard_ps, max_chunks=pins[str(d)])
+
+    return [load(d) for d in ref_dirs], {name: [load(Path(r.dir)) for r in runs] for name, runs in recipe.gb.items()}
 
 
 def _histograms(system: str, rep: str, ref_runs, gb_runs, block_ps: float, basin_block_ps: float):
@@ -194,27 +144,27 @@ def _write_gb_rows(task_dir: Path, gb_hists, command: str) -> list[dict]:
     return rows
 
 
-def _fm_runs(sources: AlanineSources, kind: str) -> tuple[Path, ...]:
-    return sources.unbiased if kind == "unbiased" else (*sources.metad, *sources.static)
+def _fm_runs(recipe: BuildRecipe, kind: str) -> tuple[Path, ...]:
+    return recipe.dirs("unbiased") if kind == "unbiased" else (*recipe.dirs("metad"), *recipe.dirs("static"))
 
 
-def train_fm_baselines(system: str, rep: str, sources: AlanineSources, out_dir: Path, command: str,
-                       fm: "FMSettings | None" = None) -> list[dict]:
-    """Train and export the force-matching baselines of one representation; returns task.yaml entries."""
+def train_fm_baselines(recipe: BuildRecipe, rep: str, out_dir: Path, command: str) -> list[dict]:
+    """Train and export the force-matching baselines of one representation (``recipe.fm``, the
+    pinned runs of ``recipe``); returns (name, description, path) of each."""
     from cgbg_bench._io import atomic_write_text
-    from cgbg_bench.fm.pipeline import FMSettings, matching_export, train_and_export
+    from cgbg_bench.fm.pipeline import matching_export, train_and_export
 
-    fm = fm or FMSettings(seed=SEEDS["fm"])
+    system, fm, pins = recipe.system, recipe.fm, recipe.pins()
     out_dir.mkdir(parents=True, exist_ok=True)
     meta, entries = {}, []
     for name, (description, kind) in FM_BASELINES.items():
-        runs = _fm_runs(sources, kind)
+        runs = _fm_runs(recipe, kind)
         path = out_dir / f"{name}.pt2"
         # the (phi, psi) correction only where the data cover the torus: on the unbiased run, which
         # has crossed phi = 0 once, its normal equations are ill-conditioned and the fitted series
         # blows up at phi > 0 (docs/force-matching.md)
         settings = fm if name == "fm-biased" else dataclasses.replace(fm, dihedral_correction=0)
-        side = matching_export(path, command=command, data_dirs=runs, max_chunks=sources.max_chunks,
+        side = matching_export(path, command=command, data_dirs=runs, max_chunks=pins,
                                settings=settings, prior_only=name == "prior-only")
         if side is not None:
             log.info("%s-%s: reusing baseline %s: %s was made by this command from the same data "
@@ -222,7 +172,7 @@ def train_fm_baselines(system: str, rep: str, sources: AlanineSources, out_dir: 
         else:
             log.info("%s-%s: training baseline %s on %d run(s)", system, rep, name, len(runs))
             side = train_and_export(system, rep, runs, path, settings=settings, prior_only=name == "prior-only",
-                                    command=command, log=log.info, max_chunks=sources.max_chunks,
+                                    command=command, log=log.info, max_chunks=pins,
                                     checkpoint_dir=cache_dir() / "fm-members")
         rmse = side["force_rmse_kj_per_mol_nm"]
         if name != "prior-only" and fm.n_models > 1:
@@ -246,63 +196,54 @@ def train_fm_baselines(system: str, rep: str, sources: AlanineSources, out_dir: 
     return entries
 
 
-def build(system: str, sources: AlanineSources, *, root: Path | None = None, bank_size: int = 1_000_000,
-          block_ps: float = 1000.0, flow: FlowSettings = FlowSettings(), discard_ps: float = 0.0,
-          task_version: int = 1, fm: "FMSettings | None" = None, reference_from: str = "all",
-          representations: tuple[str, ...] | None = None, basin_block_ps: float = 1000.0) -> list[Path]:
-    """Build every task of ``system`` (or only those of ``representations``); returns the task folders written.
+def build(recipe: BuildRecipe, *, root: Path | None = None) -> list[Path]:
+    """Build every task of ``recipe.system`` (or only those of ``recipe.representations``); returns
+    the task folders written.
 
-    ``reference_from``: "all" (unbiased and static-bias runs, each kind weighted by the inverse
-    variance of its basin populations; up to task version 7 they were pooled by Kish effective
-    size, which let an unbiased run that had hardly crossed to the rare basins dominate) or
-    "static" (static-bias runs only, as in version 7; docs/md.md has the numbers).
-    ``basin_block_ps``: block length of the basin variances that weigh the kinds of run
-    (:func:`cgbg_bench.reference.combine_reference`).
+    ``root``: where tasks/ and baselines/ are written (default: the repository). Every run of the
+    recipe that is not pinned is pinned to the chunks finished now (runs may go on while the build
+    reads them); the pinned recipe is stored in each task.yaml (``recipe:``). ``recipe.reference``:
+    "all" (unbiased and static-bias runs, each kind weighted by the inverse variance of its basin
+    populations over ``recipe.basin_block_ps`` blocks, :func:`cgbg_bench.reference.combine_reference`;
+    up to task version 7 they were pooled by Kish effective size, which let an unbiased run that had
+    hardly crossed to the rare basins dominate) or "static" (static-bias runs only, as in version 7).
     """
-    _check_reference_sources(sources, reference_from)
-    if not sources.unbiased or not sources.metad:
+    _check_reference_sources(recipe)
+    if not recipe.unbiased or not recipe.metad:
         raise ValueError("both proposal variants need training data: --unbiased and --metad runs")
-    from cgbg_bench.fm.pipeline import FMSettings
-
-    root = root or Path(__file__).resolve().parents[2]
-    _representations(system, representations)  # an unknown representation is refused first
-    sources = sources.snapshot()
-    command = _command(system, sources, reference_from, block_ps=block_ps, basin_block_ps=basin_block_ps,
-                       discard_ps=discard_ps, bank_size=bank_size, task_version=task_version,
-                       representations=representations)
-    if fm is not None and tuple(fm.hidden) != FMSettings().hidden:
-        command += " --fm-hidden " + " ".join(str(h) for h in fm.hidden)
-    if fm is not None and fm.n_models != FMSettings().n_models:
-        command += f" --fm-models {fm.n_models}"
-    if fm is not None and fm.repulsion_power != FMSettings().repulsion_power:
-        command += f" --fm-repulsion-power {fm.repulsion_power}"
-    if fm is not None and fm.dihedral_correction:
-        command += f" --fm-dihedral-correction {fm.dihedral_correction}"
-    for rep in _representations(system, representations):
-        _check_new_version(root, system, rep, task_version, command)
-    log.info("build command (run it again to resume an interrupted build): %s", command)
-    mc = sources.max_chunks
-    ref_runs, gb_runs = _load_reference_runs(sources, reference_from, discard_ps)
+    system = recipe.system
+    root = root or _repo_root()
+    reps = _representations(system, recipe.representations)  # an unknown representation is refused first
+    recipe = recipe.pinned_now()
+    command = recipe.command()
+    for rep in reps:
+        _check_new_version(root, recipe, rep)
+    log.info("build command (make-task --recipe with a task.yaml it wrote resumes an interrupted build): %s",
+             command)
+    ref_runs, gb_runs = _load_reference_runs(recipe)
+    flow = recipe.flow
     written = []
-    for rep in _representations(system, representations):
+    for rep in reps:
         mapping = get_mapping(system, rep)
         z = zmatrix_for(mapping)
         soft = [z.dihedral_index(q) for q in mapping.phi + mapping.psi]  # the flows' multi-basin dihedrals
-        reference, ref_groups, gb_hists = _histograms(system, rep, ref_runs, gb_runs, block_ps, basin_block_ps)
-        fm_entries = train_fm_baselines(system, rep, sources, root / "baselines" / f"{system}-{rep}", command, fm)
-        for suffix, train_dirs, kind in (("", sources.unbiased, "unbiased"),
-                                         ("-biased", _fm_runs(sources, "biased"), "biased (metadynamics and static-bias)")):
+        reference, ref_groups, gb_hists = _histograms(system, rep, ref_runs, gb_runs, recipe.block_ps,
+                                                      recipe.basin_block_ps)
+        fm_entries = train_fm_baselines(recipe, rep, root / "baselines" / f"{system}-{rep}", command)
+        variants = (("", recipe.dirs("unbiased"), "unbiased"),
+                    ("-biased", _fm_runs(recipe, "biased"), "biased (metadynamics and static-bias)"))
+        for suffix, train_dirs, kind in variants:
             name = f"{system}-{rep}{suffix}"
             task_dir = root / "tasks" / name
             task_dir.mkdir(parents=True, exist_ok=True)
             atomic_savez(task_dir / "reference.npz", block_hist=reference, exact=np.array(False))
             baselines = [{"name": name, "kind": "pmf",
-                          **file_entry(path, task_dir, provenance(command, SEEDS["fm"])),
+                          **file_entry(path, task_dir, provenance(command, recipe.fm.seed)),
                           "description": description} for name, description, path in fm_entries]
             baselines += _write_gb_rows(task_dir, gb_hists, command)
-            frames = _frames(train_dirs, rep, mc)
+            frames = _frames(recipe, train_dirs, rep)
             log.info("%s: training the IC flow on %d %s frames", name, len(frames), kind)
-            model, report = train_ic_flow(z, frames, seed=SEEDS["flow"], soft=soft, epochs=flow.epochs,
+            model, report = train_ic_flow(z, frames, seed=recipe.seeds.flow, soft=soft, epochs=flow.epochs,
                                           transforms=flow.transforms, bins=flow.bins, hidden=flow.hidden,
                                           batch_size=flow.batch_size, lr=flow.lr, uniform=flow.uniform,
                                           mirror=flow.mirror)
@@ -310,11 +251,11 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
             log.info("%s: frames with phi > 0 per residue, flow training / validation part: %s / %s", name,
                      report["soft_positive_frames"]["train"][:n_phi], report["soft_positive_frames"]["val"][:n_phi])
             model.save(task_dir / "flow.pt")
-            log.info("%s: generating the %d-sample bank for its fingerprint", name, bank_size)
-            positions, log_q = model.sample_bank(bank_size, seed=SEEDS["bank"])
+            log.info("%s: generating the %d-sample bank for its fingerprint", name, recipe.bank_size)
+            positions, log_q = model.sample_bank(recipe.bank_size, seed=recipe.seeds.bank)
             fingerprint = bank_fingerprint(positions, log_q)
-            data = _task_yaml(name, system, rep, mapping, task_dir, task_version, command, kind, report,
-                              fingerprint, bank_size, baselines, train_dirs, ref_groups)
+            data = _task_yaml(name, recipe, rep, mapping, task_dir, command, kind, report, fingerprint, baselines,
+                              train_dirs, ref_groups)
             write_task_yaml(task_dir, data)
             _prime_cache(task_dir, positions, log_q)
             if baselines:
@@ -323,27 +264,29 @@ def build(system: str, sources: AlanineSources, *, root: Path | None = None, ban
     return written
 
 
-def refresh_reference(system: str, sources: AlanineSources, *, task_version: int, root: Path | None = None,
-                      block_ps: float = 1000.0, discard_ps: float = 0.0, reference_from: str = "all",
-                      representations: tuple[str, ...] | None = None,
-                      basin_block_ps: float = 1000.0) -> list[Path]:
-    """New task version with only the reference and the GB rows rebuilt (from more MD); returns the folders.
+def refresh_reference(recipe: BuildRecipe, *, root: Path | None = None) -> list[Path]:
+    """New task version (``recipe.version``) with only the reference and the GB rows rebuilt (from
+    more MD, the recipe's unbiased, static-bias and GB runs); returns the folders.
 
     The proposal flow and the force-matched baselines stay as they are (their provenance still
-    names the command that trained them); the reference and GB entries record this command, and
-    every baseline is rescored against the new reference. Refuses, before writing anything, a
-    version that is not above each task's current one, a task folder that is missing or fails
-    its hash checks, GB rows other than the task's, and a bank that does not reproduce its
-    fingerprint (each bank is generated, or found in the cache, first). Interrupted while writing,
-    a task can be left half-refreshed (a new reference.npz whose hash task.yaml does not record
-    yet): restore the task folders from git (``git checkout tasks/``) and run it again.
+    names the command that trained them; the recipe's metadynamics runs and training settings are
+    not read); the reference and GB entries record this refresh's command, and every baseline is
+    rescored against the new reference. Each task's stored recipe gets the refreshed reference's
+    runs, pins and settings (so ``make-task --recipe`` of it rebuilds the whole task, flows and
+    baselines trained anew on those runs). Refuses, before writing anything, a version that is not
+    above each task's current one, a task folder that is missing or fails its hash checks, GB rows
+    other than the task's, and a bank that does not reproduce its fingerprint (each bank is
+    generated, or found in the cache, first). Interrupted while writing, a task can be left
+    half-refreshed (a new reference.npz whose hash task.yaml does not record yet): restore the task
+    folders from git (``git checkout tasks/``) and run it again.
     """
     from cgbg_bench.bank import generated_bank
     from cgbg_bench.task import load_task
 
-    _check_reference_sources(sources, reference_from)
-    reps = _representations(system, representations)
-    root = root or Path(__file__).resolve().parents[2]
+    _check_reference_sources(recipe)
+    system = recipe.system
+    reps = _representations(system, recipe.representations)
+    root = root or _repo_root()
     tasks = {}
     for rep in reps:
         for suffix in ("", "-biased"):
@@ -351,33 +294,36 @@ def refresh_reference(system: str, sources: AlanineSources, *, task_version: int
             if not (task_dir / "task.yaml").is_file():
                 raise ValueError(f"{task_dir}: no task.yaml; build the task first (make-task without --reference-only)")
             task = load_task(task_dir / "task.yaml")
-            if task_version <= task.version:
+            if recipe.version <= task.version:
                 raise ValueError(f"{task.name} is version {task.version}: give --version above it")
             for f in (task.proposal, task.reference, *(b.file for b in task.baselines)):
                 f.verify()  # refresh only intact tasks (a hash mismatch raises and names the file)
             gb = sorted(b.name for b in task.baselines if b.kind == "md-histogram")
-            if gb != sorted(f"gb-{name}" for name in sources.gb):
+            if gb != sorted(f"gb-{name}" for name in recipe.gb):
                 raise ValueError(f"{task.name} has GB rows {gb}; give exactly these with --gb "
-                                 f"(got {sorted(sources.gb)})")
+                                 f"(got {sorted(recipe.gb)})")
             tasks[task_dir] = rep
             generated_bank(task)  # the rescoring needs every bank: generate (or load) them before writing
-    sources = sources.snapshot()
-    command = _command(system, sources, reference_from, block_ps=block_ps, basin_block_ps=basin_block_ps,
-                       discard_ps=discard_ps, task_version=task_version,
-                       representations=representations) + " --reference-only"
-    ref_runs, gb_runs = _load_reference_runs(sources, reference_from, discard_ps)
-    hists = {rep: _histograms(system, rep, ref_runs, gb_runs, block_ps, basin_block_ps) for rep in reps}
+    # the metadynamics runs are not read: they keep the pins (or not) they have
+    recipe = recipe.with_reference_of(dataclasses.replace(recipe, metad=()).pinned_now())
+    command = recipe.command(reference_only=True)
+    ref_runs, gb_runs = _load_reference_runs(recipe)
+    hists = {rep: _histograms(system, rep, ref_runs, gb_runs, recipe.block_ps, recipe.basin_block_ps)
+             for rep in reps}
     for task_dir, rep in tasks.items():
         reference, ref_groups, gb_hists = hists[rep]
         data = yaml.safe_load((task_dir / "task.yaml").read_text())
         atomic_savez(task_dir / "reference.npz", block_hist=reference, exact=np.array(False))
         gb_rows = {row["name"]: row for row in _write_gb_rows(task_dir, gb_hists, command)}
-        data["version"] = task_version
+        data["version"] = recipe.version
         data["reference"] = _reference_entry(task_dir, command, ref_groups)
         data["baselines"] = [gb_rows.get(b["name"], b) for b in data["baselines"]]
         data.pop("baseline_scores", None)  # rescored below against the new reference
+        if data.get("recipe") is not None:
+            old = BuildRecipe.from_dict(data["recipe"], where=f"{task_dir / 'task.yaml'}: recipe")
+            data["recipe"] = old.with_reference_of(recipe).to_dict()
         write_task_yaml(task_dir, data)
-        log.info("%s: reference refreshed to version %d; rescoring its baselines", task_dir.name, task_version)
+        log.info("%s: reference refreshed to version %d; rescoring its baselines", task_dir.name, recipe.version)
         rescore_baselines(task_dir, command=command)
     return list(tasks)
 
@@ -390,12 +336,12 @@ def _prime_cache(task_dir: Path, positions, log_q) -> None:
     atomic_savez(bank_cache_path(task), compressed=False, positions=positions, log_q=log_q)
 
 
-def _task_yaml(name, system, rep, mapping, task_dir, version, command, kind, report, fingerprint,
-               bank_size, baselines, train_dirs, ref_groups) -> dict:
-    n = mapping.n_beads
+def _task_yaml(name, recipe: BuildRecipe, rep, mapping, task_dir, command, kind, report, fingerprint,
+               baselines, train_dirs, ref_groups) -> dict:
+    n, system = mapping.n_beads, recipe.system
     return {
         "name": name,
-        "version": version,
+        "version": recipe.version,
         "description": f"{system} {rep} CG ({n} beads), explicit-solvent reference; proposal flow trained on "
                        f"{kind} MD.",
         "system": system,
@@ -410,11 +356,12 @@ def _task_yaml(name, system, rep, mapping, task_dir, version, command, kind, rep
         "metrics": {"clip_percentile": 99.0, "n_bootstrap": 500, "proposal_blocks": 200},
         "proposal": {
             **file_entry(task_dir / "flow.pt", task_dir, provenance(
-                command, SEEDS["flow"], flow_training={k: v for k, v in report.items() if k != "seed"},
+                command, recipe.seeds.flow, flow_training={k: v for k, v in report.items() if k != "seed"},
                 training_data=[str(d) for d in train_dirs])),
-            "generate": {"generator": "ic-flow", "n_samples": bank_size, "seed": SEEDS["bank"],
+            "generate": {"generator": "ic-flow", "n_samples": recipe.bank_size, "seed": recipe.seeds.bank,
                          "fingerprint": fingerprint, "rtol": 1e-5},
         },
         "reference": _reference_entry(task_dir, command, ref_groups),
         "baselines": baselines,
+        "recipe": recipe.to_dict(),
     }

@@ -2,51 +2,91 @@
 
     cgbg-bench make-task mueller-brown
     cgbg-bench make-task ala2 --unbiased DIR... --static DIR... --metad DIR... --gb obc1=DIR --gb obc2=DIR
+    cgbg-bench make-task --recipe tasks/ala2-core-beta/task.yaml            # rebuild from its recorded recipe
+    cgbg-bench make-task --recipe tasks/ala2-core-beta/task.yaml --repin --version N   # from the runs as they are
     cgbg-bench make-task ala2 --unbiased DIR... --static DIR... --gb ... --version N --reference-only
+
+The alanine flags change a :class:`cgbg_bench.build.recipe.BuildRecipe` (the recipe's defaults,
+or the recipe of ``--recipe``); none of them has a default of its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from cgbg_bench.errors import CgbgError
 
 _FAMILIES = ("mueller-brown", "ala2", "ala3", "ala6")
+# flag -> the FMSettings field it sets
+_FM_FLAGS = {"fm_hidden": "hidden", "fm_models": "n_models", "fm_repulsion_power": "repulsion_power",
+             "fm_dihedral_correction": "dihedral_correction"}
+# flag -> the BuildRecipe field it sets
+_RECIPE_FLAGS = {"reference": "reference", "bank_size": "bank_size", "block_ps": "block_ps",
+                 "basin_block_ps": "basin_block_ps", "discard_ps": "discard_ps", "version": "version"}
+
+
+def _default(name: str, fm: bool = False):
+    """The recipe's default of a field (help texts; never a parser default)."""
+    from cgbg_bench.build.recipe import BuildRecipe
+
+    recipe = BuildRecipe(system="ala2")
+    value = getattr(recipe.fm if fm else recipe, name)
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else value
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("make-task", help="regenerate a task family's data, proposal, reference and baselines")
-    p.add_argument("family", choices=_FAMILIES, help="task family to rebuild")
-    p.add_argument("--quick", action="store_true", help="mueller-brown: tiny runs to test the pipeline (not for shipping)")
-    md = p.add_argument_group("alanine peptides (MD run directories made by `cgbg-bench md run`)")
-    md.add_argument("--unbiased", nargs="+", default=[], type=Path, help="unbiased explicit-solvent runs")
-    md.add_argument("--static", nargs="+", default=[], type=Path, help="static-bias explicit-solvent runs")
-    md.add_argument("--metad", nargs="+", default=[], type=Path, help="metadynamics runs (biased training data)")
-    md.add_argument("--gb", action="append", default=[], metavar="NAME=DIR", help="implicit-solvent run, e.g. obc2=DIR")
-    md.add_argument("--max-chunks", action="append", default=[], metavar="DIR=N",
+    p.add_argument("family", nargs="?", choices=_FAMILIES, help="task family to rebuild (or give --recipe)")
+    p.add_argument("--quick", action="store_true",
+                   help="mueller-brown: tiny runs to test the pipeline (not for shipping)")
+    md = p.add_argument_group("alanine peptides (MD run directories made by `cgbg-bench md run`); every flag "
+                              "changes the build recipe (cgbg_bench.build.recipe), stored in each task.yaml")
+    md.add_argument("--recipe", type=Path, metavar="FILE",
+                    help="build from the recipe recorded in FILE (a task.yaml, or a YAML file of a recipe alone); "
+                         "the flags below change it, e.g. --version N --repin for a new version from the runs as "
+                         "they are now")
+    md.add_argument("--repin", action="store_true",
+                    help="drop the recipe's chunk pins: every run is pinned to the chunks finished at build start "
+                         "(or to --max-chunks)")
+    md.add_argument("--unbiased", nargs="+", default=None, type=Path, help="unbiased explicit-solvent runs")
+    md.add_argument("--static", nargs="+", default=None, type=Path, help="static-bias explicit-solvent runs")
+    md.add_argument("--metad", nargs="+", default=None, type=Path, help="metadynamics runs (biased training data)")
+    md.add_argument("--gb", action="append", default=None, metavar="NAME=DIR",
+                    help="implicit-solvent run, e.g. obc2=DIR (repeatable; replaces the recipe's GB runs)")
+    md.add_argument("--max-chunks", action="append", default=None, metavar="DIR=N",
                     help="use only the first N chunks of run DIR (default: the chunks finished when the "
-                         "build starts; the build records them in its command)")
-    md.add_argument("--reference", choices=["all", "static"], default="all",
-                    help="runs that make the reference: unbiased and static-bias (all, default; each kind "
-                         "weighted by the inverse variance of its basin populations, see --basin-block-ps) or "
-                         "the static-bias runs alone")
-    md.add_argument("--bank-size", type=int, default=1_000_000, help="proposal bank size (default 10^6)")
-    md.add_argument("--block-ps", type=float, default=1000.0, help="reference block length in ps (default 1000)")
-    md.add_argument("--basin-block-ps", type=float, default=1000.0,
+                         "build starts; the build records them in the task's recipe)")
+    md.add_argument("--reference", choices=["all", "static"], default=None,
+                    help=f"runs that make the reference: unbiased and static-bias (all; each kind weighted by the "
+                         f"inverse variance of its basin populations, see --basin-block-ps) or the static-bias "
+                         f"runs alone (default {_default('reference')})")
+    md.add_argument("--bank-size", type=int, default=None, help=f"proposal bank size (default {_default('bank_size')})")
+    md.add_argument("--block-ps", type=float, default=None,
+                    help=f"reference block length in ps (default {_default('block_ps')})")
+    md.add_argument("--basin-block-ps", type=float, default=None,
                     help="block length (ps) of the basin-population variances that weigh unbiased against "
-                         "static-bias runs in the reference (default 1000, as `md report`)")
-    md.add_argument("--discard-ps", type=float, default=0.0, help="drop this much of each run's start")
-    md.add_argument("--version", type=int, default=1, help="task version to write (bump on every change)")
+                         f"static-bias runs in the reference (default {_default('basin_block_ps')}, as `md report`)")
+    md.add_argument("--discard-ps", type=float, default=None,
+                    help=f"drop this much of each run's start (default {_default('discard_ps')})")
+    md.add_argument("--version", type=int, default=None,
+                    help=f"task version to write (bump on every change; default {_default('version')})")
     md.add_argument("--fm-hidden", type=int, nargs="+", default=None, metavar="N",
-                    help="hidden layer widths of the force-matched baselines' MLP (default 128 128)")
+                    help=f"hidden layer widths of the force-matched baselines' MLP "
+                         f"(default {_default('hidden', fm=True)})")
     md.add_argument("--fm-models", type=int, default=None, metavar="K",
-                    help="force-matched baselines as the mean of K networks (seeds 23..23+K-1, one split; default 1)")
+                    help="force-matched baselines as the mean of K networks (seeds S..S+K-1 from the recipe's fm "
+                         f"seed, one split; default {_default('n_models', fm=True)})")
     md.add_argument("--fm-repulsion-power", type=int, default=None, metavar="P",
-                    help="exponent of the force-matched baselines' prior repulsion (sigma / r)^P (default 6)")
+                    help="exponent of the force-matched baselines' prior repulsion (sigma / r)^P "
+                         f"(default {_default('repulsion_power', fm=True)})")
     md.add_argument("--fm-dihedral-correction", type=int, default=None, metavar="K",
                     help="add to PMF_B (fm-biased) the order-K Fourier series in each residue's (phi, psi), "
                          "fitted by least squares on its force residuals (not to fm-unbiased: the unbiased "
-                         "run covers phi > 0 too sparsely; docs/force-matching.md; default: none)")
+                         "run covers phi > 0 too sparsely; docs/force-matching.md; "
+                         f"default {_default('dihedral_correction', fm=True)}: none)")
     md.add_argument("--reference-only", action="store_true",
                     help="new --version of existing tasks with only the reference and the GB rows rebuilt "
                          "from the given runs (e.g. after more MD); flows and force-matched baselines are "
@@ -54,6 +94,51 @@ def add_parser(sub) -> None:
     md.add_argument("--representation", action="append", default=None, choices=["heavy-atom", "core-beta"],
                     help="build only this representation's tasks and baselines (repeatable; default: all)")
     p.set_defaults(func=run)
+
+
+def recipe_from_args(args):
+    """The build recipe of the parsed make-task arguments: ``--recipe``'s (or the defaults), changed by
+    every alanine flag given. Raises CgbgError (typed) on a bad value or an unknown run."""
+    from cgbg_bench.build.recipe import BuildRecipe, Run, load_recipe
+    from cgbg_bench.cli._args import parse_max_chunks
+
+    if args.recipe is not None:
+        base = load_recipe(args.recipe)
+        if args.family is not None and args.family != base.system:
+            raise CgbgError(f"make-task {args.family} --recipe {args.recipe}: that recipe builds {base.system}")
+    elif args.family is None:
+        raise CgbgError("make-task: give a task family (e.g. ala2) or --recipe tasks/NAME/task.yaml")
+    else:
+        base = BuildRecipe(system=args.family)
+    changes = {}
+    for role in ("unbiased", "static", "metad"):
+        dirs = getattr(args, role)
+        if dirs is not None:
+            changes[role] = tuple(Run(str(d)) for d in dirs)
+    if args.gb is not None:
+        gb: dict[str, tuple] = {}
+        for item in args.gb:
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                raise CgbgError(f"--gb {item!r}: expected NAME=DIR, e.g. obc2=data/ala2/obc2")
+            gb[name] = gb.get(name, ()) + (Run(path),)
+        changes["gb"] = gb
+    for flag, name in _RECIPE_FLAGS.items():
+        if getattr(args, flag) is not None:
+            changes[name] = getattr(args, flag)
+    if args.representation is not None:
+        changes["representations"] = tuple(args.representation)
+    fm = {name: getattr(args, flag) for flag, name in _FM_FLAGS.items() if getattr(args, flag) is not None}
+    if "hidden" in fm:
+        fm["hidden"] = tuple(fm["hidden"])
+    if fm:
+        changes["fm"] = dataclasses.replace(base.fm, **fm)
+    recipe = dataclasses.replace(base, **changes)
+    if args.repin:
+        recipe = recipe.unpinned()
+    if args.max_chunks is not None:
+        recipe = recipe.with_pins(parse_max_chunks(args.max_chunks))
+    return recipe
 
 
 def run(args) -> int:
@@ -65,62 +150,20 @@ def run(args) -> int:
 
         written = mueller_brown.build(quick=args.quick)
     else:
-        from cgbg_bench.build.alanine import AlanineSources, build
+        from cgbg_bench.build.alanine import build, refresh_reference
 
-        gb: dict[str, tuple[Path, ...]] = {}
-        for item in args.gb:
-            name, sep, path = item.partition("=")
-            if not sep or not name or not path:
-                raise CgbgError(f"--gb {item!r}: expected NAME=DIR, e.g. obc2=data/ala2/obc2")
-            gb[name] = gb.get(name, ()) + (Path(path),)
-        from cgbg_bench.cli._args import parse_max_chunks
-
-        max_chunks = parse_max_chunks(args.max_chunks)
-        sources = AlanineSources(tuple(args.unbiased), tuple(args.static), tuple(args.metad), gb, max_chunks)
-        representations = None if args.representation is None else tuple(args.representation)
+        recipe = recipe_from_args(args)
         if args.reference_only:
-            from cgbg_bench.build.alanine import refresh_reference
-
-            unused = [flag for flag, given in (("--fm-hidden", args.fm_hidden is not None),
-                                               ("--fm-models", args.fm_models is not None),
-                                               ("--fm-repulsion-power", args.fm_repulsion_power is not None),
-                                               ("--fm-dihedral-correction", args.fm_dihedral_correction is not None),
-                                               ("--bank-size", args.bank_size != 1_000_000),
-                                               ("--metad", bool(args.metad))) if given]
+            unused = [f"--{flag.replace('_', '-')}" for flag in (*_FM_FLAGS, "bank_size", "metad")
+                      if getattr(args, flag) is not None]
             if unused:
                 raise CgbgError(f"--reference-only keeps the flows and the force-matched baselines: "
                                 f"drop {', '.join(unused)}")
-            written = _checked(refresh_reference, args.family, sources, task_version=args.version,
-                               block_ps=args.block_ps, discard_ps=args.discard_ps, reference_from=args.reference,
-                               representations=representations, basin_block_ps=args.basin_block_ps)
+            written = _checked(refresh_reference, recipe)
             for path in written:
                 print(f"refreshed {path}")
             return 0
-        fm = None
-        if any(v is not None for v in (args.fm_hidden, args.fm_models, args.fm_repulsion_power,
-                                       args.fm_dihedral_correction)):
-            from cgbg_bench.build.alanine import SEEDS
-            from cgbg_bench.fm.pipeline import FMSettings
-
-            if args.fm_hidden is not None and any(h < 1 for h in args.fm_hidden):
-                raise CgbgError(f"--fm-hidden {args.fm_hidden}: widths must be positive")
-            if args.fm_models is not None and args.fm_models < 1:
-                raise CgbgError(f"--fm-models {args.fm_models}: give a number of networks >= 1")
-            if args.fm_repulsion_power is not None and args.fm_repulsion_power < 1:
-                raise CgbgError(f"--fm-repulsion-power {args.fm_repulsion_power}: give a whole number >= 1")
-            if args.fm_dihedral_correction is not None and args.fm_dihedral_correction < 0:
-                raise CgbgError(f"--fm-dihedral-correction {args.fm_dihedral_correction}: give an order >= 1 "
-                                "(0: none)")
-            default = FMSettings()
-            fm = FMSettings(seed=SEEDS["fm"],
-                            hidden=default.hidden if args.fm_hidden is None else tuple(args.fm_hidden),
-                            n_models=default.n_models if args.fm_models is None else args.fm_models,
-                            repulsion_power=(default.repulsion_power if args.fm_repulsion_power is None
-                                             else args.fm_repulsion_power),
-                            dihedral_correction=args.fm_dihedral_correction or 0)
-        written = _checked(build, args.family, sources, fm=fm, bank_size=args.bank_size, block_ps=args.block_ps,
-                           discard_ps=args.discard_ps, task_version=args.version, reference_from=args.reference,
-                           representations=representations, basin_block_ps=args.basin_block_ps)
+        written = _checked(build, recipe)
     for path in written:
         print(f"built {path}")
     return 0
@@ -130,5 +173,7 @@ def _checked(builder, *args, **kwargs):
     """Run a task builder; its ValueErrors (bad sources, versions, options) become CLI errors."""
     try:
         return builder(*args, **kwargs)
+    except CgbgError:
+        raise
     except ValueError as exc:
         raise CgbgError(str(exc)) from exc
