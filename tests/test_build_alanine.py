@@ -325,7 +325,7 @@ def test_compare_cli_on_the_built_task(built, monkeypatch, capsys, tmp_path):
     assert all(0 <= r["phi_positive"][0] <= 1 for r in rows.values())
     assert plot.stat().st_size > 10_000
     assert main(["compare", *pmfs, "--task", "ala2-core-beta", "--label", "only-one"]) == 2
-    assert "give one per PMF" in capsys.readouterr().err
+    assert "give one label per file" in capsys.readouterr().err
 
 
 def _small(base, **changes) -> BuildRecipe:
