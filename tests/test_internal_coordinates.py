@@ -73,7 +73,7 @@ def test_metric_phi_psi_are_internal_coordinates(system, rep):
             np.testing.assert_allclose(d[:, z.dihedral_index(q)].numpy(), dihedral(x.numpy(), q), atol=1e-12)
 
 
-@pytest.mark.parametrize("mirror", [0.0, 0.3])
+@pytest.mark.parametrize("mirror", [0.0, pytest.param(0.3, marks=pytest.mark.slow)])
 def test_reweighted_bank_recovers_analytic_marginals(mirror):
     """log q is exact: reweighting a deliberately imperfect flow's bank gives the analytic marginals
     (also with a share of the soft dihedrals drawn from the flow's mirror image)."""

@@ -9,7 +9,8 @@ from cgbg_bench.task import load_task
 TASKS = ["mueller-brown", "mueller-brown-biased"]
 
 
-@pytest.fixture(scope="module", params=TASKS)
+# the biased task scores the same way: its full scoring runs with -m slow
+@pytest.fixture(scope="module", params=[TASKS[0], pytest.param(TASKS[1], marks=pytest.mark.slow)])
 def scored(request):
     task = load_task(request.param)
     reference = task.load_reference()
