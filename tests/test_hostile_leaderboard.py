@@ -326,3 +326,42 @@ def test_cli_maps_hostile_entries_to_exit_code_2_or_1(tmp_path, monkeypatch, cap
     assert "aliases" in err and len(err) < 2000
     assert issubclass(ImpossibleResult, LeaderboardError) and issubclass(EntryPathError, CgbgError)
     assert repo_root().is_dir()
+
+
+def test_unreliable_results_are_not_ranked_above_reliable_ones():
+    """A result flagged by cgbg_bench.reliability follows the ranked rows, marked with its codes."""
+    import dataclasses
+
+    from cgbg_bench.leaderboard.render import render_markdown, result_flags, task_tables
+    from cgbg_bench.leaderboard.schema import StoredMetric
+
+    submissions = repo_root() / "leaderboard" / "submissions"
+    entries = [e for e in (load_entry(p) for p in sorted(submissions.glob("*.yaml")))
+               if "mueller-brown" in e.results][:2]
+    good, bad = entries
+    r = bad.results["mueller-brown"]
+    low = dict(r.metrics)
+    low["js"] = StoredMetric(value=r.metrics["js"].value / 10, error=r.metrics["js"].error)
+    low["ess"] = StoredMetric(value=0.004, error=0.001)  # a unit mistake's ESS
+    flagged = dataclasses.replace(r, metrics=low, reliability=("FORCE_SCALE",), pareto_k=1.3)
+    bad = dataclasses.replace(bad, results={"mueller-brown": flagged},
+                              models={"mueller-brown": bad.models["mueller-brown"]})
+    assert result_flags(flagged) == ("FORCE_SCALE", "LOW_ESS", "JS_AT_FLOOR")
+    table = next(t for t in task_tables([good, bad]) if t.task == "mueller-brown")
+    assert [e.name for _, e, _ in table.rows] == [good.name, bad.name]  # better JS, still last
+    assert table.rows[-1][0] == "unreliable (FORCE_SCALE, LOW_ESS, JS_AT_FLOOR)"
+    assert "unreliable (FORCE\\_SCALE, LOW\\_ESS, JS\\_AT\\_FLOOR)" in render_markdown([good, bad])
+
+
+def test_validate_names_the_tasks_an_entry_misses():
+    import dataclasses
+
+    from cgbg_bench.leaderboard.validate import missing_tasks
+    from cgbg_bench.task import list_tasks
+
+    submissions = repo_root() / "leaderboard" / "submissions"
+    baseline = load_entry(next(iter(sorted(submissions.glob("*.yaml")))))
+    assert missing_tasks(baseline) == []  # a baseline belongs to its own tasks
+    mine = dataclasses.replace(baseline, kind="model")
+    assert mine.is_baseline is False
+    assert missing_tasks(mine) == sorted(set(list_tasks()) - set(baseline.results))

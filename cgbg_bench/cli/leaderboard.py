@@ -75,6 +75,13 @@ def run_validate(args) -> int:
     if n:
         print(f"{n} problem(s) in {len(problems)} file(s)", file=sys.stderr)
         return 1
+    from cgbg_bench.leaderboard.validate import missing_tasks
+
+    for entry in entries:
+        missing = missing_tasks(entry)
+        if missing:
+            print(f"note: {entry.name} has no results on {len(missing)} shipped task(s): {', '.join(missing)} "
+                  f"(it is ranked only where it has results)")
     print(f"{len(entries)} entries valid ({submissions})")
     return 0
 

@@ -105,6 +105,8 @@ def record_result(path: str | Path, result, task, *, model_path: str | Path, roo
         seed=seed,
         cgbg_bench_version=str(info["cgbg_bench_version"]), device=str(result.device),
         runtime_s=round(result.runtime_s, 3), torch_version=str(info["torch_version"]), quick_check=quick,
+        reliability=tuple(f["code"] for f in info.get("reliability", [])),
+        pareto_k=None if info.get("pareto_k") is None else round(float(info["pareto_k"]), 4),
     )
     entry = dataclasses.replace(entry, models={**entry.models, task.name: model},
                                 results={**entry.results, task.name: stored})

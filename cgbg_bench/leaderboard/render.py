@@ -31,6 +31,9 @@ EXPLANATION = (
     "Values are bootstrap mean(standard deviation), e.g. 0.0048(1) = 0.0048 +- 0.0001; lower JS is better. "
     "Rows are sorted by JS; entries whose JS differ by less than their combined error "
     "sqrt(e1^2 + e2^2) from the best entry of a group share its rank, shown as =r. "
+    "Results whose score cannot be trusted (flags of cgbg_bench/reliability.py: ESS below 1%, JS at its "
+    "floor with a low ESS, implausible energy span or forces, Pareto k-hat above 0.7) are not ranked: they "
+    "follow the ranked rows, marked unreliable with their flag codes. "
     "Baselines shipped with the benchmark are marked (baseline); a dash is a metric that does not "
     "apply (e.g. no ESS for MD-histogram baselines). The JS floor is the JS a perfect PMF would score "
     "with this bank and reference: differences below it are sampling noise. "
@@ -89,12 +92,28 @@ def task_tables(entries: Sequence[Entry], tasks_root: Path | None = None) -> lis
             if r is None:
                 continue
             (current if r.task_version == version else stale).append((e, r))
-        order, labels = tied_ranks([r.metrics["js"].value for _, r in current],
-                                   [r.metrics["js"].error for _, r in current])
-        rows = tuple((labels[i], *current[i]) for i in order)
+        # A result whose score cannot be trusted (cgbg_bench.reliability) is not ranked among the
+        # reliable ones: it follows them, marked with its flag codes.
+        reliable = [(e, r) for e, r in current if not result_flags(r)]
+        flagged = [(e, r) for e, r in current if result_flags(r)]
+        order, labels = tied_ranks([r.metrics["js"].value for _, r in reliable],
+                                   [r.metrics["js"].error for _, r in reliable])
+        rows = tuple((labels[i], *reliable[i]) for i in order)
+        rows += tuple((f"unreliable ({', '.join(result_flags(r))})", e, r)
+                      for e, r in sorted(flagged, key=lambda er: er[1].metrics["js"].value))
         metric_names = tuple(m for m in METRIC_ORDER if any(m in r.metrics for _, r in current))
         tables.append(TaskTable(task_name, version, description, metric_names, rows, tuple(stale)))
     return tables
+
+
+def result_flags(result: TaskResult) -> tuple[str, ...]:
+    """Reliability flag codes of a stored result: those recorded with it, and those its stored
+    metrics show (ESS below 1%, JS at its floor with a low ESS; cgbg_bench.reliability)."""
+    from cgbg_bench.reliability import assess
+
+    metrics = {k: {"value": m.value, "error": m.error} for k, m in result.metrics.items()}
+    codes = list(result.reliability) + [f.code for f in assess(metrics)]
+    return tuple(dict.fromkeys(codes))
 
 
 def _overview(entries: Sequence[Entry], tables: Sequence[TaskTable]) -> tuple[list[str], list[list[str]]]:
@@ -205,7 +224,7 @@ table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
 th { background: #f2f2f2; }
 tr.baseline td { color: #555; font-style: italic; }
-figure { display: inline-block; margin: 0.5em; width: 380px; vertical-align: top; }
+figure { display: inline-block; margin: 0.5em; width: 560px; max-width: 100%; vertical-align: top; }
 figure img { width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 0.85em; }
 """
@@ -244,8 +263,10 @@ def render_html(entries: Sequence[Entry], tasks_root: Path | None = None, lb_dir
             model = e.models.get(t.task)
             rel = plot_relpath(t.task, t.version, e.name, model.sha256) if model else None
             if rel and lb_dir is not None and (Path(lb_dir) / rel).is_file():
-                figures.append(f'<figure><img src="{esc(rel)}" alt="free-energy profiles of {esc(e.label)} on '
-                               f'{esc(t.task)}"><figcaption>{esc(rank)}. {esc(e.label)}</figcaption></figure>')
+                figures.append(f'<figure><a href="{esc(rel)}" target="_blank" rel="noopener" title="full size">'
+                               f'<img src="{esc(rel)}" alt="free-energy profiles of {esc(e.label)} on '
+                               f'{esc(t.task)}"></a><figcaption>{esc(rank)}. {esc(e.label)} '
+                               f'(click to enlarge)</figcaption></figure>')
             else:
                 why = "MD-histogram baseline" if model and model.format != "pmf" else "no plot rendered"
                 figures.append(f"<figure><figcaption>{esc(rank)}. {esc(e.label)}: {why}</figcaption></figure>")

@@ -113,6 +113,7 @@ JS_MAX = math.log(2.0)  # JS divergence in nats is at most ln 2
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_FLAG_CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,10 @@ class TaskResult:
     runtime_s: float
     torch_version: str | None = None
     quick_check: QuickCheck | None = None
+    #: reliability flag codes recorded by ``evaluate --record`` (cgbg_bench.reliability)
+    reliability: tuple[str, ...] = ()
+    #: PSIS tail shape of the importance weights (``evaluate``'s ``pareto_k``)
+    pareto_k: float | None = None
 
     @property
     def noise_floor(self) -> StoredMetric:
@@ -245,6 +250,10 @@ def _result_dict(r: TaskResult) -> dict:
         q = r.quick_check
         out["quick_check"] = {"n_samples": q.n_samples, "n_bootstrap": q.n_bootstrap, "seed": q.seed,
                               "metrics": _metrics_dict(q.metrics)}
+    if r.pareto_k is not None:
+        out["pareto_k"] = r.pareto_k
+    if r.reliability:
+        out["reliability"] = list(r.reliability)
     return out
 
 
@@ -411,8 +420,15 @@ def _result(d: Any, where: str) -> TaskResult:
     d = _keys(d, where,
               {"task_version", "task_fingerprint", "model_sha256", "metrics", "n_samples", "n_bootstrap",
                "cgbg_bench_version", "device", "runtime_s"},
-              {"seed", "torch_version", "quick_check"})
+              {"seed", "torch_version", "quick_check", "pareto_k", "reliability"})
     metrics = _metric_map(d["metrics"], f"{where}.metrics", set(REQUIRED_METRICS))
+    codes = d.get("reliability") or []
+    if not isinstance(codes, list) or not all(isinstance(c, str) and _FLAG_CODE.fullmatch(c) for c in codes):
+        raise EntrySchemaError(f"{where}.reliability: a list of flag codes such as LOW_ESS, got "
+                               f"{short(codes)}")
+    pareto = d.get("pareto_k")
+    if pareto is not None and not (isinstance(pareto, (int, float)) and not isinstance(pareto, bool)):
+        raise EntrySchemaError(f"{where}.pareto_k: a number, got {short(pareto)}")
     quick = None if d.get("quick_check") is None else _quick_check(d["quick_check"], f"{where}.quick_check")
     return TaskResult(
         task_version=_int(d["task_version"], f"{where}.task_version"),
@@ -427,6 +443,8 @@ def _result(d: Any, where: str) -> TaskResult:
         runtime_s=_float(d["runtime_s"], f"{where}.runtime_s", positive_or_zero=True),
         torch_version=_opt_str(d.get("torch_version"), f"{where}.torch_version"),
         quick_check=quick,
+        reliability=tuple(codes),
+        pareto_k=None if pareto is None else float(pareto),
     )
 
 

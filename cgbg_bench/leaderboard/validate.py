@@ -123,6 +123,16 @@ def check_entry(entry: Entry, *, root: Path, tasks_root: Path | None = None,
     return problems
 
 
+def missing_tasks(entry: Entry, tasks_root: Path | None = None) -> list[str]:
+    """Shipped tasks on which a submitted (non-baseline) entry has no results; baselines belong to
+    their own tasks and miss none. Not an error: an entry may cover some tasks only."""
+    from cgbg_bench.task import list_tasks
+
+    if entry.is_baseline:
+        return []
+    return sorted(set(list_tasks(tasks_root)) - set(entry.results))
+
+
 def validate_all(submissions: Path, *, root: Path, tasks_root: Path | None = None
                  ) -> tuple[list[Entry], dict[Path, list[LeaderboardError]]]:
     """Load and check every entry file. Returns (the entries that parsed, problems per file)."""
