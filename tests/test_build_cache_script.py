@@ -1,4 +1,4 @@
-"""data/build-cache.sh: save, restore and clear in a scratch git repository (no build)."""
+"""scripts/build-cache.sh: save, restore and clear in a scratch git repository (no build)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "data" / "build-cache.sh"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build-cache.sh"
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("git") is None,
                                 reason="needs bash and git")
@@ -26,7 +26,8 @@ def repo(tmp_path):
     root = tmp_path / "repo"
     (root / "baselines" / "t").mkdir(parents=True)
     (root / "data").mkdir()
-    shutil.copy(SCRIPT, root / "data" / "build-cache.sh")
+    (root / "scripts").mkdir(exist_ok=True)
+    shutil.copy(SCRIPT, root / "scripts" / "build-cache.sh")
     (root / "pyproject.toml").write_text("")
     (root / "baselines" / "t" / "fm-a.pt2").write_text("old")
     _git(root, "init", "-q")
@@ -37,7 +38,7 @@ def repo(tmp_path):
 
 def _run(repo: Path, cache: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "CGBG_BENCH_CACHE": str(cache)}
-    return subprocess.run(["bash", "data/build-cache.sh", *args], cwd=repo, env=env, capture_output=True,
+    return subprocess.run(["bash", "scripts/build-cache.sh", *args], cwd=repo, env=env, capture_output=True,
                           text=True, timeout=60)
 
 

@@ -2,7 +2,7 @@
 # Tri- and hexapeptide production on one core, in passes: every pass extends each run by one
 # step (OBC2 and explicit-solvent, unbiased), so all four runs grow together and each pass
 # resumes every run from its checkpoint. Run from the repository root, detached:
-#     setsid nohup bash data/queue-ala3-ala6.sh >> data/queue-ala3-ala6.log 2>&1 < /dev/null &
+#     mkdir -p logs && setsid nohup bash scripts/queue-ala3-ala6.sh >> logs/queue-ala3-ala6.log 2>&1 < /dev/null &
 # Stop it any time (kill the process group); re-running it continues where the runs stand.
 set -u
 run() {  # run SYSTEM SOLVENT SEED CHUNK_PS STEP_NS
@@ -13,7 +13,7 @@ run() {  # run SYSTEM SOLVENT SEED CHUNK_PS STEP_NS
     local target
     target=$(python -c "print(round($done_ns + $step, 3))")
     cgbg-bench md run --system "$sys" --solvent "$solv" --bias none --ns "$target" \
-        --chunk-ps "$chunk" --threads 1 --seed "$seed" --out "$out" >> "$out.log" 2>&1
+        --chunk-ps "$chunk" --threads 1 --seed "$seed" --out "$out" >> "logs/$1-$2.log" 2>&1
 }
 while true; do
     run ala3 obc2 21 1000 2.0

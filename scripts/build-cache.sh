@@ -3,9 +3,9 @@
 # committed on main, so the parts of a long `make-task` build that it can reuse (finished
 # force-matching ensemble members in $CGBG_BENCH_CACHE/fm-members, and the baseline exports it
 # already wrote under baselines/) would be lost with the machine. From the repository root:
-#     bash data/build-cache.sh save TASK...   # copy them into data/build-cache/ (then commit it)
-#     bash data/build-cache.sh restore        # copy them back (then rerun the build's command)
-#     bash data/build-cache.sh clear          # remove data/build-cache/ (once the build landed)
+#     bash scripts/build-cache.sh save TASK...   # copy them into data/build-cache/ (then commit it)
+#     bash scripts/build-cache.sh restore        # copy them back (then rerun the build's command)
+#     bash scripts/build-cache.sh clear          # remove data/build-cache/ (once the build landed)
 # `save` takes the baseline exports (fm-*.pt2 and their .yaml sidecars) of each TASK's
 # baselines/TASK/ that differ from the committed ones, and every member checkpoint in the cache.
 # `restore` checks every file before copying any: it refuses to overwrite a differing member
@@ -13,7 +13,7 @@
 # The build decides on its own whether they are reusable (same command, data, settings:
 # cgbg_bench.fm.pipeline.matching_export and train_peptide_pmf's member keys).
 set -euo pipefail
-usage="usage: bash data/build-cache.sh save TASK... | restore | clear"
+usage="usage: bash scripts/build-cache.sh save TASK... | restore | clear"
 store=data/build-cache
 cache=${CGBG_BENCH_CACHE:-$HOME/.cache/cgbg-bench}
 [ -f pyproject.toml ] && [ -d baselines ] || { echo "run from the repository root" >&2; exit 2; }
