@@ -43,7 +43,9 @@ from cgbg_bench.build.recipe import BuildRecipe, FlowSettings
 from cgbg_bench.build.scores import rescore_baselines
 from cgbg_bench.cg.mappings import BENCHMARK_REPRESENTATIONS, get_mapping
 from cgbg_bench.cg.zmatrix import zmatrix_for
+from cgbg_bench.errors import UsageError
 from cgbg_bench.flows.internal import train_ic_flow
+from cgbg_bench.paths import SOURCE_ROOT
 from cgbg_bench.reference import combine_reference, combine_runs, load_run_dihedrals
 from cgbg_bench.units import kT_kj_per_mol
 
@@ -65,7 +67,7 @@ FM_BASELINES = {
 
 def _repo_root() -> Path:
     """Where a build writes tasks/ and baselines/ by default (run directories are relative to the working directory)."""
-    return Path(__file__).resolve().parents[2]
+    return SOURCE_ROOT
 
 
 def _frames(recipe: BuildRecipe, dirs, representation: str) -> np.ndarray:
@@ -78,15 +80,15 @@ def _frames(recipe: BuildRecipe, dirs, representation: str) -> np.ndarray:
 def _representations(system: str, representations) -> list[str]:
     known = [rep for sys_name, rep in BENCHMARK_REPRESENTATIONS if sys_name == system]
     if representations is not None and (not representations or set(representations) - set(known)):
-        raise ValueError(f"representations {list(representations)}: {system} has {known}")
+        raise UsageError(f"representations {list(representations)}: {system} has {known}")
     return [rep for rep in known if representations is None or rep in representations]
 
 
 def _check_reference_sources(recipe: BuildRecipe) -> None:
     if recipe.reference == "static" and not recipe.static:
-        raise ValueError("--reference static needs at least one --static run")
+        raise UsageError("--reference static needs at least one --static run")
     if not (recipe.unbiased or recipe.static):
-        raise ValueError("the reference needs at least one unbiased or static-bias run (--unbiased/--static)")
+        raise UsageError("the reference needs at least one unbiased or static-bias run (--unbiased/--static)")
 
 
 def _check_new_version(root: Path, recipe: BuildRecipe, rep: str) -> None:
@@ -102,7 +104,7 @@ def _check_new_version(root: Path, recipe: BuildRecipe, rep: str) -> None:
             current = task.get("version")
             same_build = current == recipe.version and task.get("recipe") == recipe.to_dict()
             if isinstance(current, int) and recipe.version <= current and not same_build:
-                raise ValueError(f"{path.parent.name} is version {current}: give --version above it")
+                raise UsageError(f"{path.parent.name} is version {current}: give --version above it")
 
 
 def _load_reference_runs(recipe: BuildRecipe):
@@ -210,7 +212,7 @@ def build(recipe: BuildRecipe, *, root: Path | None = None) -> list[Path]:
     """
     _check_reference_sources(recipe)
     if not recipe.unbiased or not recipe.metad:
-        raise ValueError("both proposal variants need training data: --unbiased and --metad runs")
+        raise UsageError("both proposal variants need training data: --unbiased and --metad runs")
     system = recipe.system
     root = root or _repo_root()
     reps = _representations(system, recipe.representations)  # an unknown representation is refused first
@@ -292,15 +294,15 @@ def refresh_reference(recipe: BuildRecipe, *, root: Path | None = None) -> list[
         for suffix in ("", "-biased"):
             task_dir = root / "tasks" / f"{system}-{rep}{suffix}"
             if not (task_dir / "task.yaml").is_file():
-                raise ValueError(f"{task_dir}: no task.yaml; build the task first (make-task without --reference-only)")
+                raise UsageError(f"{task_dir}: no task.yaml; build the task first (make-task without --reference-only)")
             task = load_task(task_dir / "task.yaml")
             if recipe.version <= task.version:
-                raise ValueError(f"{task.name} is version {task.version}: give --version above it")
+                raise UsageError(f"{task.name} is version {task.version}: give --version above it")
             for f in (task.proposal, task.reference, *(b.file for b in task.baselines)):
                 f.verify()  # refresh only intact tasks (a hash mismatch raises and names the file)
             gb = sorted(b.name for b in task.baselines if b.kind == "md-histogram")
             if gb != sorted(f"gb-{name}" for name in recipe.gb):
-                raise ValueError(f"{task.name} has GB rows {gb}; give exactly these with --gb "
+                raise UsageError(f"{task.name} has GB rows {gb}; give exactly these with --gb "
                                  f"(got {sorted(recipe.gb)})")
             tasks[task_dir] = rep
             generated_bank(task)  # the rescoring needs every bank: generate (or load) them before writing

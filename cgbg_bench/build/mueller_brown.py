@@ -46,7 +46,9 @@ FM_SETTINGS = {"lr": 1e-3, "batch_size": 2048, "patience": 40, "max_epochs": 300
 
 
 def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    from cgbg_bench.paths import SOURCE_ROOT
+
+    return SOURCE_ROOT
 
 
 def _simulate(data_dir: Path, n_frames: int) -> dict[str, mb.LangevinTrajectory]:

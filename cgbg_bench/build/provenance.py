@@ -17,7 +17,9 @@ __all__ = ["code_version", "provenance", "file_entry", "write_task_yaml"]
 
 def code_version() -> str:
     """Package version plus the git commit of the checkout (with '-dirty' for local changes)."""
-    root = Path(__file__).resolve().parents[2]
+    from cgbg_bench.paths import SOURCE_ROOT
+
+    root = SOURCE_ROOT
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                                 text=True, check=True).stdout.strip()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from cgbg_bench.errors import UsageError
+
 __all__ = ["tied_ranks"]
 
 
@@ -20,7 +22,7 @@ def tied_ranks(values: Sequence[float], errors: Sequence[float]) -> tuple[list[i
     """
     n = len(values)
     if len(errors) != n:
-        raise ValueError(f"{n} values but {len(errors)} errors")
+        raise UsageError(f"tied_ranks: {n} values but {len(errors)} errors")
     finite = [math.isfinite(v) for v in values]
     order = sorted(range(n), key=lambda i: (not finite[i], values[i] if finite[i] else 0.0))
     groups: list[tuple[int, int, list[int]]] = []  # (rank, leader, members)
