@@ -117,10 +117,20 @@ def result_flags(result: TaskResult) -> tuple[str, ...]:
 
 
 def _overview(entries: Sequence[Entry], tables: Sequence[TaskTable]) -> tuple[list[str], list[list[str]]]:
+    """One row per model (entries of the same label and kind, e.g. a baseline shipped per task,
+    share a row), one column per task with the model's rank there."""
     rank = {(t.task, e.name): label for t in tables for label, e, _ in t.rows}
     header = ["entry", "kind", "training data", *(f"rank on {t.task}" for t in tables)]
-    rows = [[e.label, e.kind, e.method.training_data, *(rank.get((t.task, e.name), "-") for t in tables)]
-            for e in sorted(entries, key=lambda e: (e.is_baseline, e.name))]
+    groups: dict[tuple[str, str, str], list[Entry]] = {}
+    for e in sorted(entries, key=lambda e: (e.is_baseline, e.name)):
+        groups.setdefault((e.label, e.kind, e.method.training_data), []).append(e)
+    rows = []
+    for (label, kind, training), members in groups.items():
+        cells = []
+        for t in tables:
+            found = [rank[(t.task, e.name)] for e in members if (t.task, e.name) in rank]
+            cells.append(found[0] if len(found) == 1 else ", ".join(found) if found else "-")
+        rows.append([label, kind, training, *cells])
     return header, rows
 
 
