@@ -145,3 +145,31 @@ def test_evaluate_cli_scores_an_energies_file(task, exported, tmp_path):
     import json
 
     assert json.loads(out.read_text())["scored_from"] == "energies"
+
+
+def test_leaderboard_accepts_an_energies_entry(task, tmp_path):
+    """Record, validate, render and reproduce an entry scored from energies on the full bank."""
+    from cgbg_bench.leaderboard import check_entry, load_entry, render_markdown, reproduce_entry
+    from cgbg_bench.leaderboard.record import record_result
+
+    root = tmp_path
+    (root / "leaderboard" / "models" / "np-pmf").mkdir(parents=True)
+    bank = export_bank(task, tmp_path / "bank.npz")
+    with np.load(bank) as z:
+        positions, fingerprint, unit = z["positions"], z["fingerprint"], z["energy_unit"]
+    module = load_pmf(ROOT / "baselines" / "mueller-brown" / "exact.pt2", "cpu")
+    with torch.no_grad():
+        energies = module(torch.from_numpy(positions)).double().numpy()
+    f = _save(root / "leaderboard" / "models" / "np-pmf" / "mueller-brown.npz", energies=energies,
+              fingerprint=fingerprint, energy_unit=unit)
+    result, _ = evaluate_energies(f, task)
+    entry_path = record_result(root / "np-pmf.yaml", result, task, model_path=f, root=root)
+    entry = load_entry(entry_path)
+    model, stored = entry.models["mueller-brown"], entry.results["mueller-brown"]
+    assert model.format == "energies" and stored.quick_check is None
+    problems = [p for p in check_entry(entry, root=root) if "TODO" not in str(p)]
+    assert problems == []
+    assert "exact" not in render_markdown([entry]) and "(from energies)" in render_markdown([entry])
+    rep = reproduce_entry(entry, root=root)
+    assert rep.checks and all(c.compared for c in rep.checks) and not rep.problems
+    assert any("scored from energies" in n for n in rep.notes)

@@ -98,7 +98,11 @@ def record_result(path: str | Path, result, task, *, model_path: str | Path, roo
     metrics = stored_metrics(result.scores)
     info = result.as_dict()
     seed = int(info.get("seed", 0))
-    quick = compute_quick_check(model_path, task, device=str(result.device), seed=seed)
+    if info.get("scored_from") == "energies":  # energies of the whole bank: no model to run on a small one
+        model = dataclasses.replace(model, format="energies")
+        quick = None
+    else:
+        quick = compute_quick_check(model_path, task, device=str(result.device), seed=seed)
     stored = TaskResult(
         task_version=result.task_version, task_fingerprint=task_fingerprint(task), model_sha256=sha,
         metrics=metrics, n_samples=result.n_samples, n_bootstrap=result.scores.n_bootstrap,

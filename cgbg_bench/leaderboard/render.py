@@ -31,6 +31,8 @@ EXPLANATION = (
     "Values are bootstrap mean(standard deviation), e.g. 0.0048(1) = 0.0048 +- 0.0001; lower JS is better. "
     "Rows are sorted by JS; entries whose JS differ by less than their combined error "
     "sqrt(e1^2 + e2^2) from the best entry of a group share its rank, shown as =r. "
+    "An entry marked (from energies) was scored from its energies on the bank (cgbg-bench bank export): "
+    "its scoring is reproducible, its model is not. "
     "Results whose score cannot be trusted (flags of cgbg_bench/reliability.py: ESS below 1%, JS at its "
     "floor with a low ESS, implausible energy span or forces, Pareto k-hat above 0.7) are not ranked: they "
     "follow the ranked rows, marked unreliable with their flag codes. "
@@ -69,7 +71,9 @@ class TaskTable:
         for rank, entry, result in self.rows:
             metrics = [format_value_error(result.metrics[m].value, result.metrics[m].error)
                        if m in result.metrics else "-" for m in self.metric_names]
-            out.append([rank, entry.label, *metrics, entry.method.training_data, str(result.n_samples),
+            model = entry.models.get(self.task)
+            label = entry.label + (" (from energies)" if model is not None and model.format == "energies" else "")
+            out.append([rank, label, *metrics, entry.method.training_data, str(result.n_samples),
                         result.cgbg_bench_version])
         return out
 
@@ -278,7 +282,8 @@ def render_html(entries: Sequence[Entry], tasks_root: Path | None = None, lb_dir
                                f'{esc(t.task)}"></a><figcaption>{esc(rank)}. {esc(e.label)} '
                                f'(click to enlarge)</figcaption></figure>')
             else:
-                why = "MD-histogram baseline" if model and model.format != "pmf" else "no plot rendered"
+                why = ("MD-histogram baseline" if model and model.format == "md-histogram" else
+                       "scored from energies" if model and model.format == "energies" else "no plot rendered")
                 figures.append(f"<figure><figcaption>{esc(rank)}. {esc(e.label)}: {why}</figcaption></figure>")
         out += ['<div class="plots">', *figures, "</div>"]
     out.append("<h2>Entries</h2>")

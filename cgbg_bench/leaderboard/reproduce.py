@@ -154,6 +154,12 @@ def reproduce_entry(entry: Entry, *, root: Path, tasks_root: Path | None = None,
                 compared = True
                 result, _ = evaluate(file, task, device=device, n_bootstrap=nb, seed=stored.seed,
                                      n_samples=stored.n_samples)
+        elif model.format == "energies":  # rescored from the stored energies (cheap: no model runs)
+            from cgbg_bench.energies import evaluate_energies
+
+            compared = True
+            result, _ = evaluate_energies(file, task, n_bootstrap=nb, seed=stored.seed)
+            notes.append(f"{task_name}: scored from energies: the scoring is reproduced, the model is not")
         else:  # md-histogram baselines: the histograms are the model, there is no bank to shrink
             baseline = next((b for b in task.baselines if b.file.sha256 == model.sha256), None)
             if baseline is None:

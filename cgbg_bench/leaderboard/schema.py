@@ -94,7 +94,7 @@ __all__ = [
 SCHEMA_VERSION = 1
 ENTRY_KINDS = ("submission", "baseline")
 TRAINING_DATA = ("unbiased", "biased", "other", "none")
-MODEL_FORMATS = ("pmf", "md-histogram")
+MODEL_FORMATS = ("pmf", "md-histogram", "energies")
 #: Metric order in files and tables; the first three are required in every result.
 METRIC_ORDER = ("js", "pmf_error", "fe_rmse", "ess", "js_floor")
 REQUIRED_METRICS = ("js", "pmf_error", "js_floor")
@@ -131,7 +131,9 @@ class ModelFile:
     sha256: str
     path: str | None = None
     url: str | None = None
-    format: str = "pmf"  # "pmf": .pt2/.pt scored by reweighting; "md-histogram": MD histograms (.npz)
+    #: "pmf": .pt2/.pt scored by reweighting; "md-histogram": MD histograms (.npz); "energies": energies
+    #: on the task's bank (.npz, cgbg_bench.energies), scored by reweighting, not reproducible from a model
+    format: str = "pmf"
 
 
 @dataclass(frozen=True)
