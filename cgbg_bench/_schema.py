@@ -35,6 +35,10 @@ def short(value: Any, limit: int = 60) -> str:
     return f"a value of type {type(value).__name__}"
 
 
+#: Deepest nesting of mappings and sequences accepted (task.yaml and entries need fewer than 10).
+MAX_YAML_DEPTH = 64
+
+
 def load_yaml_text(text: str, *, where: str, error: type[Exception] = TaskSchemaError) -> Any:
     """``yaml.safe_load`` after refusing anchors, aliases and documents over MAX_YAML_BYTES.
 
@@ -45,14 +49,23 @@ def load_yaml_text(text: str, *, where: str, error: type[Exception] = TaskSchema
         raise error(f"{where}: {len(text)} characters, more than the {MAX_YAML_BYTES} allowed; "
                     "is this the right file?")
     try:
+        depth = 0
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
                 line = event.start_mark.line + 1 if event.start_mark is not None else "?"
                 raise error(f"{where}: line {line}: YAML anchors and aliases (&name, *name) are not "
                             "allowed; write the value out in full")
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise error(f"{where}: nested more than {MAX_YAML_DEPTH} levels deep; is this the right file?")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise error(f"{where}: not valid YAML: {short(str(exc), 400)}") from exc
+    except RecursionError:
+        raise error(f"{where}: nested too deeply to parse; is this the right file?") from None
 
 
 def load_yaml_file(path, *, error: type[Exception] = TaskSchemaError) -> Any:

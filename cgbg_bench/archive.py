@@ -58,6 +58,14 @@ def _members(data: bytes, name: str) -> dict[str, bytes]:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             infos = z.infolist()
+            seen: set[str] = set()
+            for i in infos:  # torch's reader looks names up case-insensitively: any repeat is ambiguous
+                key = i.filename.lower()
+                if key in seen:
+                    raise UnsafeArchive(f"{name}: member {short_name(i.filename)} appears more than once "
+                                        "(names compared without case); torch could read a copy that was "
+                                        "not checked")
+                seen.add(key)
             roots = {i.filename.split("/", 1)[0] for i in infos}
             if len(roots) != 1 or any("/" not in i.filename for i in infos):
                 raise UnsafeArchive(f"{name}: members must share one root folder, as torch.export.save "
@@ -70,6 +78,10 @@ def _members(data: bytes, name: str) -> dict[str, bytes]:
             return out
     except zipfile.BadZipFile as exc:
         raise UnsafeArchive(f"{name}: damaged zip archive ({exc})") from exc
+
+
+def short_name(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _restricted_load(blob: bytes, what: str, name: str, expect: tuple[type, ...]):
@@ -155,6 +167,32 @@ def check_program_ops(program, name: str = "archive") -> None:
         raise UnsafeArchive(
             f"{name}: the program calls {target!r}, which is not an aten/prims tensor operator; "
             "submissions may only use standard tensor operations")
+
+
+#: TorchScript node kinds a submitted module may run: aten/prim operators, minus file access.
+_TS_NAMESPACES = {"aten", "prim"}
+_TS_DENIED = {"aten::save", "aten::load", "aten::from_file", "prim::PythonOp", "prim::CallFunction",
+              "prim::CallMethod"}
+
+
+def check_torchscript_ops(module, name: str = "archive") -> None:
+    """Raise UnsafeArchive unless ``forward`` (with every call inlined) runs only aten/prim operators
+    and none that touches files (TorchScript can call ``torch.save``)."""
+    try:
+        graph = module.inlined_graph
+    except Exception as exc:
+        raise UnsafeArchive(f"{name}: the TorchScript module has no inspectable forward ({exc})") from None
+
+    def walk(block):
+        for node in block.nodes():
+            kind = node.kind()
+            if kind.split("::", 1)[0] not in _TS_NAMESPACES or kind in _TS_DENIED:
+                raise UnsafeArchive(f"{name}: the TorchScript forward calls {kind}, which is not an allowed "
+                                    "tensor operator; submissions may only use standard tensor operations")
+            for sub in node.blocks():
+                walk(sub)
+
+    walk(graph)
 
 
 def load_export_bytes(data: bytes, name: str = "archive"):

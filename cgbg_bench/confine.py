@@ -118,11 +118,16 @@ def run_confined(fn, args: tuple, *, limits: Limits = DEFAULT_LIMITS, device: st
     from multiprocessing.connection import Connection
 
     read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cgbg_bench.confine", str(write_fd), repr(limits.memory_gb), device],
-        stdin=subprocess.PIPE, stdout=sys.stderr.fileno() if _has_fileno(sys.stderr) else None,
-        pass_fds=(write_fd,))
-    os.close(write_fd)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cgbg_bench.confine", str(write_fd), repr(limits.memory_gb), device],
+            stdin=subprocess.PIPE, stdout=sys.stderr.fileno() if _has_fileno(sys.stderr) else None,
+            pass_fds=(write_fd,))
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
     conn = Connection(read_fd)
     try:
         try:  # parent -> child: our own trusted objects

@@ -12,6 +12,7 @@ any batch size B, finite values, each sample's energy independent of the others.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import zipfile
@@ -87,7 +88,15 @@ def _load_export(path: Path, device: str) -> torch.nn.Module:
 
 @register_loader("torchscript")
 def _load_torchscript(path: Path, device: str) -> torch.nn.Module:
-    return torch.jit.load(str(path), map_location=device).eval()
+    from cgbg_bench.archive import MAX_ARCHIVE_BYTES, check_torchscript_ops
+
+    with open(path, "rb") as fh:  # read once: the module checked is the module run
+        data = fh.read(MAX_ARCHIVE_BYTES + 1)
+    if len(data) > MAX_ARCHIVE_BYTES:
+        raise UnsafeArchive(f"{path}: larger than {MAX_ARCHIVE_BYTES} bytes")
+    module = torch.jit.load(io.BytesIO(data), map_location=device).eval()
+    check_torchscript_ops(module, str(path))
+    return module
 
 
 def load_pmf(path: str | os.PathLike, device: str | None = None) -> torch.nn.Module:

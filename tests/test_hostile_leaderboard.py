@@ -365,3 +365,12 @@ def test_validate_names_the_tasks_an_entry_misses():
     mine = dataclasses.replace(baseline, kind="model")
     assert mine.is_baseline is False
     assert missing_tasks(mine) == sorted(set(list_tasks()) - set(baseline.results))
+
+
+def test_deeply_nested_yaml_is_a_typed_error():
+    from cgbg_bench._schema import load_yaml_text
+    from cgbg_bench.errors import TaskSchemaError
+
+    for text in ("[" * 5000 + "]" * 5000, "a:\n" + "".join(" " * (2 * k) + "- \n" for k in range(1, 200))):
+        with pytest.raises(TaskSchemaError, match="nested"):
+            load_yaml_text(text, where="entry.yaml")

@@ -214,3 +214,38 @@ def test_confined_scores_equal_in_process_scores(task):
     by_path, _ = evaluate(EXACT, task, n_samples=5000, n_bootstrap=20, device="cpu")
     in_process, _ = evaluate(load_pmf(EXACT, "cpu"), task, n_samples=5000, n_bootstrap=20, device="cpu")
     assert by_path.scores.metrics["js"] == in_process.scores.metrics["js"]
+
+
+@pytest.mark.parametrize("case_only", [False, True])
+def test_duplicate_member_names_are_refused(tmp_path, case_only):
+    """torch's zip reader looks names up case-insensitively and may pick any copy of a repeated
+    name: an archive whose checked copy is not the one torch reads must not load."""
+    marker = tmp_path / "ran"
+    evil = pickle.dumps(_Marker(marker), protocol=2)
+    with zipfile.ZipFile(EXACT) as zin, zipfile.ZipFile(tmp_path / "dup.pt2", "w") as zout:
+        for info in zin.infolist():
+            if info.filename.endswith("data/sample_inputs/model.pt"):
+                name = info.filename
+                if case_only:
+                    name = name.replace("sample_inputs/model.pt", "sample_inputs/MODEL.pt")
+                zout.writestr(name, evil)  # an unchecked copy first ...
+            zout.writestr(info, zin.read(info))  # ... then the checked one
+    with pytest.raises(UnsafeArchive, match="more than once"):
+        load_pmf(tmp_path / "dup.pt2", "cpu")
+    assert not marker.exists()
+
+
+class _WritesFiles(torch.nn.Module):
+    def forward(self, x):
+        torch.save(x, "/tmp/cgbg-bench-test-written.pt")
+        return x.sum(-1)
+
+
+def test_torchscript_that_touches_files_is_refused(tmp_path):
+    path = tmp_path / "writes.pt"
+    torch.jit.save(torch.jit.script(_WritesFiles()), str(path))
+    with pytest.raises(UnsafeArchive, match="aten::save"):
+        load_pmf(path, "cpu")
+    ok = tmp_path / "ok.pt"
+    torch.jit.save(torch.jit.script(_CoupledOnLargeBatches()), str(ok))
+    load_pmf(ok, "cpu")  # control flow and plain tensor operators are fine
