@@ -29,6 +29,7 @@ import operator
 import re
 import zipfile
 
+from cgbg_bench._schema import short
 from cgbg_bench.errors import UnsafeArchive
 
 __all__ = ["MAX_ARCHIVE_BYTES", "check_export_archive", "check_program_ops", "load_export_bytes"]
@@ -62,7 +63,7 @@ def _members(data: bytes, name: str) -> dict[str, bytes]:
             for i in infos:  # torch's reader looks names up case-insensitively: any repeat is ambiguous
                 key = i.filename.lower()
                 if key in seen:
-                    raise UnsafeArchive(f"{name}: member {short_name(i.filename)} appears more than once "
+                    raise UnsafeArchive(f"{name}: member {short(i.filename, 80)} appears more than once "
                                         "(names compared without case); torch could read a copy that was "
                                         "not checked")
                 seen.add(key)
@@ -78,10 +79,6 @@ def _members(data: bytes, name: str) -> dict[str, bytes]:
             return out
     except zipfile.BadZipFile as exc:
         raise UnsafeArchive(f"{name}: damaged zip archive ({exc})") from exc
-
-
-def short_name(text: str, limit: int = 80) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _restricted_load(blob: bytes, what: str, name: str, expect: tuple[type, ...]):

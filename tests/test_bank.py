@@ -3,16 +3,14 @@
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from cgbg_bench import bank as bank_mod
-from cgbg_bench._io import sha256_file
 from cgbg_bench.bank import bank_fingerprint
 from cgbg_bench.cg.zmatrix import zmatrix_for
 from cgbg_bench.errors import DataError
 from cgbg_bench.flows.internal import train_ic_flow
 from cgbg_bench.task import load_task
-from tests.toys import AnalyticChain
+from tests.toys import AnalyticChain, write_chain_task
 
 N = 2000
 
@@ -27,19 +25,7 @@ def flow_task(tmp_path_factory):
     flow, _ = train_ic_flow(z, toy.sample(500, seed=0), seed=0, epochs=1, transforms=1, hidden=16)
     flow.save(d / "flow.pt")
     positions, log_q = flow.sample_bank(N, seed=7)
-    np.savez_compressed(d / "reference.npz", block_hist=np.ones((2, 1, 100)), exact=False)
-    data = {
-        "name": "chain", "version": 1, "description": "toy chain", "system": "toy", "representation": "core-beta",
-        "n_beads": 6, "input_shape": [6, 3], "energy_unit": "kJ/mol", "temperature_kelvin": 300.0, "kT": 2.4943,
-        "observables": [{"name": "res1", "kind": "dihedral_pair", "phi": [0, 1, 2, 4], "psi": [1, 2, 4, 5],
-                         "bins": 10}],
-        "metrics": {"clip_percentile": 99.0, "n_bootstrap": 20, "proposal_blocks": 10},
-        "proposal": {"path": "flow.pt", "sha256": sha256_file(d / "flow.pt"),
-                     "generate": {"generator": "ic-flow", "n_samples": N, "seed": 7,
-                                  "fingerprint": bank_fingerprint(positions, log_q), "rtol": 1e-6}},
-        "reference": {"path": "reference.npz", "sha256": sha256_file(d / "reference.npz")},
-    }
-    (d / "task.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    write_chain_task(d, n_samples=N, fingerprint=bank_fingerprint(positions, log_q))
     return root, positions, log_q
 
 

@@ -22,6 +22,7 @@ from cgbg_bench.cli import main
 from cgbg_bench.errors import MDError
 from cgbg_bench.md.production import RunSettings, chunk_paths, load_chunks, run, run_status
 from cgbg_bench.task import load_task
+from tests.toys import write_chain_task
 
 # --------------------------------------------------------------------------- item 5: banks
 
@@ -38,27 +39,13 @@ def _fake_bank(n, seed):
 def bank_task(tmp_path, monkeypatch):
     """A task whose bank generator is a seeded RNG (the cache is under test here, not the flow:
     tests/test_bank.py samples a real flow), and an empty cache."""
-    import yaml
 
     monkeypatch.setenv("CGBG_BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setitem(bank_mod.GENERATORS, "ic-flow", lambda weights, n, seed: _fake_bank(n, seed))
     d = tmp_path / "tasks" / "chain"
     d.mkdir(parents=True)
     (d / "flow.pt").write_bytes(b"weights")  # only its sha256 keys the cache
-    np.savez_compressed(d / "reference.npz", block_hist=np.ones((2, 1, 100)), exact=False)
-    data = {
-        "name": "chain", "version": 1, "description": "toy chain", "system": "toy", "representation": "core-beta",
-        "n_beads": 6, "input_shape": [6, 3], "energy_unit": "kJ/mol", "temperature_kelvin": 300.0, "kT": 2.4943,
-        "observables": [{"name": "res1", "kind": "dihedral_pair", "phi": [0, 1, 2, 4], "psi": [1, 2, 4, 5],
-                         "bins": 10}],
-        "metrics": {"clip_percentile": 99.0, "n_bootstrap": 20, "proposal_blocks": 10},
-        "proposal": {"path": "flow.pt", "sha256": sha256_file(d / "flow.pt"),
-                     "generate": {"generator": "ic-flow", "n_samples": N_FULL, "seed": 7,
-                                  "fingerprint": bank_mod.bank_fingerprint(*_fake_bank(N_FULL, 7)),
-                                  "rtol": 1e-6}},
-        "reference": {"path": "reference.npz", "sha256": sha256_file(d / "reference.npz")},
-    }
-    (d / "task.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    write_chain_task(d, n_samples=N_FULL, fingerprint=bank_mod.bank_fingerprint(*_fake_bank(N_FULL, 7)))
     return load_task("chain", root=tmp_path / "tasks"), tmp_path / "cache"
 
 

@@ -33,22 +33,9 @@ def _bomb(levels: int = 6, width: int = 10) -> str:
 
 
 @pytest.fixture(scope="module")
-def recorded(toy_root, tmp_path_factory):
+def recorded(toy_recorded):
     """A real recorded entry of the toy task (placeholders filled in), as a mapping."""
-    from cgbg_bench.evaluate import evaluate
-    from cgbg_bench.leaderboard import record_result
-    from cgbg_bench.task import load_task
-
-    task = load_task("toy", root=toy_root)
-    result, _ = evaluate(toy_root / "exact.pt2", task, device="cpu")
-    path = tmp_path_factory.mktemp("hostile") / "toy-pmf.yaml"
-    record_result(path, result, task, model_path=toy_root / "exact.pt2", root=toy_root)
-    data = yaml.safe_load(path.read_text())
-    data.update(authors=["A. Person"], description="harmonic", license="MIT",
-                model={"name": "toy-pmf", "version": "1.0"},
-                method={"approach": "analytic", "architecture": "x^2/2", "training_data": "none",
-                        "n_parameters": 0})
-    return data
+    return toy_recorded[1]
 
 
 def _copy(data):

@@ -152,26 +152,6 @@ def test_render_shows_ties_and_marks_baselines(toy_entry, toy_root):
 # ------------------------------------------------------------------ bad entries (a tmp repository)
 
 
-@pytest.fixture(scope="module")
-def toy_recorded(toy_root, tmp_path_factory):
-    """An entry recorded from a real evaluation of the toy task, placeholders filled in."""
-    from cgbg_bench.evaluate import evaluate
-    from cgbg_bench.leaderboard import record_result
-    from cgbg_bench.task import load_task
-
-    task = load_task("toy", root=toy_root)
-    result, _ = evaluate(toy_root / "exact.pt2", task, device="cpu")
-    path = tmp_path_factory.mktemp("submissions") / "toy-pmf.yaml"
-    record_result(path, result, task, model_path=toy_root / "exact.pt2", root=toy_root)
-    fresh = load_entry(path)
-    data = yaml.safe_load(path.read_text())
-    data.update(authors=["A. Person"], description="harmonic", license="MIT",
-                model={"name": "toy-pmf", "version": "1.0"},
-                method={"approach": "analytic", "architecture": "x^2/2", "training_data": "none",
-                        "n_parameters": 0})
-    return fresh, data
-
-
 @pytest.fixture
 def toy_entry(toy_recorded):
     return parse_entry(toy_recorded[1])
