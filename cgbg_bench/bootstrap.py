@@ -18,6 +18,7 @@ from typing import Mapping
 import numpy as np
 
 from cgbg_bench import metrics as M
+from cgbg_bench.errors import DataError
 
 __all__ = ["Metric", "Scores", "block_sums", "bootstrap_scores"]
 
@@ -107,6 +108,7 @@ def bootstrap_scores(
     ess_blocks: tuple[np.ndarray, np.ndarray] | None = None,
     n_samples: int | None = None,
     p_exact: bool = False,
+    secondary: Mapping[str, np.ndarray] | None = None,
     chunk: int = 50,
 ) -> Scores:
     """Score histograms ``q`` (proposal or baseline) against the reference ``p``.
@@ -117,19 +119,29 @@ def bootstrap_scores(
     Reports js, pmf_error, js_floor, plus fe_rmse for 1-D observables and ess when given.
     js_floor is the bootstrap-mean JS expected for a perfect model: twice the mean JS of
     each side's replicates against its own full-data histogram, summed over sides.
+    secondary: name -> other q blocks (same shape as ``q_blocks``, e.g. the same bank under
+    another weighting), each scored by JS only, on the same replicates (paired with ``js``).
     """
     rng = np.random.default_rng(seed)
     n_obs = q_blocks.shape[1]
     # Work on the bins occupied on either side in any observable: a bin empty everywhere adds
     # nothing to any metric (pmf_error is told how many were dropped). Alanine dipeptide
     # occupies ~20% of the 100 x 100 bins, so this cuts the bootstrap's work ~5x.
-    occupied = ((q_blocks.sum(axis=0) > 0) | (p_blocks.sum(axis=0) > 0)).any(axis=0)
+    secondary = dict(secondary or {})
+    for name, blocks in secondary.items():
+        if np.shape(blocks) != q_blocks.shape:
+            raise DataError(f"secondary {name!r} has shape {np.shape(blocks)}, q_blocks {q_blocks.shape}")
+    occupied = (q_blocks.sum(axis=0) > 0) | (p_blocks.sum(axis=0) > 0)
+    for blocks in secondary.values():
+        occupied |= blocks.sum(axis=0) > 0
+    occupied = occupied.any(axis=0)
     n_empty = int(occupied.size - occupied.sum())
     if n_empty:
         q_blocks, p_blocks = q_blocks[:, :, occupied], p_blocks[:, :, occupied]
+        secondary = {k: b[:, :, occupied] for k, b in secondary.items()}
     q_hat = M.normalize(q_blocks.sum(axis=0))
     p_hat = M.normalize(p_blocks.sum(axis=0))
-    names = ["js", "pmf_error", "js_floor"] + (["fe_rmse"] if any(one_dimensional) else [])
+    names = ["js", "pmf_error", "js_floor"] + (["fe_rmse"] if any(one_dimensional) else []) + list(secondary)
     reps = {k: np.full((n_bootstrap, n_obs), np.nan) for k in names}
     ess_reps = np.empty(n_bootstrap)
     for start in range(0, n_bootstrap, chunk):
@@ -145,6 +157,8 @@ def bootstrap_scores(
         reps["js"][sl] = M.js_divergence(p, q)
         reps["pmf_error"][sl] = M.pmf_error(p, q, n_empty)
         reps["js_floor"][sl] = 2.0 * (M.js_divergence(q, q_hat) + M.js_divergence(p, p_hat))
+        for name, blocks in secondary.items():
+            reps[name][sl] = M.js_divergence(p, M.normalize(_resampled_sums(cq, blocks)))
         if "fe_rmse" in reps:
             for k in np.flatnonzero(one_dimensional):
                 reps["fe_rmse"][sl, k] = M.fe_rmse(p[:, k], q[:, k])
@@ -159,6 +173,7 @@ def bootstrap_scores(
         "js_floor": reps["js_floor"].mean(axis=0),  # no full-data analogue: the replicate mean
         "fe_rmse": np.array([M.fe_rmse(p_hat[k], q_hat[k]) if one_dimensional[k] else np.nan
                              for k in range(n_obs)]),
+        **{name: M.js_divergence(p_hat, M.normalize(blocks.sum(axis=0))) for name, blocks in secondary.items()},
     }
     per_obs = {
         obs: {k: Metric.from_replicates(reps[k][:, i], point[k][i]) for k in names

@@ -100,7 +100,7 @@ def compare_pmfs(pmfs: dict, task, *, device: str = "cpu", n_bootstrap: int | No
     for label, pmf in pmfs.items():
         result, log_w = evaluate(pmf, task, device=device, n_bootstrap=nboot, seed=seed, proposal=proposal,
                                  reference=reference)
-        w = M.normalized_weights(log_w, M.clip_mask(log_w, task.metrics.clip_percentile))
+        w = task.metrics.bank_weights(log_w).weights
         out["pmfs"][label] = (result, phi_profile_from_weights(label, index, w, n_blocks=nb, bins=obs.bins,
                                                                n_bootstrap=nboot, seed=seed))
     for b in task.baselines:

@@ -45,6 +45,7 @@ from cgbg_bench.progress import progress as make_progress
 from cgbg_bench.pmf import default_device, load_pmf
 from cgbg_bench.simulate import cg_langevin
 from cgbg_bench.task import Proposal, Task
+from cgbg_bench.weighting import clip_weights, describe
 
 __all__ = [
     "CrosscheckError",
@@ -147,9 +148,9 @@ class CrosscheckResult:
     task_version: int
     observables: Mapping[str, ObservableCheck]
     n_bank: int
-    ess: float  # Kish ESS fraction of the clipped weights
-    clip_percentile: float
-    clipped_weight_fraction: float  # share of the unclipped normalized weight that clipping discards
+    ess: float  # Kish ESS fraction of the weights after the weighting step
+    clip_percentile: float | None  # None: the task's PSIS weighting
+    clipped_weight_fraction: float  # share of the raw normalized weight that the weighting sets to 0
     n_walkers: int
     n_frames: int
     n_discard: int
@@ -191,6 +192,7 @@ class CrosscheckResult:
             "n_bank": self.n_bank,
             "ess": self.ess,
             "clip_percentile": self.clip_percentile,
+            "weighting": describe("clip" if self.clip_percentile is not None else "psis", self.clip_percentile),
             "clipped_weight_fraction": self.clipped_weight_fraction,
             "simulation": {
                 "n_walkers": self.n_walkers,
@@ -392,8 +394,9 @@ def crosscheck(
     ``n_frames`` frames of ``stride`` steps of ``dt_ps``; the first ``n_discard``
     frames (default a tenth) are discarded as equilibration. ``bank_samples`` uses a
     bank of that size (default: the task's); ``proposal`` passes a bank directly.
-    ``n_bootstrap`` and ``clip_percentile`` default to the task's (a different clip
-    percentile separates a clipping bias from an error in log q). Every bead has mass
+    ``n_bootstrap`` defaults to the task's; ``clip_percentile`` None weights the bank as the task
+    does (PSIS, or its clip), a number clips at that percentile instead (a different clip
+    separates a clipping bias from an error in log q). Every bead has mass
     ``mass_amu``.
     Raises CrosscheckError for unusable inputs and SimulationDiverged when the
     simulation blows up.
@@ -413,10 +416,11 @@ def crosscheck(
     # (a) the bank, scored as cgbg_bench.evaluate scores it
     positions, log_w = bank_log_weights(module, task, device=device, batch_size=batch_size, n_samples=bank_samples,
                                         progress=progress, proposal=proposal)
-    clip = task.metrics.clip_percentile if clip_percentile is None else float(clip_percentile)
-    keep = M.clip_mask(log_w, clip)
-    w = M.normalized_weights(log_w, keep)
-    clipped_weight = float(M.normalized_weights(log_w)[~keep].sum())
+    if clip_percentile is None:
+        w, clip = task.metrics.bank_weights(log_w).weights, task.metrics.clip_percentile
+    else:
+        w, clip = clip_weights(log_w, float(clip_percentile)), float(clip_percentile)
+    clipped_weight = float(M.normalized_weights(log_w)[w == 0].sum())
     n_bins = task.observables[0].n_bins
     bank_index = observable_index(task, positions)
     bank_blocks = block_sums(bank_index, w, task.metrics.proposal_blocks, n_bins)

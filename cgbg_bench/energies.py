@@ -131,8 +131,7 @@ def evaluate_energies(path: str | os.PathLike, task, *, n_bootstrap: int | None 
     Returns (Result, log_w); the Result's info says ``scored_from: energies``.
     """
     from cgbg_bench import metrics as M
-    from cgbg_bench.evaluate import Result, observable_index, pareto_k, score_log_weights
-    from cgbg_bench.reliability import assess_evaluation
+    from cgbg_bench.evaluate import Result, score_bank
 
     t0 = time.perf_counter()
     reference = reference or task.load_reference()
@@ -142,10 +141,8 @@ def evaluate_energies(path: str | os.PathLike, task, *, n_bootstrap: int | None 
         positions, log_q = positions[:n_samples], log_q[:n_samples]
     energies = load_energies(path, task, positions=positions)
     log_w = M.log_weights(energies, log_q, task.kT)
-    scores = score_log_weights(task, log_w, observable_index(task, positions), reference,
-                               n_bootstrap=n_bootstrap, seed=seed)
-    k_hat = pareto_k(log_w)
-    reliability = assess_evaluation(task, None, scores.metrics, positions, log_w, log_q, pareto_k=k_hat)
+    scores, k_hat, reliability = score_bank(task, None, positions, log_w, log_q, reference,
+                                            n_bootstrap=n_bootstrap, seed=seed)
     result = Result(task=task.name, task_version=task.version, scores=scores,
                     runtime_s=time.perf_counter() - t0, device="none", n_samples=len(positions),
                     submission=str(path), submission_sha256=sha256_file(path),

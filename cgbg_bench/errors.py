@@ -12,6 +12,8 @@ __all__ = [
     "CgbgError",
     "UsageError",
     "DeviceError",
+    "SchedulerError",
+    "MissingExtra",
     "OutputPathError",
     "TaskError",
     "TaskNotFound",
@@ -50,6 +52,14 @@ class UsageError(CgbgError, ValueError):
 
 class DeviceError(UsageError):
     """The requested torch device does not exist or is not available on this machine."""
+
+
+class SchedulerError(UsageError):
+    """``--scheduler`` (``scheduler``) is not ``local:N`` or a scheduler address, or no scheduler answers there."""
+
+
+class MissingExtra(CgbgError, ImportError):
+    """An optional feature needs a package that is not installed; the message names the extra to install."""
 
 
 class OutputPathError(UsageError):

@@ -21,6 +21,7 @@ from cgbg_bench.confine import DEFAULT_LIMITS, Limits, confined_energies
 from cgbg_bench.pmf import check_pmf, default_device, detect_format
 from cgbg_bench.reliability import assess_evaluation
 from cgbg_bench.task import Proposal, Reference, Task
+from cgbg_bench.weighting import SECONDARY_CLIP, BankWeights, clip_weights
 
 __all__ = ["Result", "compute_energies", "observable_index", "score_log_weights", "score_histograms",
            "evaluate", "evaluate_baseline"]
@@ -130,15 +131,6 @@ def check_batch_independence(module: torch.nn.Module, positions: np.ndarray, ene
             f"batch (batch size {batch_size}; no batch statistics, eval mode)")
 
 
-def pareto_k(log_w: np.ndarray) -> float:
-    """k-hat of the bank's raw importance weights (PSIS, :mod:`cgbg_bench.psis`), reported with every
-    score (JSON ``pareto_k``); above min(1 - 1/log10 N, 0.7) the weighted estimates are unreliable.
-    ``inf`` when the tail cannot be fitted, ``-inf`` when the weights have no tail (all equal)."""
-    from cgbg_bench.psis import psis_smooth
-
-    return float(psis_smooth(np.asarray(log_w, np.float64))[1])
-
-
 def observable_index(task: Task, positions: np.ndarray) -> np.ndarray:
     """Flat histogram bin of every sample for every observable: (n_obs, N), -1 outside."""
     flat = positions.reshape(len(positions), -1)
@@ -164,15 +156,21 @@ def score_log_weights(
     *,
     n_bootstrap: int | None = None,
     seed: int = 0,
+    weights: BankWeights | None = None,
 ) -> Scores:
-    """Clip, weight, histogram per proposal block, and bootstrap against the reference.
+    """Weight (the task's weighting), histogram per proposal block, and bootstrap against the reference.
 
-    The clip threshold is computed once on the full bank and kept fixed in the replicates.
+    The weights (PSIS smoothing, or the clip threshold) are computed once on the full bank and
+    kept fixed in the replicates (docs/metrics.md). ``weights``: the task's weights of ``log_w``
+    when the caller has them already (:meth:`MetricSettings.bank_weights`). Besides the headline
+    metrics, ``js_clip99`` scores the same log-weights under the 99% clip, on the same replicates.
     """
-    keep = M.clip_mask(log_w, task.metrics.clip_percentile)
-    w = M.normalized_weights(log_w, keep)
+    weights = weights or task.metrics.bank_weights(log_w)
+    w = weights.weights
     n_bins = task.observables[0].n_bins
-    q_blocks = block_sums(index, w, task.metrics.proposal_blocks, n_bins)
+    nb_wanted = task.metrics.proposal_blocks
+    q_blocks = block_sums(index, w, nb_wanted, n_bins)
+    clip_blocks = block_sums(index, clip_weights(log_w, SECONDARY_CLIP), nb_wanted, n_bins)
     nb = q_blocks.shape[0]
     s1 = block_sums(np.zeros((1, len(w)), np.int64), w, nb, 1)[:, 0, 0]
     s2 = block_sums(np.zeros((1, len(w)), np.int64), w * w, nb, 1)[:, 0, 0]
@@ -186,6 +184,7 @@ def score_log_weights(
         ess_blocks=(s1, s2),
         n_samples=len(w),
         p_exact=reference.exact,
+        secondary={"js_clip99": clip_blocks},
     )
 
 
@@ -201,6 +200,21 @@ def score_histograms(task: Task, block_hist: np.ndarray, reference: Reference, *
         seed=seed,
         p_exact=reference.exact,
     )
+
+
+def score_bank(task: Task, pmf, positions: np.ndarray, log_w: np.ndarray, log_q: np.ndarray,
+               reference: Reference, *, n_bootstrap: int | None = None, seed: int = 0, device: str = "cpu",
+               limits: Limits | None = None, rms_force: float | None = None) -> tuple[Scores, float, list]:
+    """What every evaluation does once it has the bank's log-weights (in one process, from an
+    energies file, or from shards): the task's weighting, the bootstrap scores, k-hat and the
+    reliability flags. Returns (scores, pareto_k, reliability). ``pmf``: the submission (a path,
+    a module, or None for energies), for the flags that look at the model itself."""
+    weights = task.metrics.bank_weights(log_w)
+    scores = score_log_weights(task, log_w, observable_index(task, positions), reference,
+                               n_bootstrap=n_bootstrap, seed=seed, weights=weights)
+    reliability = assess_evaluation(task, pmf, scores.metrics, positions, log_w, log_q, device=device,
+                                    limits=limits, rms_force=rms_force, pareto_k=weights.pareto_k)
+    return scores, weights.pareto_k, reliability
 
 
 def bank_log_weights(pmf, task: Task, *, device: str, batch_size: int = 16384, n_samples: int | None = None,
@@ -266,11 +280,9 @@ def evaluate(
     positions, log_w, rms_force = _bank_log_weights(pmf if is_path else module, task, device=device,
                                                     batch_size=batch_size, n_samples=n_samples, progress=progress,
                                                     proposal=proposal, limits=limits)
-    scores = score_log_weights(task, log_w, observable_index(task, positions), reference,
-                               n_bootstrap=n_bootstrap, seed=seed)
-    k_hat = pareto_k(log_w)
-    reliability = assess_evaluation(task, pmf, scores.metrics, positions, log_w, proposal.log_q,
-                                    device=device, limits=limits, rms_force=rms_force, pareto_k=k_hat)
+    scores, k_hat, reliability = score_bank(task, pmf, positions, log_w, proposal.log_q[: len(log_w)], reference,
+                                            n_bootstrap=n_bootstrap, seed=seed, device=device, limits=limits,
+                                            rms_force=rms_force)
     result = Result(
         task=task.name,
         task_version=task.version,

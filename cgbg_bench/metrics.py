@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 #: The headline metrics, in the order tables, result files and leaderboard entries list them.
-METRIC_NAMES = ("js", "pmf_error", "fe_rmse", "ess", "js_floor")
+METRIC_NAMES = ("js", "pmf_error", "fe_rmse", "ess", "js_floor", "js_clip99")
 
 #: The 1e-10 of docs/spec.md section 4 (normalization denominators, empty-bin fill).
 EPS = 1e-10

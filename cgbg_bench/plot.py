@@ -1,8 +1,8 @@
 """Figures: reweighted free-energy profiles against the reference (``cgbg-bench evaluate --plot``).
 
 Each observable gets the reference, the raw proposal bank, the bank reweighted by the
-submitted PMF (after the weighting step: log-weights at or above the task's clip percentile
-set to 0) and the difference, reweighted minus reference, in kT. The free energies are
+submitted PMF (after the task's weighting step: PSIS, or a percentile clip that sets the
+largest log-weights to 0) and the difference, reweighted minus reference, in kT. The free energies are
 -ln p, each shifted to a minimum of 0; the difference is shifted so that its mean weighted
 by the reference is 0 (a PMF's free energy is defined up to a constant), and drawn where the
 reference is within DIFF_CUTOFF_KT of its minimum (grey beyond: too few samples). Bins without
@@ -49,9 +49,7 @@ def profile_figure(task, reference, index: np.ndarray, log_w: np.ndarray, label:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    keep = M.clip_mask(log_w, task.metrics.clip_percentile)
-    w = M.normalized_weights(log_w, keep)
-    clip = task.metrics.clip_percentile
+    w = task.metrics.bank_weights(log_w).weights
     rew_name = f"reweighted: {label}"
     p_all = reference.hist
     n_obs = len(task.observables)
@@ -112,8 +110,7 @@ def profile_figure(task, reference, index: np.ndarray, log_w: np.ndarray, label:
             for j in range(4):
                 axes[k, j].set_xlabel(f"{_angle_name(obs, 0)} (rad)")
                 axes[k, j].set_ylabel(f"{_angle_name(obs, 1)} (rad)" if j == 0 else "")
-    weighting = ("no clip" if clip >= 100 else
-                 f"log-weights at or above their {clip:g}th percentile clipped to 0")
+    weighting = task.metrics.describe()
     fig.suptitle(f"{task.name} v{task.version}: {rew_name} (after the weighting step: {weighting})", fontsize=10)
     empty = WHITE_NOTE if not one_d else WHITE_NOTE.replace("white bins", "gaps in a curve")
     fig.text(0.5, 0.005, "free energy -ln p, shifted to 0 at its minimum; difference shifted to a 0 mean under "

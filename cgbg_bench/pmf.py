@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -82,8 +83,14 @@ def _load_export(path: Path, device: str) -> torch.nn.Module:
 
     with open(path, "rb") as fh:  # read once: torch loads the very bytes that were checked
         data = fh.read(MAX_ARCHIVE_BYTES + 1)
-    module = load_export_bytes(data, str(path)).module()
+    with _EXPORT_LOAD_LOCK:
+        module = load_export_bytes(data, str(path)).module()
     return module.to(device)
+
+
+#: torch.export's deserializer keeps process-wide state ("_CURRENT_DESERIALIZER is already set" when
+#: two threads load at once, e.g. Dask worker threads): one load at a time per process.
+_EXPORT_LOAD_LOCK = threading.Lock()
 
 
 @register_loader("torchscript")

@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 from tabulate import tabulate
 
-__all__ = ["format_value_error", "score_table", "METRIC_LABELS"]
+__all__ = ["format_value_error", "score_table", "resolution_line", "METRIC_LABELS"]
 
 METRIC_LABELS = {
     "js": "JS",
@@ -15,6 +15,7 @@ METRIC_LABELS = {
     "fe_rmse": "FE RMSE (kT)",
     "ess": "ESS",
     "js_floor": "JS floor",
+    "js_clip99": "JS (99% clip)",
 }
 
 
@@ -47,3 +48,13 @@ def score_table(rows: Sequence[tuple[str, Mapping[str, Mapping[str, float]]]], m
             line.append(format_value_error(v["value"], v["error"]) if v else "-")
         body.append(line)
     return tabulate(body, headers=header, tablefmt="github")
+
+
+def resolution_line(task) -> str:
+    """The task's resolution in one line (:mod:`cgbg_bench.resolution`); '' when the task has none."""
+    r = task.resolution
+    if r is None:
+        return ""
+    return (f"resolution of {task.name} v{task.version}: JS {format_value_error(*r.js)} for a PMF exact along "
+            f"{r.observable} (made from {r.base}), floor {format_value_error(*r.js_floor)}: differences in JS "
+            f"smaller than about {r.js[0]:.2g} are not resolved by this task")

@@ -30,6 +30,7 @@ from cgbg_bench.errors import (
     DataError, HashMismatch, TaskFileMissing, TaskFileUnlisted, TaskNotFound, TaskSchemaError,
 )
 from cgbg_bench.paths import tasks_dir as tasks_root  # re-exported: the folder of task folders
+from cgbg_bench.weighting import WEIGHTINGS, bank_weights, describe
 
 __all__ = [
     "Observable",
@@ -123,9 +124,42 @@ class Baseline:
 
 @dataclass(frozen=True)
 class MetricSettings:
-    clip_percentile: float
+    """How a task scores (task.yaml ``metrics``): weighting, bootstrap replicates, bank blocks.
+
+    ``weighting`` is one of :data:`cgbg_bench.weighting.WEIGHTINGS`; ``clip_percentile`` is the
+    clip of ``weighting: clip`` (None under PSIS). A task.yaml without ``weighting`` predates
+    PSIS and is read as ``clip``.
+    """
+
+    clip_percentile: float | None
     n_bootstrap: int
     proposal_blocks: int
+    weighting: str = "clip"
+
+    def bank_weights(self, log_w: np.ndarray):
+        """The task's weights of the bank and the raw weights' k-hat (:func:`cgbg_bench.weighting.bank_weights`)."""
+        return bank_weights(log_w, self.weighting, self.clip_percentile)
+
+    def describe(self) -> str:
+        """The weighting in words, for output headers."""
+        return describe(self.weighting, self.clip_percentile)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The task's resolution (task.yaml ``resolution``; :mod:`cgbg_bench.resolution`): the JS, with its
+    bootstrap error, and the noise floor of the PMF exact along the headline ``observable``, made
+    from the PMF ``base`` (a baseline's name, or "proposal")."""
+
+    observable: str
+    base: str
+    js: tuple[float, float]
+    js_floor: tuple[float, float]
+
+    def as_dict(self) -> dict:
+        return {"observable": self.observable, "base": self.base,
+                "js": {"value": self.js[0], "error": self.js[1]},
+                "js_floor": {"value": self.js_floor[0], "error": self.js_floor[1]}}
 
 
 @dataclass(frozen=True)
@@ -175,6 +209,7 @@ class Task:
     baseline_scores: DataFile | None
     root: Path
     bank: BankSpec | None = None
+    resolution: Resolution | None = None
 
     def load_proposal(self, n_samples: int | None = None) -> Proposal:
         """The proposal bank (the first ``n_samples`` of it, or a generated bank of that size)."""
@@ -299,6 +334,30 @@ def _int_tuple(v: Any, where: str, length: int | None = None) -> tuple[int, ...]
     return out
 
 
+def _metric_settings(d: Any, where: str) -> MetricSettings:
+    m = check_keys(d, where=where, required={"n_bootstrap", "proposal_blocks"},
+                   optional={"weighting", "clip_percentile"})
+    weighting = require(m.get("weighting", "clip"), str, where=f"{where}: weighting")
+    if weighting not in WEIGHTINGS:
+        raise TaskSchemaError(f"{where}: weighting {short(weighting)} is not one of {list(WEIGHTINGS)}")
+    clip = m.get("clip_percentile")
+    if weighting == "clip":
+        if clip is None:
+            raise TaskSchemaError(f"{where}: weighting 'clip' needs clip_percentile (in (0, 100])")
+        clip = float(require(clip, (int, float), where=f"{where}: clip_percentile"))
+        if not 0 < clip <= 100:
+            raise TaskSchemaError(f"{where}: clip_percentile must be in (0, 100], got {clip:g}")
+    elif clip is not None:
+        raise TaskSchemaError(f"{where}: clip_percentile applies to weighting 'clip' only; remove it "
+                              f"(weighting {weighting!r})")
+    return MetricSettings(
+        clip_percentile=clip,
+        n_bootstrap=require(m["n_bootstrap"], int, where=f"{where}: n_bootstrap"),
+        proposal_blocks=require(m["proposal_blocks"], int, where=f"{where}: proposal_blocks"),
+        weighting=weighting,
+    )
+
+
 def _observable(d: Any, where: str, input_shape: tuple[int, ...]) -> Observable:
     d = check_keys(d, where=where, required={"name", "kind", "bins"}, optional={"index", "range", "phi", "psi"})
     name = require(d["name"], str, where=f"{where}.name")
@@ -337,7 +396,8 @@ _TOP_REQUIRED = {
     "name", "version", "description", "system", "representation", "n_beads", "input_shape",
     "energy_unit", "temperature_kelvin", "kT", "observables", "metrics", "proposal", "reference",
 }
-_TOP_OPTIONAL = {"baselines", "baseline_scores", "recipe"}  # recipe: cgbg_bench.build.recipe (how it was built)
+# recipe: cgbg_bench.build.recipe (how it was built); resolution: cgbg_bench.resolution
+_TOP_OPTIONAL = {"baselines", "baseline_scores", "recipe", "resolution"}
 
 
 def parse_task(data: Any, base: Path, where: str = "task.yaml") -> Task:
@@ -365,15 +425,7 @@ def parse_task(data: Any, base: Path, where: str = "task.yaml") -> Task:
     )
     if len({o.n_bins for o in observables}) != 1:
         raise TaskSchemaError(f"{where}: all observables must have the same number of bins")
-    m = check_keys(d["metrics"], where=f"{where}: metrics",
-                   required={"clip_percentile", "n_bootstrap", "proposal_blocks"})
-    metrics = MetricSettings(
-        clip_percentile=float(require(m["clip_percentile"], (int, float), where=f"{where}: clip_percentile")),
-        n_bootstrap=require(m["n_bootstrap"], int, where=f"{where}: n_bootstrap"),
-        proposal_blocks=require(m["proposal_blocks"], int, where=f"{where}: proposal_blocks"),
-    )
-    if not 0 < metrics.clip_percentile <= 100:
-        raise TaskSchemaError(f"{where}: clip_percentile must be in (0, 100]")
+    metrics = _metric_settings(d["metrics"], f"{where}: metrics")
     baselines = []
     for i, b in enumerate(require(d.get("baselines", []) or [], list, where=f"{where}: baselines")):
         bw = f"{where}: baselines[{i}]"
@@ -416,4 +468,25 @@ def parse_task(data: Any, base: Path, where: str = "task.yaml") -> Task:
         baseline_scores=_data_file(scores, base, f"{where}: baseline_scores") if scores else None,
         root=base.resolve(),
         bank=bank,
+        resolution=_resolution(d.get("resolution"), f"{where}: resolution", observables),
     )
+
+
+def _resolution(d: Any, where: str, observables) -> Resolution | None:
+    if d is None:
+        return None
+    d = check_keys(d, where=where, required={"observable", "base", "js", "js_floor"})
+    name = require(d["observable"], str, where=f"{where}.observable")
+    if name != observables[0].name:
+        raise TaskSchemaError(f"{where}.observable: {short(name)} is not the headline observable "
+                              f"{observables[0].name!r}; rebuild the task")
+
+    def pair(v, w):
+        v = check_keys(v, where=w, required={"value", "error"})
+        out = tuple(float(require(v[k], (int, float), where=f"{w}.{k}")) for k in ("value", "error"))
+        if not all(math.isfinite(x) and x >= 0 for x in out):
+            raise TaskSchemaError(f"{w}: value and error must be finite and >= 0, got {list(out)}")
+        return out
+
+    return Resolution(name, require(d["base"], str, where=f"{where}.base"), pair(d["js"], f"{where}.js"),
+                      pair(d["js_floor"], f"{where}.js_floor"))

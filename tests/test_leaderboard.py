@@ -167,7 +167,7 @@ def _problems(data, toy_root, tmp_path, name="toy-pmf"):
 def test_recorded_entry_is_valid_once_filled_in(toy_recorded, toy_root, tmp_path):
     fresh, data = toy_recorded
     assert fresh.models["toy"].path == "exact.pt2" and fresh.results["toy"].n_samples == 20000
-    assert set(fresh.results["toy"].metrics) == {"js", "pmf_error", "fe_rmse", "ess", "js_floor"}
+    assert set(fresh.results["toy"].metrics) == {"js", "pmf_error", "fe_rmse", "ess", "js_floor", "js_clip99"}
     todo = check_entry(fresh, root=toy_root, tasks_root=toy_root)
     assert todo and all(isinstance(p, EntrySchemaError) and "TODO" in str(p) for p in todo)
     assert _problems(data, toy_root, tmp_path) == []

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from cgbg_bench import metrics as M
+from cgbg_bench.task import MetricSettings
 
 
 # --------------------------------------------------------------- item 7: raw numpy warnings ---
@@ -205,7 +206,8 @@ def _dihedral_task(n_bins: int = 20):
     obs = types.SimpleNamespace(name="ala1", kind="dihedral_pair", bins=(n_bins, n_bins), n_bins=n_bins * n_bins,
                                 ndim=2, range=((-np.pi, np.pi), (-np.pi, np.pi)))
     return types.SimpleNamespace(name="toy-dihedrals", version=1, observables=[obs],
-                                 metrics=types.SimpleNamespace(clip_percentile=99.0))
+                                 metrics=MetricSettings(clip_percentile=99.0, n_bootstrap=20,
+                                                                 proposal_blocks=10, weighting="clip"))
 
 
 def test_free_energy_difference_is_submission_minus_reference_up_to_a_constant():

@@ -40,7 +40,7 @@ from cgbg_bench._io import atomic_savez
 from cgbg_bench.bank import bank_cache_path, bank_fingerprint, cache_dir
 from cgbg_bench.build.provenance import file_entry, provenance, write_task_yaml
 from cgbg_bench.build.recipe import BuildRecipe, FlowSettings
-from cgbg_bench.build.scores import rescore_baselines
+from cgbg_bench.build.scores import rescore_baselines, with_current_weighting
 from cgbg_bench.cg.mappings import BENCHMARK_REPRESENTATIONS, get_mapping
 from cgbg_bench.cg.zmatrix import zmatrix_for
 from cgbg_bench.errors import UsageError
@@ -48,6 +48,7 @@ from cgbg_bench.flows.internal import train_ic_flow
 from cgbg_bench.paths import SOURCE_ROOT
 from cgbg_bench.reference import combine_reference, combine_runs, load_run_dihedrals
 from cgbg_bench.units import kT_kj_per_mol
+from cgbg_bench.weighting import WEIGHTINGS
 
 log = logging.getLogger(__name__)
 
@@ -318,6 +319,7 @@ def refresh_reference(recipe: BuildRecipe, *, root: Path | None = None) -> list[
         atomic_savez(task_dir / "reference.npz", block_hist=reference, exact=np.array(False))
         gb_rows = {row["name"]: row for row in _write_gb_rows(task_dir, gb_hists, command)}
         data["version"] = recipe.version
+        data["metrics"] = with_current_weighting(data["metrics"])  # a refresh takes up the current weighting
         data["reference"] = _reference_entry(task_dir, command, ref_groups)
         data["baselines"] = [gb_rows.get(b["name"], b) for b in data["baselines"]]
         data.pop("baseline_scores", None)  # rescored below against the new reference
@@ -355,7 +357,7 @@ def _task_yaml(name, recipe: BuildRecipe, rep, mapping, task_dir, command, kind,
         "kT": kT_kj_per_mol(TEMPERATURE_K),
         "observables": [{"name": f"ala{r}", "kind": "dihedral_pair", "phi": list(p), "psi": list(q), "bins": 100}
                         for r, p, q in zip(mapping.residues, mapping.phi, mapping.psi)],
-        "metrics": {"clip_percentile": 99.0, "n_bootstrap": 500, "proposal_blocks": 200},
+        "metrics": {"weighting": WEIGHTINGS[0], "n_bootstrap": 500, "proposal_blocks": 200},
         "proposal": {
             **file_entry(task_dir / "flow.pt", task_dir, provenance(
                 command, recipe.seeds.flow, flow_training={k: v for k, v in report.items() if k != "seed"},

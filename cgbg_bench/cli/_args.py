@@ -15,7 +15,7 @@ __all__ = ["check_device", "check_output_path", "parse_max_chunks", "plot_suffix
 
 #: Library parameter names that differ from the dest of the flag that sets them (parameter -> dest).
 LIBRARY_NAMES = {"out_dir": "out", "timeout_s": "timeout", "memory_gb": "memory_limit", "reference_dirs": "reference",
-                 "check_dirs": "check"}
+                 "check_dirs": "check", "n_shards": "shards"}
 
 
 def parse_max_chunks(items: list[str]) -> dict[str, int]:

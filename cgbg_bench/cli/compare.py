@@ -20,8 +20,8 @@ example (a PMF of your own beside the task's force-matched baseline):
 output: one table row per PMF (JS, PMF err, ESS: the scores of `cgbg-bench evaluate`),
 then the implicit-solvent MD runs, the raw proposal bank and the MD reference.
 P(phi > 0) is the population of phi > 0 with its bootstrap error. For a PMF it is a
-value after the weighting step: the bank reweighted by that PMF, with the task's clip
-(ala2 tasks: the top 1% of log-weights at weight 0, as in the scores); for the proposal (raw) row,
+value after the weighting step: the bank reweighted by that PMF with the task's weighting
+(PSIS, or a percentile clip in task versions before it; as in the scores); for the proposal (raw) row,
 the unweighted bank; for MD rows, the runs' histograms. --plot draws -ln p(phi) in kT
 of every row on one set of axes. Scoring one PMF on a 10^6-sample bank takes 10-20 s on
 2 CPU cores.
@@ -98,8 +98,8 @@ def _run(args) -> int:
         print(f"{task.name} v{task.version}: {len(task.load_proposal().log_q)} proposals, one bank for every PMF")
         print(tabulate([[r["entry"], fmt(r, "js"), fmt(r, "pmf_error"), fmt(r, "ess"), fmt(r, "phi_positive")]
                         for r in rows], headers=["entry", "JS", "PMF err", "ESS", "P(phi > 0)"], tablefmt="github"))
-        print(f"P(phi > 0) of a PMF row: after the weighting step (the bank reweighted by that PMF, log-weights "
-              f"at or above their {task.metrics.clip_percentile:g}th percentile clipped to 0); proposal (raw): "
+        print(f"P(phi > 0) of a PMF row: after the weighting step (the bank reweighted by that PMF, "
+              f"{task.metrics.describe()}); proposal (raw): "
               "unweighted; MD rows: the runs' histograms.")
     if args.plot:
         plot_phi_profiles(comp, args.plot, title=f"{task.name} v{task.version}: free energy along phi")

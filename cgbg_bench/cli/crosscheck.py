@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
                    help="walker starts: bank samples drawn by importance weight (default) or uniformly")
     p.add_argument("--bank-samples", type=int, default=None, help="bank size (default: the task's)")
     p.add_argument("--clip-percentile", type=float, default=None,
-                   help="weight clipping percentile (default: the task's; 100 = no clipping)")
+                   help="clip the bank's weights at this percentile instead of the task's weighting "
+                        "(default: the task's, PSIS or its clip; 100 = raw weights)")
     p.add_argument("--n-bootstrap", type=int, default=None, help="bootstrap replicates (default: the task's)")
     p.add_argument("--seed", type=int, default=0, help="seed of starts, noise and bootstrap (default 0)")
     p.add_argument("--device", default=None, help="torch device of the PMF (default: cuda if available, else cpu)")
@@ -102,7 +103,7 @@ def run(args) -> int:
     )
     e_min, e_mean, e_max = result.sim_energy_kj_per_mol
     print(f"task {task.name} v{task.version}, PMF {args.pmf}, device {result.device}, {result.runtime_s:.1f} s")
-    print(f"bank: {result.n_bank} samples, ESS {result.ess:.3f}, clipped at percentile {result.clip_percentile:g} "
+    print(f"bank: {result.n_bank} samples, ESS {result.ess:.3f}, {result.as_dict()['weighting']} "
           f"({result.clipped_weight_fraction:.3f} of the weight discarded)")
     print(f"simulation: {result.n_walkers} walkers started from the bank ({result.start}), "
           f"{result.equilibration_ps:g} ps discarded + {result.production_ps:g} ps production each, "

@@ -29,6 +29,12 @@ quick checks (--n-samples N):
   full-bank rows instead, marked "not comparable". MD baselines do not use the bank: their
   rows give their MD frame count.
 
+on a Dask cluster (--scheduler local:N | ADDRESS):
+  each shard's energies are computed by a worker, in a confined child process as here, on the
+  worker's GPU when it has one (--device cuda:N or cpu overrides); the scores are computed here
+  and equal those of one process. --timeout and --memory-limit apply to each shard. An
+  energies .npz is scored here. See docs/scaling.md.
+
 reliability:
   scores that cannot be trusted (ESS below 1%, JS within noise of its floor with a low ESS,
   energies spanning more than 1000 kT over the bank, RMS forces 3x away from the task's
@@ -62,6 +68,12 @@ def add_parser(sub) -> None:
     p.add_argument("--json", metavar="PATH", help="write the full result as JSON (a list with several tasks)")
     p.add_argument("--plot", metavar="PATH",
                    help="draw reweighted free-energy profiles (.png/.pdf/.svg; one file per task with several)")
+    p.add_argument("--scheduler", metavar="local:N|ADDRESS", default=None,
+                   help="compute the energies on a Dask cluster: local:N (N workers here) or a scheduler "
+                        "address (tcp://host:8786); the bank is split into shards, scores as in one process "
+                        "(docs/scaling.md; needs pip install 'cgbg-bench[dask]')")
+    p.add_argument("--shards", type=int, default=None, metavar="K",
+                   help="with --scheduler: cut the bank into K shards (default: one per worker thread)")
     p.add_argument("--record", metavar="PATH",
                    help="write or update each task's model and results in a leaderboard entry "
                         "(leaderboard/submissions/NAME.yaml); needs the whole bank and the task's replicates")
@@ -141,6 +153,49 @@ def _plot_path(plot: str, task_name: str, several: bool) -> str:
     return str(p.with_name(f"{p.stem}.{task_name}{p.suffix}"))
 
 
+def _scheduler(args):
+    """The parsed --scheduler (None without it); refuses a bad value or a missing dask before any work."""
+    if args.scheduler is None:
+        if args.shards is not None:
+            from cgbg_bench.errors import UsageError
+
+            raise UsageError("--shards needs --scheduler (local:N or a scheduler address)")
+        return None
+    from cgbg_bench.distributed import parse_scheduler, require_dask
+
+    spec = parse_scheduler(args.scheduler, "--scheduler")
+    require_dask()
+    return spec
+
+
+def _client(scheduler):
+    """A Dask client for the parsed --scheduler, or a context that gives None."""
+    import contextlib
+
+    if scheduler is None:
+        return contextlib.nullcontext()
+    from cgbg_bench.distributed import connect
+
+    return connect(scheduler)
+
+
+def _check_device_name(value: str | None) -> None:
+    """Refuse a --device that no worker could have (a typo); whether it exists is the workers' business."""
+    if value is None:
+        return
+    import torch
+
+    from cgbg_bench.errors import DeviceError
+
+    try:
+        kind = torch.device(value).type
+    except (RuntimeError, ValueError, TypeError):
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise DeviceError(f"--device {value!r}: with --scheduler use cpu, cuda or cuda:N (or leave it out: "
+                          "each worker's GPU when it has one, else cpu)")
+
+
 def _limits(args):
     from cgbg_bench.confine import DEFAULT_LIMITS, Limits
 
@@ -213,10 +268,13 @@ def _baseline_rows(task, result, args, proposal, reference, limits, device: str)
     return rows, notes
 
 
-def _score_task(args, task_name: str, several: bool, limits) -> dict:
-    """Score args.pmf on one task, print its table; return the result dict."""
+def _score_task(args, task_name: str, several: bool, limits, client=None) -> dict:
+    """Score args.pmf on one task (its energies on ``client``'s workers when given), print its table;
+    return the result dict."""
+    from cgbg_bench import metrics as M
     from cgbg_bench.energies import evaluate_energies, is_energies_file
     from cgbg_bench.evaluate import evaluate, observable_index
+    from cgbg_bench.report import resolution_line
     from cgbg_bench.task import load_task
 
     task = load_task(task_name)
@@ -225,6 +283,16 @@ def _score_task(args, task_name: str, several: bool, limits) -> dict:
     if is_energies_file(args.pmf):  # energies computed elsewhere on `cgbg-bench bank export`
         result, log_w = evaluate_energies(args.pmf, task, n_bootstrap=args.n_bootstrap, seed=args.seed,
                                           n_samples=args.n_samples, proposal=proposal, reference=reference)
+        if client is not None:
+            print("note: an energies file is scored in this process; --scheduler is not used")
+    elif client is not None:
+        from cgbg_bench.sharded import evaluate_sharded
+
+        result, log_w = evaluate_sharded(
+            args.pmf, task, client, n_shards=args.shards, device=args.device, batch_size=args.batch_size,
+            n_bootstrap=args.n_bootstrap, seed=args.seed, n_samples=args.n_samples, progress=True,
+            proposal=proposal, reference=reference, limits=limits,
+        )
     else:
         result, log_w = evaluate(
             args.pmf, task, device=args.device, batch_size=args.batch_size, n_bootstrap=args.n_bootstrap,
@@ -232,15 +300,25 @@ def _score_task(args, task_name: str, several: bool, limits) -> dict:
             proposal=proposal, reference=reference, limits=limits,
         )
     flags = list(result.info.get("reliability", []))
-    names = [m for m in ("js", "pmf_error", "fe_rmse", "ess", "js_floor") if m in result.scores.metrics]
+    names = [m for m in M.METRIC_NAMES if m in result.scores.metrics]
     own = {"label": f"{args.pmf}", "bank": str(result.n_samples), "metrics": result.as_dict()["metrics"],
            "flags": flags}
-    baselines, notes = _baseline_rows(task, result, args, proposal, reference, limits, result.device)
+    here = result.device
+    if client is not None:
+        from cgbg_bench.sharded import local_device
+
+        here = local_device(args.device)  # the shards' devices may not exist in this process
+    baselines, notes = _baseline_rows(task, result, args, proposal, reference, limits, here)
+    shards = f", {result.info['shards']} shards" if "shards" in result.info else ""
     print(f"task {task.name} v{task.version}: {result.n_samples} proposal samples, "
-          f"{result.scores.n_bootstrap} bootstrap replicates, device {result.device}, {result.runtime_s:.1f} s")
+          f"{result.scores.n_bootstrap} bootstrap replicates, device {result.device}{shards}, "
+          f"{result.runtime_s:.1f} s")
     print(_table([own] + baselines, names))
     print("values are bootstrap mean(standard deviation); bank: proposal samples each row was scored on; "
-          "JS floor: expected JS of a perfect PMF at this sample size")
+          "JS floor: expected JS of a perfect PMF at this sample size; "
+          f"{task.metrics.describe()}; JS (99% clip): the same weights clipped at 99%, as in CG-BG")
+    if task.resolution is not None:
+        print(resolution_line(task))
     for note in notes:
         print(note)
     for f in flags:
@@ -273,7 +351,12 @@ def run(args) -> int:
     _positive("--n-samples", args.n_samples)
     _positive("--timeout", args.timeout)
     _positive("--memory-limit", args.memory_limit)
-    check_device(args.device)
+    _positive("--shards", args.shards)
+    scheduler = _scheduler(args)
+    if scheduler is None:
+        check_device(args.device)
+    else:  # the device is the workers': only its name is checked here
+        _check_device_name(args.device)
     _check_pmf_path(args.pmf)
     names = _task_names(args.task)
     several = len(names) > 1
@@ -296,17 +379,18 @@ def run(args) -> int:
     limits = _limits(args)
 
     results, failed = [], []
-    for name in names:
-        if several:
-            print(f"\n== {name} ==")
-        try:
-            results.append(_score_task(args, name, several, limits))
-        except CgbgError as exc:
-            if not several:
-                raise
-            print(f"cgbg-bench: error: task {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            failed.append(name)
-            results.append({"task": name, "error": {"type": type(exc).__name__, "message": str(exc)}})
+    with _client(scheduler) as client:
+        for name in names:
+            if several:
+                print(f"\n== {name} ==")
+            try:
+                results.append(_score_task(args, name, several, limits, client))
+            except CgbgError as exc:
+                if not several:
+                    raise
+                print(f"cgbg-bench: error: task {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                failed.append(name)
+                results.append({"task": name, "error": {"type": type(exc).__name__, "message": str(exc)}})
     if args.json:
         payload = results if several else results[0]
         atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")

@@ -37,6 +37,10 @@ def add_parser(sub) -> None:
     rp.add_argument("--n-bootstrap", type=int, default=None,
                     help="bootstrap replicates (default: the stored count)")
     rp.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    rp.add_argument("--scheduler", metavar="local:N|ADDRESS", default=None,
+                    help="reproduce the entries in parallel on a Dask cluster: local:N (N workers here) or a "
+                         "scheduler address; same output as without (docs/scaling.md; needs "
+                         "pip install 'cgbg-bench[dask]')")
     rp.set_defaults(func=run_reproduce)
 
     b = lsub.add_parser("add-baselines", help="write an entry per shipped baseline from the stored baseline "
@@ -105,50 +109,71 @@ def run_render(args) -> int:
 
 
 def run_reproduce(args) -> int:
-    from tabulate import tabulate
-
     from cgbg_bench.errors import CgbgError
-    from cgbg_bench.leaderboard.reproduce import reproduce_entry
-    from cgbg_bench.leaderboard.schema import entry_paths, load_entry
+    from cgbg_bench.leaderboard.reproduce import reproduce_entries
+    from cgbg_bench.leaderboard.schema import entry_paths
 
     root, _, submissions = _dirs(args)
     for name, value in (("--n-samples", args.n_samples), ("--n-bootstrap", args.n_bootstrap)):
         if value is not None and value < 1:
             raise CgbgError(f"{name} must be a positive integer, got {value}")
+    scheduler = None
+    if args.scheduler is not None:  # refused before any work
+        from cgbg_bench.distributed import parse_scheduler, require_dask
+
+        scheduler = parse_scheduler(args.scheduler, "--scheduler")
+        require_dask()
     available = {p.stem: p for p in entry_paths(submissions)}
     names = sorted(available) if args.all else args.names
     if not names:
         print("name an entry, or give --all", file=sys.stderr)
         return 2
-    failed = nothing = 0
-    for name in names:
-        if name not in available:
+    known = [(i, name) for i, name in enumerate(names) if name in available]
+    counts = {"failed": 0, "nothing": 0, "shown": 0}  # shown: names[:shown] are reported
+
+    def report_unknown(upto: int) -> None:
+        for name in names[counts["shown"]:upto]:
             close = difflib.get_close_matches(name, sorted(available), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             print(f"no entry {name!r} in {submissions}{hint}", file=sys.stderr)
-            failed += 1
-            continue
-        rep = reproduce_entry(load_entry(available[name]), root=root, n_samples=args.n_samples,
-                              n_bootstrap=args.n_bootstrap, device=args.device, tasks=args.task, quick=args.quick)
-        print(f"== {name}")
-        if rep.checks:
-            print(tabulate([c.row() for c in rep.checks],
-                           headers=["task", "metric", "stored", "reproduced", "shift / error", "status"],
-                           tablefmt="github"))
-        for note in rep.notes:
-            print(f"note: {note}")
-        for exc in rep.problems:
-            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        for c in rep.moved:
-            print(f"{name}: {c.task} {c.metric} moved beyond its error bar", file=sys.stderr)
-        print(f"{name}: {rep.compared} stored value(s) compared")
-        failed += not rep.ok
-        nothing += rep.compared == 0
+            counts["failed"] += 1
+        counts["shown"] = max(counts["shown"], upto)
+
+    def report(k: int, rep) -> None:
+        position, name = known[k]
+        report_unknown(position)
+        _print_reproduction(name, rep)
+        counts["failed"] += not rep.ok
+        counts["nothing"] += rep.compared == 0
+        counts["shown"] = position + 1
+
+    reproduce_entries([available[name] for _, name in known], root=root, scheduler=scheduler, on_result=report,
+                      n_samples=args.n_samples, n_bootstrap=args.n_bootstrap, device=args.device,
+                      tasks=args.task, quick=args.quick)
+    report_unknown(len(names))
+    failed, nothing = counts["failed"], counts["nothing"]
     summary = f"{len(names) - failed} of {len(names)} entries reproduced"
     if nothing:
         summary += f"; for {nothing} of them nothing could be compared (see the notes above)"
     print(summary)
     return 1 if failed else 0
+
+
+def _print_reproduction(name: str, rep) -> None:
+    from tabulate import tabulate
+
+    print(f"== {name}")
+    if rep.checks:
+        print(tabulate([c.row() for c in rep.checks],
+                       headers=["task", "metric", "stored", "reproduced", "shift / error", "status"],
+                       tablefmt="github"))
+    for note in rep.notes:
+        print(f"note: {note}")
+    for exc in rep.problems:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+    for c in rep.moved:
+        print(f"{name}: {c.task} {c.metric} moved beyond its error bar", file=sys.stderr)
+    print(f"{name}: {rep.compared} stored value(s) compared")
 
 
 def run_add_baselines(args) -> int:

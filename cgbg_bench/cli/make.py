@@ -42,6 +42,10 @@ def add_parser(sub) -> None:
     p.add_argument("family", nargs="?", choices=_FAMILIES, help="task family to rebuild (or give --recipe)")
     p.add_argument("--quick", action="store_true",
                    help="mueller-brown: tiny runs to test the pipeline (not for shipping)")
+    p.add_argument("--rescore-only", action="store_true",
+                   help="mueller-brown: the builder's task version from the shipped files with the current "
+                        "weighting: every baseline rescored and the resolution measured, the data files kept "
+                        "(a full build makes the same files, seeded)")
     md = p.add_argument_group("alanine peptides (MD run directories made by `cgbg-bench md run`); every flag "
                               "changes the build recipe (cgbg_bench.build.recipe), stored in each task.yaml")
     md.add_argument("--recipe", type=Path, metavar="FILE",
@@ -148,7 +152,7 @@ def run(args) -> int:
                             "rebuild it with `cgbg-bench make-task mueller-brown`")
         from cgbg_bench.build import mueller_brown
 
-        written = mueller_brown.build(quick=args.quick)
+        written = mueller_brown.rescore_only() if args.rescore_only else mueller_brown.build(quick=args.quick)
     else:
         from cgbg_bench.build.alanine import build, refresh_reference
 

@@ -1,4 +1,4 @@
-"""``cgbg-bench md run|status``: resumable atomistic MD of the capped alanine peptides."""
+"""``cgbg-bench md run|status|dispatch``: resumable atomistic MD of the capped alanine peptides."""
 
 from __future__ import annotations
 
@@ -53,6 +53,21 @@ def add_parser(subparsers) -> None:
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.set_defaults(func=_status)
 
+    d = sub.add_parser("dispatch", help="run md run walkers in parallel on a Dask cluster, each resuming "
+                                        "from its checkpoint",
+                       description="Run every walker of WALKERS (one `md run` argument list per line, shell "
+                                   "quoting, # comments) as a long-running task on a Dask cluster; report each "
+                                   "walker's exit status. Walkers run in this folder on the workers: share it, "
+                                   "or use absolute --out paths (docs/scaling.md).")
+    d.add_argument("walkers", metavar="WALKERS", help="text file, one walker per line, e.g. "
+                                                      "--system ala2 --solvent obc2 --ns 10 --seed 1 --out DIR")
+    d.add_argument("--scheduler", required=True, metavar="local:N|ADDRESS",
+                   help="local:N (N workers here) or a scheduler address (tcp://host:8786); "
+                        "needs pip install 'cgbg-bench[dask]'")
+    d.add_argument("--log-dir", metavar="DIR", default=None,
+                   help="keep each walker's whole output in DIR (walker-*.log); default: the last lines only")
+    d.set_defaults(func=_dispatch)
+
     b = sub.add_parser("bench", help="measure ns/day of short runs, print a markdown table")
     b.add_argument("--system", nargs="+", default=["ala2", "ala3", "ala6"],
                    choices=["ala2", "ala3", "ala6"])
@@ -105,6 +120,30 @@ def _run(args) -> int:
     run(settings, args.out, args.ns, threads=args.threads, platform=args.platform,
         bias_from=args.bias_from, command=command)
     return 0
+
+
+def _dispatch(args) -> int:
+    from cgbg_bench.distributed import parse_scheduler, require_dask
+    from cgbg_bench.md.dispatch import dispatch_walkers, read_walkers
+
+    scheduler = parse_scheduler(args.scheduler, "--scheduler")  # refused before any work
+    walkers = read_walkers(args.walkers)
+    require_dask()
+    shown = lambda w: " ".join(shlex.quote(a) for a in w)  # noqa: E731
+
+    def report(i: int, r) -> None:
+        status = "ok" if r.ok else ("did not start" if r.returncode is None else f"exit code {r.returncode}")
+        print(f"walker {i + 1}/{len(walkers)} ({shown(r.args)}) on {r.worker}: {status}", flush=True)
+        if not r.ok:
+            print("\n".join("    " + line for line in r.output_tail.rstrip().splitlines()[-20:]), file=sys.stderr)
+
+    print(f"dispatching {len(walkers)} walker(s) to {scheduler}", flush=True)
+    results = dispatch_walkers(walkers, scheduler, log_dir=args.log_dir, on_result=report)
+    failed = [i + 1 for i, r in enumerate(results) if not r.ok]
+    print(f"{len(results) - len(failed)} of {len(results)} walkers ended with exit code 0" +
+          (f"; failed: {', '.join(map(str, failed))} (rerun the same command: each resumes from its checkpoint)"
+           if failed else ""))
+    return 1 if failed else 0
 
 
 def _status(args) -> int:

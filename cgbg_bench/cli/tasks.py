@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from cgbg_bench.report import resolution_line
 from cgbg_bench.task import list_tasks, load_task
 
 
@@ -14,6 +15,7 @@ def add_parser(sub) -> None:
     p.add_argument("task", help="task name (see `cgbg-bench list`)")
     p.add_argument("--verify", action="store_true",
                    help="also check the sha256 of every file in the task folder (and of its baselines)")
+    p.add_argument("--json", action="store_true", help="print the description as JSON (keys as in task.yaml)")
     p.set_defaults(func=run_info)
 
 
@@ -29,8 +31,35 @@ def run_list(args) -> int:
     return 0
 
 
+def info_dict(t) -> dict:
+    """What `info --json` prints: the task's settings, files and resolution, keys as in task.yaml."""
+    m = t.metrics
+    return {
+        "name": t.name, "version": t.version, "description": t.description, "system": t.system,
+        "representation": t.representation, "n_beads": t.n_beads, "input_shape": list(t.input_shape),
+        "energy_unit": t.energy_unit, "temperature_kelvin": t.temperature_kelvin, "kT": t.kT,
+        "observables": [{"name": o.name, "kind": o.kind, "indices": [list(i) for i in o.indices],
+                         "bins": list(o.bins), "range": [list(r) for r in o.range]} for o in t.observables],
+        "metrics": {"weighting": m.weighting, "clip_percentile": m.clip_percentile, "n_bootstrap": m.n_bootstrap,
+                    "proposal_blocks": m.proposal_blocks},
+        "bank": None if t.bank is None else {"generator": t.bank.generator, "n_samples": t.bank.n_samples,
+                                             "seed": t.bank.seed},
+        "resolution": None if t.resolution is None else t.resolution.as_dict(),
+        "proposal": {"path": t.proposal.path.name, "sha256": t.proposal.sha256},
+        "reference": {"path": t.reference.path.name, "sha256": t.reference.sha256},
+        "baselines": [{"name": b.name, "kind": b.kind, "description": b.description} for b in t.baselines],
+    }
+
+
 def run_info(args) -> int:
     t = load_task(args.task)
+    if args.json:
+        import json
+
+        if args.verify:
+            t.verify_files()
+        print(json.dumps(info_dict(t), indent=2))
+        return 0
     print(f"{t.name} (version {t.version})\n  {t.description}")
     print(f"  system: {t.system}; representation: {t.representation}; n_beads: {t.n_beads}; "
           f"input shape: (B, {', '.join(map(str, t.input_shape))})")
@@ -40,7 +69,7 @@ def run_info(args) -> int:
         print(f"  observable {o.name}: {o.kind} {[list(i) for i in o.indices]}, bins {list(o.bins)}, "
               f"range {[list(r) for r in o.range]}")
     m = t.metrics
-    print(f"  metrics: clip at the {m.clip_percentile:g}th percentile of log w, {m.n_bootstrap} bootstrap "
+    print(f"  metrics: {m.describe()}, {m.n_bootstrap} bootstrap "
           f"replicates, {m.proposal_blocks} proposal blocks")
     if t.bank is not None:
         print(f"  bank: {t.bank.n_samples} samples generated on first use by {t.bank.generator} "
@@ -52,6 +81,8 @@ def run_info(args) -> int:
         print("  reference runs by kind (share of the weight): " + "; ".join(
             f"{g} ({', '.join(map(str, v.get('runs', [])))}) {v.get('share', float('nan')):.3f}"
             for g, v in kinds.items()))
+    if t.resolution is not None:
+        print("  " + resolution_line(t))
     for b in t.baselines:
         print(f"  baseline {b.name} ({b.kind}): {b.description}")
     if args.verify:

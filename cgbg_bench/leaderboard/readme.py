@@ -30,7 +30,7 @@ def _count(n: int) -> str:
 def results_markdown(tasks_root: Path | None = None) -> str:
     """One table per shipped task with baseline scores: its baselines' metrics, mean(sd)."""
     from cgbg_bench.leaderboard.schema import METRIC_ORDER
-    from cgbg_bench.report import score_table
+    from cgbg_bench.report import format_value_error, score_table
     from cgbg_bench.task import list_tasks, load_task
 
     parts = []
@@ -45,8 +45,12 @@ def results_markdown(tasks_root: Path | None = None) -> str:
         present = {m for _, metrics in rows for m in metrics}
         metric_names = [m for m in METRIC_ORDER if m in present]
         first = stored[rows[0][0]]
+        res = task.resolution
+        resolution = "" if res is None else (
+            f"; resolution JS {format_value_error(*res.js)} (floor {format_value_error(*res.js_floor)}, "
+            f"{res.base} made exact along {res.observable})")
         parts.append(f"`{name}` (v{task.version}, {_count(int(first['n_samples']))} proposals, "
-                     f"{first['n_bootstrap']} bootstrap replicates):\n\n"
+                     f"{first['n_bootstrap']} bootstrap replicates, {task.metrics.describe()}{resolution}):\n\n"
                      f"{score_table(rows, metric_names)}\n")
     return "\n".join(parts)
 

@@ -38,7 +38,9 @@ EXPLANATION = (
     "follow the ranked rows, marked unreliable with their flag codes. "
     "Baselines shipped with the benchmark are marked (baseline); a dash is a metric that does not "
     "apply (e.g. no ESS for MD-histogram baselines). The JS floor is the JS a perfect PMF would score "
-    "with this bank and reference: differences below it are sampling noise. "
+    "with this bank and reference: differences below it are sampling noise. A task's resolution is the JS "
+    "of a PMF exact along its scored observable on its bank (docs/metrics.md): differences in JS smaller "
+    "than about the resolution are not told apart by the task. "
     "Ranks are computed when rendering and never stored."
 )
 _TASK_COLUMNS = ("rank", "entry")
@@ -54,6 +56,7 @@ class TaskTable:
     metric_names: tuple[str, ...]
     rows: tuple[tuple[str, Entry, TaskResult], ...]  # (rank label, entry, result), ranked order
     stale: tuple[tuple[Entry, TaskResult], ...]  # results for another task version: not ranked
+    resolution: str = "-"  # JS(error) of a PMF exact along the headline observable (cgbg_bench.resolution)
 
     @property
     def floor_text(self) -> str:
@@ -85,9 +88,12 @@ def task_tables(entries: Sequence[Entry], tasks_root: Path | None = None) -> lis
     names = sorted({t for e in entries for t in e.results})
     tables = []
     for task_name in names:
+        resolution = "-"
         try:
             task = load_task(task_name, root=tasks_root)
             version, description = task.version, task.description
+            if task.resolution is not None:
+                resolution = format_value_error(*task.resolution.js)
         except CgbgError:
             version, description = None, "this task no longer exists"
         current, stale = [], []
@@ -106,7 +112,7 @@ def task_tables(entries: Sequence[Entry], tasks_root: Path | None = None) -> lis
         rows += tuple((f"unreliable ({', '.join(result_flags(r))})", e, r)
                       for e, r in sorted(flagged, key=lambda er: er[1].metrics["js"].value))
         metric_names = tuple(m for m in METRIC_ORDER if any(m in r.metrics for _, r in current))
-        tables.append(TaskTable(task_name, version, description, metric_names, rows, tuple(stale)))
+        tables.append(TaskTable(task_name, version, description, metric_names, rows, tuple(stale), resolution))
     return tables
 
 
@@ -124,7 +130,7 @@ def _overview(entries: Sequence[Entry], tables: Sequence[TaskTable]) -> tuple[li
     """One row per model (entries of the same label and kind, e.g. a baseline shipped per task,
     share a row), one column per task with the model's rank there."""
     rank = {(t.task, e.name): label for t in tables for label, e, _ in t.rows}
-    header = ["entry", "kind", "training data", *(f"rank on {t.task}" for t in tables)]
+    header = ["entry", "kind", "training data", *(f"rank on {t.task} (resolution JS {t.resolution})" for t in tables)]
     groups: dict[tuple[str, str, str], list[Entry]] = {}
     for e in sorted(entries, key=lambda e: (e.is_baseline, e.name)):
         groups.setdefault((e.label, e.kind, e.method.training_data), []).append(e)
@@ -193,7 +199,7 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
 
 def _task_title(t: TaskTable) -> str:
     version = f"task version {t.version}" if t.version is not None else "task removed"
-    return f"{t.task} ({version}; noise floor JS {t.floor_text})"
+    return f"{t.task} ({version}; noise floor JS {t.floor_text}; resolution JS {t.resolution})"
 
 
 def render_markdown(entries: Sequence[Entry], tasks_root: Path | None = None) -> str:

@@ -27,7 +27,7 @@ from cgbg_bench.leaderboard.paths import model_file
 from cgbg_bench.leaderboard.schema import Entry, StoredMetric, task_fingerprint
 from cgbg_bench.report import METRIC_LABELS, format_value_error
 
-__all__ = ["MetricCheck", "Reproduction", "reproduce_entry"]
+__all__ = ["MetricCheck", "Reproduction", "reproduce_entry", "reproduce_entries"]
 
 
 @dataclass(frozen=True)
@@ -181,3 +181,34 @@ def reproduce_entry(entry: Entry, *, root: Path, tasks_root: Path | None = None,
         problems.append(NothingCompared(
             f"{where}: nothing was compared ({'; '.join(notes) or 'no in-repo model for the selected tasks'})"))
     return Reproduction(entry.name, tuple(checks), tuple(problems), tuple(notes))
+
+
+def _reproduce_on_worker(path: Path, *, device: str | None = None, **kwargs) -> Reproduction:
+    """On a Dask worker: ``reproduce_entry`` of one entry file; ``device`` None or cuda is the worker's GPU."""
+    from cgbg_bench.distributed import worker_device
+    from cgbg_bench.leaderboard.schema import load_entry
+
+    return reproduce_entry(load_entry(path), device=worker_device(device), **kwargs)
+
+
+def reproduce_entries(paths: list[Path], *, root: Path, scheduler=None, on_result=None, **kwargs) -> list[Reproduction]:
+    """``reproduce_entry`` of every entry file in ``paths``, in that order.
+
+    ``scheduler`` (``local:N``, a scheduler address or a ``distributed.Client``): each entry is a
+    task of its own on a Dask cluster, all run in parallel (:mod:`cgbg_bench.distributed`); each
+    is the same single-process evaluation as without it. ``on_result(i, reproduction)`` is called
+    in the order of ``paths`` as each is in. Other keyword arguments are those of ``reproduce_entry``.
+    """
+    if scheduler is None:
+        from cgbg_bench.leaderboard.schema import load_entry
+
+        out = []
+        for i, path in enumerate(paths):
+            out.append(reproduce_entry(load_entry(path), root=root, **kwargs))
+            if on_result is not None:
+                on_result(i, out[-1])
+        return out
+    from cgbg_bench.distributed import connect, map_ordered
+
+    with connect(scheduler) as client:
+        return map_ordered(_reproduce_on_worker, list(paths), client, on_result=on_result, root=root, **kwargs)

@@ -61,6 +61,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from cgbg_bench import metrics as M
 from cgbg_bench._io import atomic_write_text
 from cgbg_bench._schema import NoAliasDumper, check_keys, load_yaml_file, require, short
 from cgbg_bench.errors import EntryPathError, EntrySchemaError, ImpossibleResult
@@ -95,8 +96,8 @@ SCHEMA_VERSION = 1
 ENTRY_KINDS = ("submission", "baseline")
 TRAINING_DATA = ("unbiased", "biased", "other", "none")
 MODEL_FORMATS = ("pmf", "md-histogram", "energies")
-#: Metric order in files and tables; the first three are required in every result.
-METRIC_ORDER = ("js", "pmf_error", "fe_rmse", "ess", "js_floor")
+#: Metric order in files and tables (one list: cgbg_bench.metrics.METRIC_NAMES).
+METRIC_ORDER = M.METRIC_NAMES
 REQUIRED_METRICS = ("js", "pmf_error", "js_floor")
 #: Placeholder that `evaluate --record` writes into a new entry; `validate` refuses it.
 TODO = "TODO"

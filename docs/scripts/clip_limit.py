@@ -10,8 +10,9 @@ visits get weight 0). Scored as a submission (task clip, block bootstrap), its J
 the bank, the clip and the reference's noise cost a PMF with the right (phi, psi) distribution.
 An estimate, not a bound: within each bin the weights are still the given PMF's, and the clip
 discards the heaviest of those (another PMF's would differ); and the correction is fitted to the
-reference it is then scored against (optimistic). Also prints the score at a 99.9% clip and
-without one, and the PMF itself at the same settings.
+reference it is then scored against (optimistic). Scores at 99%, 99.9% and no clip, and the PMF
+itself at the same settings; the task's own weighting (PSIS) of the same corrected weights is its
+stored resolution (cgbg_bench/resolution.py, `cgbg-bench info TASK`).
 
 ``--mirror SHARE`` scores on a fresh bank of the task's flow (same size and seed) with the mirror
 part of its mixture (cgbg_bench.flows.internal) set to SHARE instead of the task's bank, e.g.
@@ -23,12 +24,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-import numpy as np
 
 from cgbg_bench import metrics as M
 from cgbg_bench.evaluate import bank_log_weights, observable_index, score_log_weights
 from cgbg_bench.pmf import default_device
 from cgbg_bench.report import format_value_error
+from cgbg_bench.resolution import exact_along_log_weights
 from cgbg_bench.task import Proposal, load_task
 
 
@@ -52,17 +53,14 @@ def main() -> None:
     n_bins = task.observables[0].n_bins
     p_ref = M.normalize(reference.block_hist[:, 0].sum(0))
     p_pmf = M.normalize(M.weighted_histogram(bins, M.normalized_weights(log_w), n_bins))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        correction = np.log(p_ref) - np.log(p_pmf)  # -inf where the reference is empty
-    correction[p_pmf == 0] = 0.0  # no sample there: nothing to correct
-    log_w_exact = log_w + correction[bins]
+    log_w_exact = exact_along_log_weights(bins, p_ref, log_w)  # as the task's stored resolution
     print(f"{task.name} v{task.version}, {len(log_w)} proposals; bins the reference visits but the "
           f"reweighted bank does not: {int(((p_ref > 0) & (p_pmf == 0)).sum())} "
           f"(reference mass {p_ref[p_pmf == 0].sum():.2e})")
     print("| weights | clip | JS | JS (point) | PMF err (kT^2) | ESS | JS floor |")
     print("|---|---|---|---|---|---|---|")
-    for clip in (task.metrics.clip_percentile, 99.9, 100.0):
-        t = dataclasses.replace(task, metrics=dataclasses.replace(task.metrics, clip_percentile=clip))
+    for clip in (99.0, 99.9, 100.0):
+        t = dataclasses.replace(task, metrics=dataclasses.replace(task.metrics, weighting="clip", clip_percentile=clip))
         for label, lw in (("PMF exact along (phi, psi)", log_w_exact), (args.pmf, log_w)):
             s = score_log_weights(t, lw, index, reference, n_bootstrap=args.n_bootstrap).metrics
             cells = [format_value_error(s["js"].value, s["js"].error), f"{s['js'].point:.4f}"]
