@@ -51,7 +51,8 @@ class Metric:
 
 @dataclass(frozen=True)
 class Scores:
-    """Headline metrics (mean over observables) and the per-observable ones."""
+    """Headline metrics (those of the task's first observable, the scored one; plus the ESS) and the
+    metrics of every observable (``per_observable``, the first included; reported, not ranked)."""
 
     metrics: Mapping[str, Metric]
     per_observable: Mapping[str, Mapping[str, Metric]] = field(default_factory=dict)
@@ -116,7 +117,8 @@ def bootstrap_scores(
     q_blocks: (n_q_blocks, n_obs, n_bins) summed weights per block.
     p_blocks: (n_p_blocks, n_obs, n_bins) reference histograms per block.
     ess_blocks: per-block sums of w and w^2 (for the ESS), with n_samples the bank size.
-    Reports js, pmf_error, js_floor, plus fe_rmse for 1-D observables and ess when given.
+    Reports js, pmf_error, js_floor, plus fe_rmse for 1-D observables, per observable; the
+    headline (``Scores.metrics``) is the first observable's, plus ess when given.
     js_floor is the bootstrap-mean JS expected for a perfect model: twice the mean JS of
     each side's replicates against its own full-data histogram, summed over sides.
     secondary: name -> other q blocks (same shape as ``q_blocks``, e.g. the same bank under
@@ -144,20 +146,25 @@ def bootstrap_scores(
     names = ["js", "pmf_error", "js_floor"] + (["fe_rmse"] if any(one_dimensional) else []) + list(secondary)
     reps = {k: np.full((n_bootstrap, n_obs), np.nan) for k in names}
     ess_reps = np.empty(n_bootstrap)
+    # The replicate products read C-ordered blocks: copy them once here (selecting the occupied bins
+    # leaves them strided, and _resampled_sums would copy them again in every chunk; same values).
+    q_rows = np.ascontiguousarray(q_blocks)
+    p_rows = None if p_exact else np.ascontiguousarray(p_blocks)
+    secondary_rows = {name: np.ascontiguousarray(blocks) for name, blocks in secondary.items()}
     for start in range(0, n_bootstrap, chunk):
         r = min(chunk, n_bootstrap - start)
         cq = _resample_counts(rng, q_blocks.shape[0], r)
-        q = M.normalize(_resampled_sums(cq, q_blocks))
+        q = M.normalize(_resampled_sums(cq, q_rows))
         if p_exact:
             p = np.broadcast_to(p_hat, q.shape)
         else:
             cp = _resample_counts(rng, p_blocks.shape[0], r)
-            p = M.normalize(_resampled_sums(cp, p_blocks))
+            p = M.normalize(_resampled_sums(cp, p_rows))
         sl = slice(start, start + r)
         reps["js"][sl] = M.js_divergence(p, q)
         reps["pmf_error"][sl] = M.pmf_error(p, q, n_empty)
         reps["js_floor"][sl] = 2.0 * (M.js_divergence(q, q_hat) + M.js_divergence(p, p_hat))
-        for name, blocks in secondary.items():
+        for name, blocks in secondary_rows.items():
             reps[name][sl] = M.js_divergence(p, M.normalize(_resampled_sums(cq, blocks)))
         if "fe_rmse" in reps:
             for k in np.flatnonzero(one_dimensional):
@@ -180,10 +187,10 @@ def bootstrap_scores(
               if k != "fe_rmse" or one_dimensional[i]}
         for i, obs in enumerate(observable_names)
     }
-    headline = {}
-    for k in names:
-        cols = [i for i in range(n_obs) if k != "fe_rmse" or one_dimensional[i]]
-        headline[k] = Metric.from_replicates(reps[k][:, cols].mean(axis=1), float(np.mean(point[k][cols])))
+    # The headline is the first observable (a task lists its scored one first); the others are
+    # reported in per_observable, not ranked.
+    headline = {k: Metric.from_replicates(reps[k][:, 0], point[k][0]) for k in names
+                if k != "fe_rmse" or one_dimensional[0]}
     if ess_blocks is not None:
         w1, w2 = ess_blocks[0].sum(), ess_blocks[1].sum()
         headline["ess"] = Metric.from_replicates(ess_reps, float(w1 * w1 / (n_samples * w2)))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 import numpy as np
-import torch
 
 from cgbg_bench import __version__
 from cgbg_bench import metrics as M
@@ -17,14 +17,19 @@ from cgbg_bench.bootstrap import Scores, block_sums, bootstrap_scores
 from cgbg_bench.errors import PMFContractError
 from cgbg_bench.observables import dihedral
 from cgbg_bench.progress import progress as make_progress
-from cgbg_bench.confine import DEFAULT_LIMITS, Limits, confined_energies
+from cgbg_bench.confine import DEFAULT_LIMITS, ConfinedEnergies, Limits, confined_energies
 from cgbg_bench.pmf import check_pmf, default_device, detect_format
 from cgbg_bench.reliability import assess_evaluation
-from cgbg_bench.task import Proposal, Reference, Task
-from cgbg_bench.weighting import SECONDARY_CLIP, BankWeights, clip_weights
 
-__all__ = ["Result", "compute_energies", "observable_index", "score_log_weights", "score_histograms",
-           "evaluate", "evaluate_baseline"]
+if TYPE_CHECKING:  # torch, the task machinery and the weighting are imported where they are used: the
+    # confined child imports this module for compute_energies, and a parent scoring a file never needs torch
+    import torch
+
+    from cgbg_bench.task import Proposal, Reference, Task
+    from cgbg_bench.weighting import BankWeights
+
+__all__ = ["Result", "Evaluation", "compute_energies", "observable_index", "score_log_weights", "score_histograms",
+           "evaluate", "evaluate_inputs", "evaluate_baseline"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class Result:
     submission: str = ""
     submission_sha256: str = ""
     info: Mapping[str, Any] = field(default_factory=dict)
+    torch_version: str = ""  # of the process that ran the PMF; "" for this process's torch
 
     def as_dict(self) -> dict:
         return {
@@ -50,9 +56,15 @@ class Result:
             "device": self.device,
             "n_samples": self.n_samples,
             "cgbg_bench_version": __version__,
-            "torch_version": torch.__version__,
+            "torch_version": self.torch_version or _torch_version(),
             **dict(self.info),
         }
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
 
 
 def compute_energies(
@@ -64,6 +76,8 @@ def compute_energies(
     progress: bool = False,
 ) -> np.ndarray:
     """Energies (N,) float64 of ``positions`` in batches; raises if any is not finite."""
+    import torch
+
     n = len(positions)
     out = np.empty(n, np.float64)
     bar = make_progress(n, desc="energies", unit="sample", delay_s=3.0, enabled=progress)
@@ -84,6 +98,8 @@ def compute_energies(
 
 def _batch_energies(module: torch.nn.Module, positions: np.ndarray, device: str) -> np.ndarray:
     """Energies (B,) float64 of one batch; a failure is a PMFContractError naming the batch size."""
+    import torch
+
     x = torch.from_numpy(np.ascontiguousarray(positions, np.float32)).to(device)
     try:
         with torch.no_grad():
@@ -165,6 +181,8 @@ def score_log_weights(
     when the caller has them already (:meth:`MetricSettings.bank_weights`). Besides the headline
     metrics, ``js_clip99`` scores the same log-weights under the 99% clip, on the same replicates.
     """
+    from cgbg_bench.weighting import SECONDARY_CLIP, clip_weights
+
     weights = weights or task.metrics.bank_weights(log_w)
     w = weights.weights
     n_bins = task.observables[0].n_bins
@@ -204,14 +222,18 @@ def score_histograms(task: Task, block_hist: np.ndarray, reference: Reference, *
 
 def score_bank(task: Task, pmf, positions: np.ndarray, log_w: np.ndarray, log_q: np.ndarray,
                reference: Reference, *, n_bootstrap: int | None = None, seed: int = 0, device: str = "cpu",
-               limits: Limits | None = None, rms_force: float | None = None) -> tuple[Scores, float, list]:
+               limits: Limits | None = None, rms_force: float | None = None,
+               index: np.ndarray | None = None) -> tuple[Scores, float, list]:
     """What every evaluation does once it has the bank's log-weights (in one process, from an
     energies file, or from shards): the task's weighting, the bootstrap scores, k-hat and the
     reliability flags. Returns (scores, pareto_k, reliability). ``pmf``: the submission (a path,
-    a module, or None for energies), for the flags that look at the model itself."""
+    a module, or None for energies), for the flags that look at the model itself. ``index``:
+    ``observable_index(task, positions)`` when the caller has it."""
     weights = task.metrics.bank_weights(log_w)
-    scores = score_log_weights(task, log_w, observable_index(task, positions), reference,
-                               n_bootstrap=n_bootstrap, seed=seed, weights=weights)
+    if index is None:
+        index = observable_index(task, positions)
+    scores = score_log_weights(task, log_w, index, reference, n_bootstrap=n_bootstrap, seed=seed,
+                               weights=weights)
     reliability = assess_evaluation(task, pmf, scores.metrics, positions, log_w, log_q, device=device,
                                     limits=limits, rms_force=rms_force, pareto_k=weights.pareto_k)
     return scores, weights.pareto_k, reliability
@@ -251,6 +273,15 @@ def _bank_log_weights(pmf, task: Task, *, device: str, batch_size: int, n_sample
     return positions, M.log_weights(energies, log_q, task.kT), rms_force
 
 
+class Evaluation(NamedTuple):
+    """What :func:`evaluate_inputs` returns: the result, the log-weights, and the bank and reference used."""
+
+    result: Result
+    log_w: np.ndarray
+    proposal: Proposal
+    reference: Reference
+
+
 def evaluate(
     pmf,
     task: Task,
@@ -271,18 +302,56 @@ def evaluate(
     memory). Returns the Result and the log-weights (for plots). ``n_samples`` uses the first
     n samples of the bank (quick checks); the default is the whole bank.
     """
+    out = evaluate_inputs(pmf, task, device=device, batch_size=batch_size, n_bootstrap=n_bootstrap, seed=seed,
+                          n_samples=n_samples, progress=progress, proposal=proposal, reference=reference,
+                          limits=limits)
+    return out.result, out.log_w
+
+
+def evaluate_inputs(
+    pmf,
+    task: Task,
+    *,
+    device: str | None = None,
+    batch_size: int = 16384,
+    n_bootstrap: int | None = None,
+    seed: int = 0,
+    n_samples: int | None = None,
+    progress: bool = False,
+    proposal: Proposal | None = None,
+    reference: Reference | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    started: ConfinedEnergies | None = None,
+) -> Evaluation:
+    """:func:`evaluate`, also returning the bank (``proposal``, as loaded: all of it, of which the
+    first n samples were scored) and the reference it used, so that a caller that lets it load
+    them (a file's child process starts first, and imports torch and loads the model meanwhile)
+    need not read them again. ``started``: the child of the file ``pmf`` already started by the
+    caller (with this ``batch_size``, ``device`` and ``limits``), e.g. before it loaded ``task``;
+    it is used, and closed, here."""
     t0 = time.perf_counter()
-    device = device or default_device()
     is_path = isinstance(pmf, (str, os.PathLike))
-    module = None if is_path else pmf
-    reference = reference or task.load_reference()
-    proposal = proposal or task.load_proposal(n_samples)
-    positions, log_w, rms_force = _bank_log_weights(pmf if is_path else module, task, device=device,
-                                                    batch_size=batch_size, n_samples=n_samples, progress=progress,
-                                                    proposal=proposal, limits=limits)
+    torch_version = ""
+    if is_path:
+        proposal, reference, positions, log_w, index, rms_force, info = _confined_log_weights(
+            pmf, task, device=device, batch_size=batch_size, n_samples=n_samples, progress=progress,
+            proposal=proposal, reference=reference, limits=limits, started=started)
+        # The child ran the submission's code: its word is taken for well-formed names only (else this
+        # process asks torch itself)
+        child_device, child_torch = str(info.get("device", "")), str(info.get("torch_version", ""))
+        device = device or (child_device if _DEVICE_NAME.fullmatch(child_device) else default_device())
+        torch_version = child_torch if _TORCH_VERSION.fullmatch(child_torch) else ""
+    else:
+        device = device or default_device()
+        reference = reference or task.load_reference()
+        proposal = proposal or task.load_proposal(n_samples)
+        positions, log_w, rms_force = _bank_log_weights(pmf, task, device=device, batch_size=batch_size,
+                                                        n_samples=n_samples, progress=progress,
+                                                        proposal=proposal, limits=limits)
+        index = None
     scores, k_hat, reliability = score_bank(task, pmf, positions, log_w, proposal.log_q[: len(log_w)], reference,
                                             n_bootstrap=n_bootstrap, seed=seed, device=device, limits=limits,
-                                            rms_force=rms_force)
+                                            rms_force=rms_force, index=index)
     result = Result(
         task=task.name,
         task_version=task.version,
@@ -290,11 +359,39 @@ def evaluate(
         runtime_s=time.perf_counter() - t0,
         device=device,
         n_samples=len(positions),
-        submission=str(pmf) if is_path else type(module).__name__,
+        submission=str(pmf) if is_path else type(pmf).__name__,
         submission_sha256=sha256_file(pmf) if is_path else "",
         info={"batch_size": batch_size, "seed": seed, "pareto_k": k_hat, "reliability": reliability},
+        torch_version=torch_version,
     )
-    return result, log_w
+    return Evaluation(result, log_w, proposal, reference)
+
+
+_DEVICE_NAME = re.compile(r"cpu|cuda(:[0-9]+)?|mps")
+_TORCH_VERSION = re.compile(r"[0-9][0-9A-Za-z.+_-]{0,63}")
+
+
+def _confined_log_weights(path, task: Task, *, device: str | None, batch_size: int, n_samples: int | None,
+                          progress: bool, proposal: Proposal | None, reference: Reference | None,
+                          limits: Limits, started: ConfinedEnergies | None = None):
+    """A submitted file's log-weights, its child process started before anything is read: it imports
+    torch and loads the model while this process reads the reference and the bank, and computes the
+    energies while this one bins the bank. Returns (proposal, reference, positions, log w, bin index,
+    rms force, the child's info: its device and torch version)."""
+    if started is None:
+        detect_format(path)  # a file of the wrong format is refused before a process starts
+        started = ConfinedEnergies(path, batch_size=batch_size, device=device, progress=progress, limits=limits)
+    with started as call:
+        reference = reference or task.load_reference()
+        proposal = proposal or task.load_proposal(n_samples)
+        positions, log_q = proposal.positions, proposal.log_q
+        if n_samples is not None:
+            positions, log_q = positions[:n_samples], log_q[:n_samples]
+        call.send_positions(positions, task.input_shape)
+        index = observable_index(task, positions)
+        energies, rms_force = call.result()
+    return (proposal, reference, positions, M.log_weights(energies, log_q, task.kT), index, rms_force,
+            dict(call.info))
 
 
 def evaluate_baseline(task: Task, name: str, **kwargs) -> Result:

@@ -42,11 +42,16 @@ def clip_mask(log_w: np.ndarray, percentile: float) -> np.ndarray:
     """True for samples kept: those whose log-weight is below the ``percentile``-th percentile.
 
     Samples at or above it get weight 0 (discarded, not capped). percentile=100 keeps all.
+    When no sample lies below it (more than ``percentile`` % of them tied at the smallest
+    log-weight, e.g. a bank mostly outside a thin reference's support), the tied smallest ones
+    are kept.
     """
     log_w = np.asarray(log_w, np.float64)
     if percentile >= 100:
         return np.ones(log_w.shape, dtype=bool)
-    return log_w < np.percentile(log_w, percentile)
+    threshold = np.percentile(log_w, percentile)
+    keep = log_w < threshold
+    return keep if keep.any() else log_w <= threshold
 
 
 def normalized_weights(log_w: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:

@@ -18,14 +18,16 @@ import os
 import threading
 import zipfile
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
 from cgbg_bench.errors import OutputPathError, PMFContractError, UnsafeArchive, UnsupportedFormat, UsageError
 
 __all__ = ["detect_format", "load_pmf", "check_pmf", "export_pmf", "export_program", "default_device"]
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ def register_loader(fmt: str):
 
 
 def default_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -95,6 +99,8 @@ _EXPORT_LOAD_LOCK = threading.Lock()
 
 @register_loader("torchscript")
 def _load_torchscript(path: Path, device: str) -> torch.nn.Module:
+    import torch
+
     from cgbg_bench.archive import MAX_ARCHIVE_BYTES, check_torchscript_ops
 
     with open(path, "rb") as fh:  # read once: the module checked is the module run
@@ -150,6 +156,8 @@ def _call(module: torch.nn.Module, x: torch.Tensor, input_shape: tuple | None = 
     ``input_shape``: the task's per-sample shape, so that a model made for another input shape is
     reported as a shape mismatch rather than as a batch-size problem.
     """
+    import torch
+
     try:
         with torch.no_grad():
             return module(x)
@@ -193,6 +201,8 @@ def check_pmf(pmf, task, sample: np.ndarray | None = None, device: str | None = 
         detect_format(pmf)
         confined_check(pmf, task, np.asarray(sample), device=device, rtol=rtol)
         return
+    import torch
+
     module = pmf
     x = torch.as_tensor(np.array(sample[:7], np.float32), device=device)  # a copy: a read-only memmap warns
     if x.shape[0] < 7:
@@ -230,6 +240,8 @@ def export_program(module: torch.nn.Module, example: torch.Tensor, path: str | o
 
     ``validate(tmp_path)`` runs on the written file before it is renamed into place.
     """
+    import torch
+
     from cgbg_bench._io import atomic_path
 
     path = Path(path)
@@ -245,6 +257,8 @@ def export_program(module: torch.nn.Module, example: torch.Tensor, path: str | o
 
 def export_pmf(module: torch.nn.Module, task, path: str | os.PathLike) -> Path:
     """Export ``module`` for ``task`` (torch.export, dynamic batch), save it, and check the contract."""
+    import torch
+
     example = torch.as_tensor(task.load_proposal().positions[:7], dtype=torch.float32)
     return export_program(
         module, example, path, validate=lambda tmp: check_pmf(tmp, task, sample=example.numpy(), device="cpu")

@@ -163,10 +163,15 @@ def psis_smooth(log_weights: np.ndarray, r_eff: float = 1.0) -> tuple[np.ndarray
             f"psis_smooth: log_weights has {int(bad.sum())} non-finite values (first at index "
             f"{int(np.flatnonzero(bad)[0])}); every log-weight must be finite"
         )
-    order = np.argsort(lw, kind="stable")
-    tail_ids = order[n - m:]
+    # The M + 1 largest in the order of a stable argsort of all N (value, then index), without sorting
+    # all N: every entry below the (N - M - 1)-th smallest value precedes them, so they are the last
+    # M + 1 of the entries at or above it sorted stably (those are taken in index order).
+    threshold = np.partition(lw, n - m - 1)[n - m - 1]
+    candidates = np.flatnonzero(lw >= threshold)
+    order = candidates[np.argsort(lw[candidates], kind="stable")][-(m + 1):]
+    tail_ids = order[1:]
     shift = float(lw[order[-1]])
-    smoothed, k_hat = smooth_tail(lw[tail_ids] - shift, float(lw[order[n - m - 1]]) - shift)
+    smoothed, k_hat = smooth_tail(lw[tail_ids] - shift, float(lw[order[0]]) - shift)
     out = lw.copy()
     out[tail_ids] = smoothed + shift
     return out, k_hat

@@ -27,7 +27,7 @@ from cgbg_bench.errors import DataError, UsageError
 
 __all__ = ["RunDihedrals", "load_run_dihedrals", "block_histograms", "combine_runs", "combine_reference",
            "quality_report", "MIN_GROUP_BLOCKS",
-           "run_halves", "basin_masks", "basin_populations", "merge_blocks", "compare_basins",
+           "run_halves", "halves_js", "basin_masks", "basin_populations", "merge_blocks", "compare_basins",
            "DIHEDRAL_BINS", "BASINS"]
 
 DIHEDRAL_BINS = 100
@@ -197,6 +197,22 @@ def run_halves(blocks_per_run: list[int]) -> np.ndarray:
     return np.concatenate([np.arange(n) < n // 2 for n in blocks_per_run]) if blocks_per_run else np.zeros(0, bool)
 
 
+def halves_js(block_hist: np.ndarray, first_half: np.ndarray | None = None) -> np.ndarray:
+    """JS between two halves of a reference's blocks (n_blocks, n_res, n_bins), per residue.
+
+    ``first_half``: bool per block, True for the first half (:func:`run_halves` splits every run
+    in time when several runs are stacked); default the first n_blocks // 2 blocks. Raises
+    UsageError when either half is empty.
+    """
+    n_blocks = block_hist.shape[0]
+    if first_half is None:
+        first_half = np.arange(n_blocks) < n_blocks // 2
+    first_half = np.asarray(first_half, bool)
+    if first_half.shape != (n_blocks,) or first_half.all() or not first_half.any():
+        raise UsageError(f"first_half must be a boolean mask over the {n_blocks} blocks with both halves non-empty")
+    return M.js_divergence(M.normalize(block_hist[first_half].sum(0)), M.normalize(block_hist[~first_half].sum(0)))
+
+
 def _population(hist: np.ndarray, phi_positive: bool = True) -> np.ndarray:
     """Fraction of weight with phi > 0 (bins whose centre has phi > 0), along the last axis."""
     mask = basin_masks()["phi > 0"]
@@ -295,7 +311,7 @@ def compare_basins(names: list[str], block_hists: list[np.ndarray], n_reference:
 
 def quality_report(block_hist: np.ndarray, *, n_bootstrap: int = 500, seed: int = 0,
                    baselines: dict[str, np.ndarray] | None = None,
-                   first_half: np.ndarray | None = None) -> dict:
+                   first_half: np.ndarray | None = None, headline_column: int = 0) -> dict:
     """Statistical quality of a reference given as block histograms (n_blocks, n_res, n_bins).
 
     - self_js / self_pmf_error: bootstrap JS and PMF error of resampled references against
@@ -304,7 +320,8 @@ def quality_report(block_hist: np.ndarray, *, n_bootstrap: int = 500, seed: int 
       block) against the rest; default the first n_blocks // 2 blocks (use
       :func:`run_halves` to split every run in time when several runs are stacked);
     - phi_positive: population of phi > 0 with its block-bootstrap standard error, per residue;
-    - baselines: name -> scores of unweighted MD block histograms (e.g. GB runs) against it.
+    - baselines: name -> scores of unweighted MD block histograms (e.g. GB runs) against it,
+      the headline being residue column ``headline_column`` (the scored residue's).
     """
     rng = np.random.default_rng(seed)
     n_blocks = block_hist.shape[0]
@@ -313,13 +330,7 @@ def quality_report(block_hist: np.ndarray, *, n_bootstrap: int = 500, seed: int 
     reps = M.normalize(np.einsum("rb,bok->rok", counts, block_hist))
     self_js = M.js_divergence(reps, p_hat).mean(-1)
     self_pmf = M.pmf_error(p_hat, reps).mean(-1)
-    if first_half is None:
-        first_half = np.arange(n_blocks) < n_blocks // 2
-    first_half = np.asarray(first_half, bool)
-    if first_half.shape != (n_blocks,) or first_half.all() or not first_half.any():
-        raise UsageError(f"first_half must be a boolean mask over the {n_blocks} blocks with both halves non-empty")
-    halves = M.js_divergence(M.normalize(block_hist[first_half].sum(0)),
-                             M.normalize(block_hist[~first_half].sum(0)))
+    halves = halves_js(block_hist, first_half)
     pop = _population(np.einsum("rb,bok->rok", counts, block_hist))
     report = {
         "n_blocks": int(n_blocks),
@@ -330,9 +341,10 @@ def quality_report(block_hist: np.ndarray, *, n_bootstrap: int = 500, seed: int 
     }
     if baselines:
         n_res = block_hist.shape[1]
+        order = [headline_column, *(k for k in range(n_res) if k != headline_column)]  # headline first
         report["baselines"] = {}
         for name, hist in baselines.items():
-            s = bootstrap_scores(hist, block_hist, observable_names=[f"res{k}" for k in range(n_res)],
+            s = bootstrap_scores(hist[:, order], block_hist[:, order], observable_names=[f"res{k}" for k in order],
                                  one_dimensional=[False] * n_res, n_bootstrap=n_bootstrap, seed=seed)
             report["baselines"][name] = {k: [m.value, m.error] for k, m in s.metrics.items()}
     return report

@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 from tabulate import tabulate
 
-__all__ = ["format_value_error", "score_table", "resolution_line", "METRIC_LABELS"]
+__all__ = ["format_value_error", "score_table", "per_observable_table", "resolution_line", "METRIC_LABELS"]
 
 METRIC_LABELS = {
     "js": "JS",
@@ -48,6 +48,32 @@ def score_table(rows: Sequence[tuple[str, Mapping[str, Mapping[str, float]]]], m
             line.append(format_value_error(v["value"], v["error"]) if v else "-")
         body.append(line)
     return tabulate(body, headers=header, tablefmt="github")
+
+
+def per_observable_table(rows: Sequence[tuple[str, Mapping[str, Mapping[str, Mapping[str, float]]]]]) -> str:
+    """Per-residue JS beside its floor, one line per entry, one column per observable, the first (the
+    headline, ranked) marked; '' when no entry has more than one observable (the score table says it all).
+
+    rows: (label, per_observable) with per_observable {observable: {metric: {"value", "error"}}}, as in
+    the result JSON (:meth:`cgbg_bench.bootstrap.Scores.as_dict`).
+    """
+    names: list[str] = []
+    for _, per in rows:
+        names += [o for o in per if o not in names]
+    if len(names) < 2:
+        return ""
+
+    def cell(metrics) -> str:
+        if not metrics or "js" not in metrics:
+            return "-"
+        js, floor = metrics["js"], metrics.get("js_floor")
+        text = format_value_error(js["value"], js["error"])
+        return text + (f" / {format_value_error(floor['value'], floor['error'])}" if floor else "")
+
+    header = ["per residue: JS / JS floor"] + [f"{o} (headline)" if i == 0 else o for i, o in enumerate(names)]
+    body = [[label] + [cell(per.get(o)) for o in names] for label, per in rows]
+    return tabulate(body, headers=header, tablefmt="github", disable_numparse=True) + (
+        "\nthe headline (ranked) is the scored residue; the others are reported, not ranked")
 
 
 def resolution_line(task) -> str:

@@ -41,6 +41,7 @@ __all__ = [
     "Task",
     "Proposal",
     "Reference",
+    "ReferenceNoise",
     "tasks_root",
     "list_tasks",
     "load_task",
@@ -163,6 +164,34 @@ class Resolution:
 
 
 @dataclass(frozen=True)
+class ReferenceNoise:
+    """The MD reference's own noise (task.yaml ``reference_noise``; :mod:`cgbg_bench.provisional`): the
+    JS between its halves along the headline ``observable`` (None: too few blocks to split) and the
+    system's target. Above the target (or unmeasured) the task is provisional."""
+
+    observable: str
+    js_halves: float | None
+    target: float
+
+    @property
+    def provisional(self) -> bool:
+        return self.js_halves is None or self.js_halves > self.target
+
+    def describe(self) -> str:
+        """'provisional: reference JS(1st half, 2nd half) 0.034 > target 0.01' or the final-task line."""
+        if self.js_halves is None:
+            return (f"provisional: reference too short to split in halves (target JS(1st half, 2nd half) "
+                    f"<= {self.target:g} on {self.observable})")
+        sign = ">" if self.provisional else "<="
+        return (f"{'provisional: ' if self.provisional else ''}reference JS(1st half, 2nd half) on "
+                f"{self.observable} {self.js_halves:.3g} {sign} target {self.target:g}")
+
+    def as_dict(self) -> dict:
+        return {"observable": self.observable, "js_halves": self.js_halves, "target": self.target,
+                "provisional": self.provisional}
+
+
+@dataclass(frozen=True)
 class Proposal:
     """The proposal bank: CG positions with the exact log-density of the flow that drew them."""
 
@@ -210,6 +239,12 @@ class Task:
     root: Path
     bank: BankSpec | None = None
     resolution: Resolution | None = None
+    reference_noise: ReferenceNoise | None = None  # None: an exact reference, or built before it was measured
+
+    @property
+    def provisional(self) -> bool:
+        """True while the MD reference's own noise is above its target (:class:`ReferenceNoise`)."""
+        return self.reference_noise is not None and self.reference_noise.provisional
 
     def load_proposal(self, n_samples: int | None = None) -> Proposal:
         """The proposal bank (the first ``n_samples`` of it, or a generated bank of that size)."""
@@ -396,8 +431,9 @@ _TOP_REQUIRED = {
     "name", "version", "description", "system", "representation", "n_beads", "input_shape",
     "energy_unit", "temperature_kelvin", "kT", "observables", "metrics", "proposal", "reference",
 }
-# recipe: cgbg_bench.build.recipe (how it was built); resolution: cgbg_bench.resolution
-_TOP_OPTIONAL = {"baselines", "baseline_scores", "recipe", "resolution"}
+# recipe: cgbg_bench.build.recipe (how it was built); resolution: cgbg_bench.resolution;
+# reference_noise: cgbg_bench.provisional
+_TOP_OPTIONAL = {"baselines", "baseline_scores", "recipe", "resolution", "reference_noise"}
 
 
 def parse_task(data: Any, base: Path, where: str = "task.yaml") -> Task:
@@ -469,7 +505,27 @@ def parse_task(data: Any, base: Path, where: str = "task.yaml") -> Task:
         root=base.resolve(),
         bank=bank,
         resolution=_resolution(d.get("resolution"), f"{where}: resolution", observables),
+        reference_noise=_reference_noise(d.get("reference_noise"), f"{where}: reference_noise", observables),
     )
+
+
+def _reference_noise(d: Any, where: str, observables) -> ReferenceNoise | None:
+    if d is None:
+        return None
+    d = check_keys(d, where=where, required={"observable", "js_halves", "target"})
+    name = require(d["observable"], str, where=f"{where}.observable")
+    if name != observables[0].name:
+        raise TaskSchemaError(f"{where}.observable: {short(name)} is not the headline observable "
+                              f"{observables[0].name!r}; rebuild the task")
+    js = d["js_halves"]
+    if js is not None:
+        js = float(require(js, (int, float), where=f"{where}.js_halves"))
+        if not (math.isfinite(js) and js >= 0):
+            raise TaskSchemaError(f"{where}.js_halves: must be finite and >= 0 (or null: not measured), got {js}")
+    target = float(require(d["target"], (int, float), where=f"{where}.target"))
+    if not (math.isfinite(target) and target > 0):
+        raise TaskSchemaError(f"{where}.target: must be finite and > 0, got {target}")
+    return ReferenceNoise(name, js, target)
 
 
 def _resolution(d: Any, where: str, observables) -> Resolution | None:

@@ -5,9 +5,11 @@
 # Run from the repository root, detached:
 #     mkdir -p logs && setsid nohup bash scripts/queue-gb.sh >> logs/queue-gb.log 2>&1 < /dev/null &
 # Every command resumes its run from its checkpoint, so re-running the script continues it.
+# GB_MODELS (default "obc2 obc1") picks the models, e.g. GB_MODELS=obc1 for a second core; a run
+# another process is writing is refused (its lock), which stops this script.
 set -eu
 NS=${GB_STATIC_NS:-16}
-for model in obc2 obc1; do
+for model in ${GB_MODELS:-obc2 obc1}; do
     seed=$([ "$model" = obc2 ] && echo 31 || echo 41)
     cgbg-bench md run --system ala2 --solvent "$model" --bias wtmetad --ns 3.2 --chunk-ps 400 \
         --threads 1 --seed "$seed" --out "data/ala2/$model-wtmetad" >> "logs/ala2-$model-wtmetad.log" 2>&1

@@ -50,6 +50,28 @@ def test_generated_on_first_use_then_cached(flow_task, cache, monkeypatch):
     np.testing.assert_array_equal(task.load_proposal().positions, positions)
 
 
+def test_a_verified_cache_is_not_fingerprinted_again(flow_task, cache, monkeypatch):
+    """A full bank whose bytes match its record's sha256 has the fingerprint the record holds: it is
+    not computed again (~1.3 s per 10^6), unless the record's own disagrees with the task's."""
+    import json
+
+    root, positions, _ = flow_task
+    task = load_task("chain", root=root)
+    task.load_proposal()
+    real = bank_mod.bank_fingerprint
+    calls = []
+    monkeypatch.setattr(bank_mod, "bank_fingerprint", lambda *a: calls.append(1) or real(*a))
+    np.testing.assert_array_equal(task.load_proposal().positions, positions)
+    assert calls == []
+    (path,) = cache.glob("*.npz")
+    sidecar = path.with_name(path.name + ".json")
+    record = json.loads(sidecar.read_text())
+    record["fingerprint"]["mean_rg_nm"] *= 1.01  # a record edited by hand: the bank is fingerprinted
+    sidecar.write_text(json.dumps(record))
+    np.testing.assert_array_equal(task.load_proposal().positions, positions)
+    assert calls == [1]
+
+
 def test_damaged_cache_is_regenerated(flow_task, cache):
     root, positions, _ = flow_task
     task = load_task("chain", root=root)
@@ -99,7 +121,7 @@ def test_evaluate_and_plot_a_dihedral_task(flow_task, cache, tmp_path):
     root, _, _ = flow_task
     task = load_task("chain", root=root)
     result, log_w = evaluate(_ScaledChain(), task, device="cpu")
-    assert set(result.scores.metrics) == {"js", "pmf_error", "js_floor", "ess"}
+    assert set(result.scores.metrics) == {"js", "pmf_error", "js_floor", "ess", "js_clip99"}
     assert 0 < result.scores.metrics["ess"].value <= 1
     bank = task.load_proposal()
     out = plot_profiles(task, task.load_reference(), observable_index(task, bank.positions), log_w,

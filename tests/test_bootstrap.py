@@ -43,8 +43,8 @@ def test_bootstrap_matches_naive_replicate_loop():
             q = sum(cq[i, b] * q_blocks[b] for b in range(12))
             p = sum(cp[i, b] * p_blocks[b] for b in range(8))
             q, p = M.normalize(q), M.normalize(p)
-            js.append(np.mean([M.js_divergence(p[k], q[k]) for k in range(2)]))
-            pmf.append(np.mean([M.pmf_error(p[k], q[k]) for k in range(2)]))
+            js.append(M.js_divergence(p[0], q[0]))  # the headline: the first observable
+            pmf.append(M.pmf_error(p[0], q[0]))
             fe.append(M.fe_rmse(p[0], q[0]))
             a = sum(cq[i, b] * s1[b] for b in range(12))
             c = sum(cq[i, b] * s2[b] for b in range(12))
@@ -55,6 +55,27 @@ def test_bootstrap_matches_naive_replicate_loop():
     assert scores.metrics["fe_rmse"].value == pytest.approx(np.mean(fe), rel=1e-10)
     assert scores.metrics["pmf_error"].value == pytest.approx(np.mean(pmf), rel=1e-10)
     assert set(scores.per_observable["b"]) == {"js", "pmf_error", "js_floor"}
+
+
+def test_headline_is_the_first_observable_and_the_others_are_reported():
+    rng = np.random.default_rng(3)
+    q_blocks = rng.random((10, 2, 16))
+    p_blocks = rng.random((6, 2, 16))
+    p_blocks[:, 1, :8] *= 50.0  # the second observable disagrees far more than the first
+    scores = bootstrap_scores(q_blocks, p_blocks, observable_names=["ala2", "ala1"], one_dimensional=[False, False],
+                              n_bootstrap=40, seed=2, ess_blocks=(rng.random(10), rng.random(10)), n_samples=100)
+    first, second = scores.per_observable["ala2"], scores.per_observable["ala1"]
+    assert list(scores.per_observable) == ["ala2", "ala1"]
+    for k in ("js", "pmf_error", "js_floor"):
+        assert scores.metrics[k] == first[k]
+    assert "fe_rmse" not in scores.metrics and "ess" in scores.metrics
+    # the second is reported, and a mean over both would differ clearly from the headline
+    assert second["js"].value > 5 * first["js"].value
+    assert scores.metrics["js"].value < 0.5 * (first["js"].value + second["js"].value)
+    # the order decides: listed the other way round, the headline follows
+    swapped = bootstrap_scores(q_blocks[:, ::-1], p_blocks[:, ::-1], observable_names=["ala1", "ala2"],
+                               one_dimensional=[False, False], n_bootstrap=40, seed=2)
+    assert swapped.metrics["js"].point == pytest.approx(second["js"].point)
 
 
 def test_exact_pmf_ess_matches_analytic_value(toy_task):

@@ -130,3 +130,36 @@ def test_errors_name_the_problem():
     t = md.Topology.from_openmm(build_peptide("ala2", minimize=False).topology)
     with pytest.raises(MappingError, match="ACE-\\(ALA\\)3-NME"):
         get_mapping("ala3", "core-beta").atom_indices(t)
+
+
+@pytest.mark.parametrize("rep", ["heavy-atom", "core-beta"])
+def test_task_observables_scored_residue_first_and_each_matches_mdtraj(traj, rep):
+    """The observables a task stores (cgbg_bench.build.observables): the scored residue first, then
+    every other residue with both angles; each named ala<r> is mdtraj's phi/psi of residue r."""
+    from cgbg_bench.build.observables import reference_columns, task_observables
+    from cgbg_bench.cg.mappings import SCORED_RESIDUE
+
+    system, t = traj
+    m = get_mapping(system, rep)
+    obs = task_observables(m)
+    residues = [int(o["name"][3:]) for o in obs]
+    assert residues[0] == SCORED_RESIDUE[system] and sorted(residues) == list(m.residues)
+    assert reference_columns(m) == [r - 1 for r in residues]
+    idx = m.atom_indices(t.topology)
+    beads = t.xyz[:, idx].astype(np.float64)
+    phi_atoms, phi_ref = md.compute_phi(t)
+    psi_atoms, psi_ref = md.compute_psi(t)
+    for r, o in zip(residues, obs):
+        np.testing.assert_array_equal(idx[o["phi"]], phi_atoms[r - 1])
+        np.testing.assert_array_equal(idx[o["psi"]], psi_atoms[r - 1])
+        for quad, ref in ((o["phi"], phi_ref[:, r - 1]), (o["psi"], psi_ref[:, r - 1])):
+            assert np.abs(np.angle(np.exp(1j * (dihedral(beads, tuple(quad)) - ref)))).max() < 1e-4
+
+
+def test_scored_residues_are_the_published_ones():
+    from cgbg_bench.cg.mappings import observable_residues
+
+    assert observable_residues(get_mapping("ala3", "heavy-atom")) == (2, 1, 3)
+    assert observable_residues(get_mapping("ala3", "core-beta")) == (2,)
+    assert observable_residues(get_mapping("ala6", "core-beta")) == (4, 2, 3, 5)
+    assert observable_residues(get_mapping("ala2", "core-beta")) == (1,)

@@ -63,3 +63,40 @@ def test_cli_sets_passive_openmp_waiting_unless_the_user_chose():
     out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ACTIVE"
+
+
+def test_the_command_table_names_every_command():
+    """main() builds only the named command's parser (cgbg_bench.cli.COMMANDS): the table must list
+    every command, with the module that registers it."""
+    import argparse
+
+    from cgbg_bench.cli import COMMANDS, build_parser
+
+    def commands(parser):
+        (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return set(sub.choices)
+
+    assert commands(build_parser()) == set(COMMANDS)
+    for name in COMMANDS:
+        assert name in commands(build_parser(name))
+
+
+def test_scoring_a_file_leaves_torch_to_the_model_process(tasks_env, tmp_path):
+    """The command's own process never imports torch when the PMF runs in its confined child
+    (~1.2 s of every evaluation; a task missing from reliability.EXPECTED_RMS_FORCE, like the toy,
+    loads its baselines here instead); an unknown task still ends the command before any scoring,
+    the child started for the model included."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exact = Path(__file__).resolve().parents[1] / "baselines" / "mueller-brown" / "exact.pt2"
+    code = ("import sys; from cgbg_bench.cli import main; "
+            f"rc = main(['evaluate', {str(exact)!r}, '--task', 'mueller-brown', '--n-samples', '2000', "
+            f"'--n-bootstrap', '5', '--stored-baselines', '--json', {str(tmp_path / 'r.json')!r}]); "
+            "print(rc, 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "CGBG_BENCH_TASKS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split()[-2:] == ["0", "False"], out.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["torch_version"]
+    assert main(["evaluate", str(tasks_env / "exact.pt2"), "--task", "toyy"]) == 2

@@ -280,3 +280,47 @@ def test_bank_redraws_samples_outside_the_support(monkeypatch):
     monkeypatch.setattr(flow, "log_prob", true_log_prob)
     with torch.no_grad():
         np.testing.assert_allclose(flow.log_prob(torch.as_tensor(x, dtype=torch.float64)).numpy(), log_q)
+
+
+@pytest.mark.parametrize("system, rep", [("ala3", "heavy-atom"), ("ala3", "core-beta")])
+def test_ala3_flow_log_q_matches_a_numerical_jacobian(system, rep):
+    """log q_cart of a (tiny, barely trained) ala3 flow is the density of its features (soft dihedrals,
+    whitened stiff coordinates) divided by the volume change of features -> Cartesian, measured here by
+    central finite differences of the full map (features, ZYZ Euler angles, translation) on a few
+    samples: the Euler volume element sin(beta) enters, nothing else."""
+    m = get_mapping(system, rep)
+    z = zmatrix_for(m)
+    soft = [z.dihedral_index(q) for q in m.phi + m.psi]
+    flow, _ = train_ic_flow(z, _chain(z, 300, seed=1).numpy(), seed=4, soft=soft, epochs=1, transforms=1,
+                            hidden=8, batch_size=64)
+    flow = flow.double()
+    x, _ = flow.sample_bank(3, seed=5)
+    f_soft, f_stiff, _ = flow._features(torch.as_tensor(x, dtype=torch.float64))
+    k = f_soft.shape[1]
+
+    def euler(al, be, ga):
+        def rz(t):
+            c, s = math.cos(t), math.sin(t)
+            return torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+
+        def ry(t):
+            c, s = math.cos(t), math.sin(t)
+            return torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]], dtype=torch.float64)
+
+        return rz(al) @ ry(be) @ rz(ga)
+
+    def full_map(v):  # (soft, stiff features, Euler angles, translation) -> Cartesian, flattened
+        y, _ = flow._positions(v[None, :k], v[None, k:-6])
+        return (y[0] @ euler(*v[-6:-3].tolist()).T + v[-3:]).reshape(-1)
+
+    h = 1e-6
+    for i in range(len(x)):
+        v = torch.cat([f_soft[i], f_stiff[i], torch.tensor([0.4, 1.2, -0.9, 0.1, -0.2, 0.3], dtype=torch.float64)])
+        assert v.numel() == 3 * m.n_beads  # the map is square: 3n - 6 features and 6 external coordinates
+        jac = torch.stack([(full_map(v + h * e) - full_map(v - h * e)) / (2 * h)
+                           for e in torch.eye(v.numel(), dtype=torch.float64)], 1)
+        logdet = float(torch.linalg.slogdet(jac)[1])
+        with torch.no_grad():
+            log_q_features = float(flow.log_prob_features(f_soft[i:i + 1], f_stiff[i:i + 1])[0])
+            log_q_cart = float(flow.log_prob(full_map(v).reshape(1, m.n_beads, 3))[0])
+        assert log_q_cart == pytest.approx(log_q_features + math.log(math.sin(1.2)) - logdet, abs=1e-5)

@@ -186,3 +186,12 @@ def test_load_chunks_with_keys_missing_in_old_chunks(tmp_path):
     with pytest.raises(MDError, match="min_image_distance_nm"):
         load_chunks(out, keys=("phi", "min_image_distance_nm"))
     assert set(load_chunks(out, keys=("phi",))) == {"phi"}
+
+
+def test_bias_residue_counts_only_for_a_biased_run(tmp_path):
+    from cgbg_bench.md.production import _compare
+
+    # an unbiased run made when the default was the middle residue resumes under the scored one
+    _compare({"bias": "none", "bias_residue": 3}, {"bias": "none", "bias_residue": 4}, tmp_path)
+    with pytest.raises(RunSettingsMismatch, match="bias_residue"):
+        _compare({"bias": "wtmetad", "bias_residue": 3}, {"bias": "wtmetad", "bias_residue": 4}, tmp_path)

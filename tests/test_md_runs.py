@@ -29,7 +29,7 @@ def test_implicit_runs(tmp_path, system, solvent, bias):
     assert np.all(np.isnan(d["min_image_distance_nm"]))  # no periodic box
     sidecar = json.loads((tmp_path / "run.json").read_text())
     assert sidecar["settings"]["forcefield_files"][1] == f"implicit/{solvent}.xml"
-    assert sidecar["settings"]["bias_residue"] == (n + 1) // 2
+    assert sidecar["settings"]["bias_residue"] == {"ala2": 1, "ala3": 2, "ala6": 4}[system]  # the scored one
     # the stored heavy atoms are in heavy-atom bead order; core beta is a subset
     import mdtraj as md
 

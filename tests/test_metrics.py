@@ -92,6 +92,14 @@ def test_clip_discards_top_percent():
     assert M.clip_mask(log_w, 100).all()
 
 
+def test_clip_keeps_the_tied_smallest_when_none_is_below_the_percentile():
+    # 99.5% of the bank tied at the floor (outside a thin reference's support), 10 samples above it
+    log_w = np.r_[np.full(1990, -2000.0), np.linspace(-1.0, 0.0, 10)]
+    keep = M.clip_mask(log_w, 99)
+    assert keep.sum() == 1990 and not keep[1990:].any()
+    assert M.normalized_weights(log_w, keep).sum() == pytest.approx(1.0)
+
+
 def test_bin_index_matches_numpy_histogram2d():
     rng = np.random.default_rng(3)
     v = rng.uniform(-4, 4, size=(5000, 2))

@@ -5,7 +5,10 @@ from pathlib import Path
 import pytest
 
 from cgbg_bench.errors import CgbgError
-from cgbg_bench.leaderboard.readme import END, START, fill_readme, results_markdown, update_readme
+from cgbg_bench.leaderboard.readme import (
+    END, SPEEDUP_END, SPEEDUP_FILE, SPEEDUP_START, START, fill_readme, results_markdown, speedup_markdown,
+    update_readme,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RERENDER = "run `cgbg-bench leaderboard render` (it refills the README's tables) and commit README.md"
@@ -15,6 +18,14 @@ def test_readme_tables_equal_the_shipped_scores():
     text = (ROOT / "README.md").read_text()
     assert text.count(START) == 1 and text.count(END) == 1, "README.md lost its results markers"
     assert fill_readme(text, results_markdown(ROOT / "tasks")) == text, RERENDER
+
+
+def test_readme_speedup_equals_the_measurement():
+    text = (ROOT / "README.md").read_text()
+    assert text.count(SPEEDUP_START) == 1 and text.count(SPEEDUP_END) == 1, "README.md lost its speedup markers"
+    body = speedup_markdown(ROOT / SPEEDUP_FILE)
+    assert fill_readme(text, body, SPEEDUP_START, SPEEDUP_END) == text, RERENDER
+    assert "x**" in body and "python -m cgbg_bench.speedup" in body
 
 
 def test_every_task_with_scores_has_a_table():

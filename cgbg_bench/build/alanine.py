@@ -39,6 +39,7 @@ import yaml
 from cgbg_bench._io import atomic_savez
 from cgbg_bench.bank import bank_cache_path, bank_fingerprint, cache_dir
 from cgbg_bench.build.provenance import file_entry, provenance, write_task_yaml
+from cgbg_bench.build.observables import reference_columns, task_observables
 from cgbg_bench.build.recipe import BuildRecipe, FlowSettings
 from cgbg_bench.build.scores import rescore_baselines, with_current_weighting
 from cgbg_bench.cg.mappings import BENCHMARK_REPRESENTATIONS, get_mapping
@@ -46,7 +47,9 @@ from cgbg_bench.cg.zmatrix import zmatrix_for
 from cgbg_bench.errors import UsageError
 from cgbg_bench.flows.internal import train_ic_flow
 from cgbg_bench.paths import SOURCE_ROOT
+from cgbg_bench.provisional import reference_noise
 from cgbg_bench.reference import combine_reference, combine_runs, load_run_dihedrals
+from cgbg_bench.task import ReferenceNoise
 from cgbg_bench.units import kT_kj_per_mol
 from cgbg_bench.weighting import WEIGHTINGS
 
@@ -121,13 +124,14 @@ def _load_reference_runs(recipe: BuildRecipe):
 
 
 def _histograms(system: str, rep: str, ref_runs, gb_runs, block_ps: float, basin_block_ps: float):
-    """One representation's reference block histograms (with the kinds' shares) and GB block histograms."""
-    columns = [r - 1 for r in get_mapping(system, rep).residues]  # alanine r is column r-1 of phi/psi
+    """One representation's reference block histograms (with the kinds' shares), GB block histograms,
+    and the reference's blocks per run; residues in the task's observable order (scored first)."""
+    columns = reference_columns(get_mapping(system, rep))
     ref_blocks, ref_groups = combine_reference(ref_runs, block_ps, columns, basin_block_ps=basin_block_ps)
     log.info("%s-%s: reference kinds %s", system, rep,
              "; ".join(f"{g}: {', '.join(v['runs'])} share {v['share']:.3f}" for g, v in ref_groups.items()))
     gb_hists = {name: combine_runs(runs, block_ps, columns) for name, runs in gb_runs.items()}
-    return np.concatenate(ref_blocks), ref_groups, gb_hists
+    return np.concatenate(ref_blocks), ref_groups, gb_hists, [len(b) for b in ref_blocks]
 
 
 def _reference_entry(task_dir: Path, command: str, ref_groups) -> dict:
@@ -230,8 +234,11 @@ def build(recipe: BuildRecipe, *, root: Path | None = None) -> list[Path]:
         mapping = get_mapping(system, rep)
         z = zmatrix_for(mapping)
         soft = [z.dihedral_index(q) for q in mapping.phi + mapping.psi]  # the flows' multi-basin dihedrals
-        reference, ref_groups, gb_hists = _histograms(system, rep, ref_runs, gb_runs, recipe.block_ps,
-                                                      recipe.basin_block_ps)
+        reference, ref_groups, gb_hists, ref_runs_blocks = _histograms(system, rep, ref_runs, gb_runs,
+                                                                       recipe.block_ps, recipe.basin_block_ps)
+        observables = task_observables(mapping)
+        noise = reference_noise(system, observables[0]["name"], reference, ref_runs_blocks)
+        log.info("%s-%s: %s", system, rep, ReferenceNoise(**noise).describe())
         fm_entries = train_fm_baselines(recipe, rep, root / "baselines" / f"{system}-{rep}", command)
         variants = (("", recipe.dirs("unbiased"), "unbiased"),
                     ("-biased", _fm_runs(recipe, "biased"), "biased (metadynamics and static-bias)"))
@@ -258,7 +265,7 @@ def build(recipe: BuildRecipe, *, root: Path | None = None) -> list[Path]:
             positions, log_q = model.sample_bank(recipe.bank_size, seed=recipe.seeds.bank)
             fingerprint = bank_fingerprint(positions, log_q)
             data = _task_yaml(name, recipe, rep, mapping, task_dir, command, kind, report, fingerprint, baselines,
-                              train_dirs, ref_groups)
+                              train_dirs, ref_groups, noise)
             write_task_yaml(task_dir, data)
             _prime_cache(task_dir, positions, log_q)
             if baselines:
@@ -301,6 +308,11 @@ def refresh_reference(recipe: BuildRecipe, *, root: Path | None = None) -> list[
                 raise UsageError(f"{task.name} is version {task.version}: give --version above it")
             for f in (task.proposal, task.reference, *(b.file for b in task.baselines)):
                 f.verify()  # refresh only intact tasks (a hash mismatch raises and names the file)
+            order = [o["name"] for o in task_observables(get_mapping(system, rep))]
+            if [o.name for o in task.observables] != order:
+                raise UsageError(f"{task.name} has observables {[o.name for o in task.observables]}, this build "
+                                 f"orders them {order} (scored residue first): rebuild it (make-task without "
+                                 "--reference-only)")
             gb = sorted(b.name for b in task.baselines if b.kind == "md-histogram")
             if gb != sorted(f"gb-{name}" for name in recipe.gb):
                 raise UsageError(f"{task.name} has GB rows {gb}; give exactly these with --gb "
@@ -314,13 +326,14 @@ def refresh_reference(recipe: BuildRecipe, *, root: Path | None = None) -> list[
     hists = {rep: _histograms(system, rep, ref_runs, gb_runs, recipe.block_ps, recipe.basin_block_ps)
              for rep in reps}
     for task_dir, rep in tasks.items():
-        reference, ref_groups, gb_hists = hists[rep]
+        reference, ref_groups, gb_hists, ref_runs_blocks = hists[rep]
         data = yaml.safe_load((task_dir / "task.yaml").read_text())
         atomic_savez(task_dir / "reference.npz", block_hist=reference, exact=np.array(False))
         gb_rows = {row["name"]: row for row in _write_gb_rows(task_dir, gb_hists, command)}
         data["version"] = recipe.version
         data["metrics"] = with_current_weighting(data["metrics"])  # a refresh takes up the current weighting
         data["reference"] = _reference_entry(task_dir, command, ref_groups)
+        data["reference_noise"] = reference_noise(system, data["observables"][0]["name"], reference, ref_runs_blocks)
         data["baselines"] = [gb_rows.get(b["name"], b) for b in data["baselines"]]
         data.pop("baseline_scores", None)  # rescored below against the new reference
         if data.get("recipe") is not None:
@@ -341,7 +354,7 @@ def _prime_cache(task_dir: Path, positions, log_q) -> None:
 
 
 def _task_yaml(name, recipe: BuildRecipe, rep, mapping, task_dir, command, kind, report, fingerprint,
-               baselines, train_dirs, ref_groups) -> dict:
+               baselines, train_dirs, ref_groups, noise) -> dict:
     n, system = mapping.n_beads, recipe.system
     return {
         "name": name,
@@ -355,8 +368,7 @@ def _task_yaml(name, recipe: BuildRecipe, rep, mapping, task_dir, command, kind,
         "energy_unit": "kJ/mol",
         "temperature_kelvin": TEMPERATURE_K,
         "kT": kT_kj_per_mol(TEMPERATURE_K),
-        "observables": [{"name": f"ala{r}", "kind": "dihedral_pair", "phi": list(p), "psi": list(q), "bins": 100}
-                        for r, p, q in zip(mapping.residues, mapping.phi, mapping.psi)],
+        "observables": task_observables(mapping),  # the scored residue first: the headline
         "metrics": {"weighting": WEIGHTINGS[0], "n_bootstrap": 500, "proposal_blocks": 200},
         "proposal": {
             **file_entry(task_dir / "flow.pt", task_dir, provenance(
@@ -366,6 +378,7 @@ def _task_yaml(name, recipe: BuildRecipe, rep, mapping, task_dir, command, kind,
                          "fingerprint": fingerprint, "rtol": 1e-5},
         },
         "reference": _reference_entry(task_dir, command, ref_groups),
+        "reference_noise": noise,
         "baselines": baselines,
         "recipe": recipe.to_dict(),
     }

@@ -15,6 +15,9 @@ __all__ = [
     "SYSTEMS",
     "REPRESENTATIONS",
     "BENCHMARK_REPRESENTATIONS",
+    "SCORED_RESIDUE",
+    "scored_residue",
+    "observable_residues",
 ]
 
 #: system name -> number of alanines between the ACE and NME caps.
@@ -30,6 +33,11 @@ BENCHMARK_REPRESENTATIONS = (
     ("ala6", "core-beta"),
 )
 
+#: system -> the alanine (1..n) whose (phi, psi) histogram is a task's headline score, the
+#: residue metadynamics biases by default (docs/spec.md section 4). The other residues with both
+#: angles in a representation are reported, not ranked.
+SCORED_RESIDUE = {"ala2": 1, "ala3": 2, "ala6": 4}
+
 _ALA_HEAVY = ("N", "CA", "CB", "C", "O")
 #: Other names the same atom goes by in common PDB conventions.
 _ALIASES = {("NME", "C"): ("C", "CH3", "CT"), ("ACE", "CH3"): ("CH3", "CA")}
@@ -40,6 +48,23 @@ def n_alanines(system: str) -> int:
         return SYSTEMS[system]
     except KeyError:
         raise MappingError(f"unknown system {system!r}; choose one of {sorted(SYSTEMS)}") from None
+
+
+def scored_residue(system: str) -> int:
+    """The alanine whose (phi, psi) histogram is ``system``'s headline score (:data:`SCORED_RESIDUE`)."""
+    n_alanines(system)
+    return SCORED_RESIDUE[system]
+
+
+def observable_residues(mapping: "CGMapping") -> tuple[int, ...]:
+    """The residues a task of ``mapping`` scores, in task order: the scored residue first (the
+    headline), then the others with both phi and psi, in chain order. Raises MappingError when
+    the representation lacks the scored residue's phi or psi."""
+    scored = scored_residue(mapping.system)
+    if scored not in mapping.residues:
+        raise MappingError(f"{mapping.name}: the scored residue {scored} has no (phi, psi) in this "
+                           f"representation (it has residues {list(mapping.residues)})")
+    return (scored, *(r for r in mapping.residues if r != scored))
 
 
 @dataclass(frozen=True)

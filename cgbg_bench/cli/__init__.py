@@ -37,9 +37,29 @@ _COMMAND_MODULES = [
     "cgbg_bench.cli.leaderboard",
     "cgbg_bench.cli.train_pmf",
 ]
+#: The module of each subcommand (tests/test_cli.py checks it against what the modules register).
+COMMANDS = {
+    "list": "cgbg_bench.cli.tasks", "info": "cgbg_bench.cli.tasks", "md": "cgbg_bench.cli.md",
+    "evaluate": "cgbg_bench.cli.evaluate", "bank": "cgbg_bench.cli.bank", "compare": "cgbg_bench.cli.compare",
+    "crosscheck": "cgbg_bench.cli.crosscheck", "make-task": "cgbg_bench.cli.make",
+    "golden": "cgbg_bench.cli.golden", "leaderboard": "cgbg_bench.cli.leaderboard",
+    "train-pmf": "cgbg_bench.cli.train_pmf",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` names (its first word after the global options), or None."""
+    for word in argv:
+        if word in ("-v", "--verbose"):
+            continue
+        return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; with ``command``, only that subcommand's module is imported and
+    registered (the parser :func:`main` uses when argv names one: a command does not import every
+    other command's dependencies, e.g. the task tables and MD tools, before it starts)."""
     from cgbg_bench import __version__
 
     parser = argparse.ArgumentParser(
@@ -49,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cgbg-bench {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
+    for name in _COMMAND_MODULES if command is None else [COMMANDS[command]]:
         importlib.import_module(name).add_parser(sub)
     return parser
 
@@ -57,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from cgbg_bench.errors import CgbgError, LeaderboardError, TaskError
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

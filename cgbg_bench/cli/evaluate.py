@@ -268,18 +268,38 @@ def _baseline_rows(task, result, args, proposal, reference, limits, device: str)
     return rows, notes
 
 
-def _score_task(args, task_name: str, several: bool, limits, client=None) -> dict:
+def _start_model(args, scheduler, limits):
+    """The child process of a model file scored here, started before the tasks are loaded: it imports
+    torch and loads the model meanwhile. None for an energies file, with --scheduler, or for a file
+    that will be refused (it is refused where it always was, after the task names are checked)."""
+    if scheduler is not None:
+        return None
+    from cgbg_bench.energies import is_energies_file
+    from cgbg_bench.errors import CgbgError
+    from cgbg_bench.pmf import detect_format
+
+    if is_energies_file(args.pmf):
+        return None
+    try:
+        detect_format(args.pmf)
+    except CgbgError:
+        return None
+    from cgbg_bench.confine import ConfinedEnergies
+
+    return ConfinedEnergies(args.pmf, batch_size=args.batch_size, device=args.device, progress=True, limits=limits)
+
+
+def _score_task(args, task, several: bool, limits, client=None, started=None) -> dict:
     """Score args.pmf on one task (its energies on ``client``'s workers when given), print its table;
-    return the result dict."""
+    return the result dict. ``started``: the model's child process, started by :func:`_start_model`."""
     from cgbg_bench import metrics as M
     from cgbg_bench.energies import evaluate_energies, is_energies_file
-    from cgbg_bench.evaluate import evaluate, observable_index
+    from cgbg_bench.evaluate import evaluate_inputs, observable_index
     from cgbg_bench.report import resolution_line
-    from cgbg_bench.task import load_task
 
-    task = load_task(task_name)
-    proposal = task.load_proposal(args.n_samples)
-    reference = task.load_reference()
+    if is_energies_file(args.pmf) or client is not None:
+        proposal = task.load_proposal(args.n_samples)
+        reference = task.load_reference()
     if is_energies_file(args.pmf):  # energies computed elsewhere on `cgbg-bench bank export`
         result, log_w = evaluate_energies(args.pmf, task, n_bootstrap=args.n_bootstrap, seed=args.seed,
                                           n_samples=args.n_samples, proposal=proposal, reference=reference)
@@ -293,11 +313,10 @@ def _score_task(args, task_name: str, several: bool, limits, client=None) -> dic
             n_bootstrap=args.n_bootstrap, seed=args.seed, n_samples=args.n_samples, progress=True,
             proposal=proposal, reference=reference, limits=limits,
         )
-    else:
-        result, log_w = evaluate(
+    else:  # the PMF's process starts first, and loads the model while the bank and reference are read here
+        result, log_w, proposal, reference = evaluate_inputs(
             args.pmf, task, device=args.device, batch_size=args.batch_size, n_bootstrap=args.n_bootstrap,
-            seed=args.seed, n_samples=args.n_samples, progress=True,
-            proposal=proposal, reference=reference, limits=limits,
+            seed=args.seed, n_samples=args.n_samples, progress=True, limits=limits, started=started,
         )
     flags = list(result.info.get("reliability", []))
     names = [m for m in M.METRIC_NAMES if m in result.scores.metrics]
@@ -319,6 +338,10 @@ def _score_task(args, task_name: str, several: bool, limits, client=None) -> dic
           f"{task.metrics.describe()}; JS (99% clip): the same weights clipped at 99%, as in CG-BG")
     if task.resolution is not None:
         print(resolution_line(task))
+    from cgbg_bench.report import per_observable_table  # several residues: each beside its floor
+
+    if per_residue := per_observable_table([(own["label"], result.scores.as_dict()["per_observable"])]):
+        print(per_residue)
     for note in notes:
         print(note)
     for f in flags:
@@ -340,9 +363,7 @@ def _score_task(args, task_name: str, several: bool, limits, client=None) -> dic
 
 
 def run(args) -> int:
-    from cgbg_bench.cli._args import check_device, check_output_path, plot_suffixes
-    from cgbg_bench.errors import CgbgError
-    from cgbg_bench.task import load_task
+    from cgbg_bench.cli._args import check_device
 
     # Everything that can be refused is refused here, before any scoring.
     _split_pmf(args)
@@ -358,6 +379,21 @@ def run(args) -> int:
     else:  # the device is the workers': only its name is checked here
         _check_device_name(args.device)
     _check_pmf_path(args.pmf)
+    limits = _limits(args)
+    started = _start_model(args, scheduler, limits)  # killed below unless the first task uses it
+    try:
+        return _run(args, scheduler, limits, started)
+    finally:
+        if started is not None:
+            started.close()
+
+
+def _run(args, scheduler, limits, started) -> int:
+    """The rest of :func:`run`, with the model's child process (``started``) already on its way."""
+    from cgbg_bench.cli._args import check_output_path, plot_suffixes
+    from cgbg_bench.errors import CgbgError
+    from cgbg_bench.task import load_task
+
     names = _task_names(args.task)
     several = len(names) > 1
     tasks = [load_task(name) for name in names]  # unknown names fail here, before any scoring
@@ -376,15 +412,14 @@ def run(args) -> int:
         from cgbg_bench.errors import OutputPathError
 
         raise OutputPathError("--json, --plot and --record must name different files")
-    limits = _limits(args)
 
     results, failed = [], []
     with _client(scheduler) as client:
-        for name in names:
+        for i, (name, task) in enumerate(zip(names, tasks)):
             if several:
                 print(f"\n== {name} ==")
             try:
-                results.append(_score_task(args, name, several, limits, client))
+                results.append(_score_task(args, task, several, limits, client, started if i == 0 else None))
             except CgbgError as exc:
                 if not several:
                     raise

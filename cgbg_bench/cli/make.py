@@ -12,7 +12,9 @@ or the recipe of ``--recipe``); none of them has a default of its own.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import re
 from pathlib import Path
 
 from cgbg_bench.errors import CgbgError
@@ -37,8 +39,22 @@ def _default(name: str, fm: bool = False):
     return f"{value:g}" if isinstance(value, float) else value
 
 
+_RECIPE_DEFAULT = re.compile(r"<recipe\.(fm\.)?(\w+)>")
+
+
+class _RecipeDefaultsFormatter(argparse.HelpFormatter):
+    """Writes the recipe's defaults into the help texts (``<recipe.NAME>``, ``<recipe.fm.NAME>``) when
+    help is shown: reading them imports the build recipe, and with it torch (~1.5 s), which every
+    other command would otherwise pay when the parser is built."""
+
+    def _get_help_string(self, action):
+        text = super()._get_help_string(action)
+        return _RECIPE_DEFAULT.sub(lambda m: str(_default(m.group(2), fm=bool(m.group(1)))), text) if text else text
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("make-task", help="regenerate a task family's data, proposal, reference and baselines")
+    p = sub.add_parser("make-task", help="regenerate a task family's data, proposal, reference and baselines",
+                       formatter_class=_RecipeDefaultsFormatter)
     p.add_argument("family", nargs="?", choices=_FAMILIES, help="task family to rebuild (or give --recipe)")
     p.add_argument("--quick", action="store_true",
                    help="mueller-brown: tiny runs to test the pipeline (not for shipping)")
@@ -64,33 +80,33 @@ def add_parser(sub) -> None:
                     help="use only the first N chunks of run DIR (default: the chunks finished when the "
                          "build starts; the build records them in the task's recipe)")
     md.add_argument("--reference", choices=["all", "static"], default=None,
-                    help=f"runs that make the reference: unbiased and static-bias (all; each kind weighted by the "
-                         f"inverse variance of its basin populations, see --basin-block-ps) or the static-bias "
-                         f"runs alone (default {_default('reference')})")
-    md.add_argument("--bank-size", type=int, default=None, help=f"proposal bank size (default {_default('bank_size')})")
+                    help="runs that make the reference: unbiased and static-bias (all; each kind weighted by the "
+                         "inverse variance of its basin populations, see --basin-block-ps) or the static-bias "
+                         "runs alone (default <recipe.reference>)")
+    md.add_argument("--bank-size", type=int, default=None, help="proposal bank size (default <recipe.bank_size>)")
     md.add_argument("--block-ps", type=float, default=None,
-                    help=f"reference block length in ps (default {_default('block_ps')})")
+                    help="reference block length in ps (default <recipe.block_ps>)")
     md.add_argument("--basin-block-ps", type=float, default=None,
                     help="block length (ps) of the basin-population variances that weigh unbiased against "
-                         f"static-bias runs in the reference (default {_default('basin_block_ps')}, as `md report`)")
+                         "static-bias runs in the reference (default <recipe.basin_block_ps>, as `md report`)")
     md.add_argument("--discard-ps", type=float, default=None,
-                    help=f"drop this much of each run's start (default {_default('discard_ps')})")
+                    help="drop this much of each run's start (default <recipe.discard_ps>)")
     md.add_argument("--version", type=int, default=None,
-                    help=f"task version to write (bump on every change; default {_default('version')})")
+                    help="task version to write (bump on every change; default <recipe.version>)")
     md.add_argument("--fm-hidden", type=int, nargs="+", default=None, metavar="N",
-                    help=f"hidden layer widths of the force-matched baselines' MLP "
-                         f"(default {_default('hidden', fm=True)})")
+                    help="hidden layer widths of the force-matched baselines' MLP "
+                         "(default <recipe.fm.hidden>)")
     md.add_argument("--fm-models", type=int, default=None, metavar="K",
                     help="force-matched baselines as the mean of K networks (seeds S..S+K-1 from the recipe's fm "
-                         f"seed, one split; default {_default('n_models', fm=True)})")
+                         "seed, one split; default <recipe.fm.n_models>)")
     md.add_argument("--fm-repulsion-power", type=int, default=None, metavar="P",
                     help="exponent of the force-matched baselines' prior repulsion (sigma / r)^P "
-                         f"(default {_default('repulsion_power', fm=True)})")
+                         "(default <recipe.fm.repulsion_power>)")
     md.add_argument("--fm-dihedral-correction", type=int, default=None, metavar="K",
                     help="add to PMF_B (fm-biased) the order-K Fourier series in each residue's (phi, psi), "
                          "fitted by least squares on its force residuals (not to fm-unbiased: the unbiased "
                          "run covers phi > 0 too sparsely; docs/force-matching.md; "
-                         f"default {_default('dihedral_correction', fm=True)}: none)")
+                         "default <recipe.fm.dihedral_correction>: none)")
     md.add_argument("--reference-only", action="store_true",
                     help="new --version of existing tasks with only the reference and the GB rows rebuilt "
                          "from the given runs (e.g. after more MD); flows and force-matched baselines are "

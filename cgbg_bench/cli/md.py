@@ -6,6 +6,8 @@ import json
 import shlex
 import sys
 
+from cgbg_bench.cg.mappings import SCORED_RESIDUE
+
 __all__ = ["add_parser"]
 
 
@@ -22,7 +24,8 @@ def add_parser(subparsers) -> None:
     r.add_argument("--bias-from", metavar="DIR",
                    help="static bias: a wtmetad run directory (its bias.npz) or a bias.npz file")
     r.add_argument("--bias-residue", type=int, default=None,
-                   help="alanine (1..n) whose phi/psi are biased; default: the middle one")
+                   help="alanine (1..n) whose phi/psi are biased; default: the task's scored residue "
+                        f"({', '.join(f'{k}: {v}' for k, v in SCORED_RESIDUE.items())})")
     r.add_argument("--ns", type=float, required=True, help="total production length to reach (ns)")
     r.add_argument("--threads", type=int, default=1, help="CPU platform threads (default 1)")
     r.add_argument("--seed", type=int, default=1)
@@ -219,7 +222,8 @@ def _report(args) -> int:
     if rep.get("baselines"):
         print()
         print(tabulate([[name, ok(*m["js"]), ok(*m["pmf_error"])] for name, m in rep["baselines"].items()],
-                       headers=["implicit solvent", "JS", "PMF error"], tablefmt="github"))
+                       headers=["implicit solvent", f"JS (residue {rep['scored_residue']})", "PMF error"],
+                       tablefmt="github"))
     return 0
 
 

@@ -25,9 +25,12 @@ def run_list(args) -> int:
         t = load_task(name)
         rows.append([t.name, t.version, t.system, t.representation, t.n_beads,
                      t.bank.n_samples if t.bank is not None else t.proposal.provenance.get("n_samples", ""),
-                     len(t.baselines)])
-    print(tabulate(rows, headers=["task", "version", "system", "representation", "beads", "bank", "baselines"],
-                   tablefmt="github"))
+                     len(t.baselines), "provisional" if t.provisional else ""])
+    print(tabulate(rows, headers=["task", "version", "system", "representation", "beads", "bank", "baselines",
+                                  "status"], tablefmt="github"))
+    if any(row[-1] for row in rows):
+        print("\nprovisional: the MD reference's own noise (JS between its halves) is still above its target; "
+              "`cgbg-bench info TASK` gives the numbers")
     return 0
 
 
@@ -45,6 +48,8 @@ def info_dict(t) -> dict:
         "bank": None if t.bank is None else {"generator": t.bank.generator, "n_samples": t.bank.n_samples,
                                              "seed": t.bank.seed},
         "resolution": None if t.resolution is None else t.resolution.as_dict(),
+        "reference_noise": None if t.reference_noise is None else t.reference_noise.as_dict(),
+        "provisional": t.provisional,
         "proposal": {"path": t.proposal.path.name, "sha256": t.proposal.sha256},
         "reference": {"path": t.reference.path.name, "sha256": t.reference.sha256},
         "baselines": [{"name": b.name, "kind": b.kind, "description": b.description} for b in t.baselines],
@@ -60,7 +65,7 @@ def run_info(args) -> int:
             t.verify_files()
         print(json.dumps(info_dict(t), indent=2))
         return 0
-    print(f"{t.name} (version {t.version})\n  {t.description}")
+    print(f"{t.name} (version {t.version}{', provisional' if t.provisional else ''})\n  {t.description}")
     print(f"  system: {t.system}; representation: {t.representation}; n_beads: {t.n_beads}; "
           f"input shape: (B, {', '.join(map(str, t.input_shape))})")
     temp = f"{t.temperature_kelvin:g} K, " if t.temperature_kelvin else ""
@@ -83,6 +88,8 @@ def run_info(args) -> int:
             for g, v in kinds.items()))
     if t.resolution is not None:
         print("  " + resolution_line(t))
+    if t.reference_noise is not None:
+        print("  " + t.reference_noise.describe())
     for b in t.baselines:
         print(f"  baseline {b.name} ({b.kind}): {b.description}")
     if args.verify:

@@ -14,9 +14,17 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from cgbg_bench.fm.pipeline import FORMAT, sidecar_path  # noqa: F401  (re-exported for tests)
+__all__ = ["add_parser"]  # and FORMAT, sidecar_path of cgbg_bench.fm.pipeline (module __getattr__)
 
-__all__ = ["add_parser", "sidecar_path"]
+
+def __getattr__(name: str):
+    """``FORMAT`` and ``sidecar_path`` of :mod:`cgbg_bench.fm.pipeline`, re-exported on first use:
+    importing the pipeline imports torch (~1.5 s), which building the command-line parser must not."""
+    if name in ("FORMAT", "sidecar_path"):
+        from cgbg_bench.fm import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 EPILOG = """\

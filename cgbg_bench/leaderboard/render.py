@@ -57,6 +57,7 @@ class TaskTable:
     rows: tuple[tuple[str, Entry, TaskResult], ...]  # (rank label, entry, result), ranked order
     stale: tuple[tuple[Entry, TaskResult], ...]  # results for another task version: not ranked
     resolution: str = "-"  # JS(error) of a PMF exact along the headline observable (cgbg_bench.resolution)
+    provisional: bool = False  # the reference's own noise is above its target (cgbg_bench.provisional)
 
     @property
     def floor_text(self) -> str:
@@ -88,10 +89,10 @@ def task_tables(entries: Sequence[Entry], tasks_root: Path | None = None) -> lis
     names = sorted({t for e in entries for t in e.results})
     tables = []
     for task_name in names:
-        resolution = "-"
+        resolution, provisional = "-", False
         try:
             task = load_task(task_name, root=tasks_root)
-            version, description = task.version, task.description
+            version, description, provisional = task.version, task.description, task.provisional
             if task.resolution is not None:
                 resolution = format_value_error(*task.resolution.js)
         except CgbgError:
@@ -112,7 +113,8 @@ def task_tables(entries: Sequence[Entry], tasks_root: Path | None = None) -> lis
         rows += tuple((f"unreliable ({', '.join(result_flags(r))})", e, r)
                       for e, r in sorted(flagged, key=lambda er: er[1].metrics["js"].value))
         metric_names = tuple(m for m in METRIC_ORDER if any(m in r.metrics for _, r in current))
-        tables.append(TaskTable(task_name, version, description, metric_names, rows, tuple(stale), resolution))
+        tables.append(TaskTable(task_name, version, description, metric_names, rows, tuple(stale), resolution,
+                                provisional))
     return tables
 
 
@@ -199,7 +201,9 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
 
 def _task_title(t: TaskTable) -> str:
     version = f"task version {t.version}" if t.version is not None else "task removed"
-    return f"{t.task} ({version}; noise floor JS {t.floor_text}; resolution JS {t.resolution})"
+    # provisional: its MD reference is noisier than its target (cgbg_bench.provisional); scores will move
+    status = "provisional, reference noise above target; " if t.provisional else ""
+    return f"{t.task} ({status}{version}; noise floor JS {t.floor_text}; resolution JS {t.resolution})"
 
 
 def render_markdown(entries: Sequence[Entry], tasks_root: Path | None = None) -> str:

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from cgbg_bench._io import atomic_path, atomic_savez, atomic_write_text, sha256_file
-from cgbg_bench.cg.mappings import get_mapping, n_alanines
+from cgbg_bench.cg.mappings import get_mapping, n_alanines, scored_residue
 from cgbg_bench.errors import MDError, RunLocked, RunSettingsMismatch
 from cgbg_bench.md import metadynamics as _metad
 from cgbg_bench.md import systems as _systems
@@ -108,7 +108,7 @@ class RunSettings:
     frame_interval_ps: float = 1.0
     dihedral_interval_ps: float = 0.1
     equilibration_ps: float | None = None  # None: 100 ps NPT (explicit) or 20 ps NVT
-    bias_residue: int | None = None  # alanine number 1..n; None: the middle one
+    bias_residue: int | None = None  # alanine number 1..n; None: the scored one (mappings.SCORED_RESIDUE)
     metad: _metad.MetadParams = field(default_factory=_metad.MetadParams)
     static_bias_sha256: str | None = None
     start_phi_psi_deg: tuple[float, float] = (-80.0, 150.0)
@@ -127,7 +127,7 @@ class RunSettings:
         equil = self.equilibration_ps
         if equil is None:
             equil = 100.0 if self.solvent == "explicit" else 20.0
-        residue = self.bias_residue if self.bias_residue is not None else (n + 1) // 2
+        residue = self.bias_residue if self.bias_residue is not None else scored_residue(self.system)
         if self.box_shape not in _systems.BOX_SHAPES:
             raise MDError(f"unknown box shape {self.box_shape!r}; choose one of "
                           f"{list(_systems.BOX_SHAPES)}")
@@ -482,8 +482,12 @@ def _lock(out_dir: Path):
 
 
 def _compare(saved: dict, wanted: dict, out_dir: Path) -> None:
+    # Without a bias the biased residue enters nothing (an unbiased ala6 run made when the default
+    # was the middle residue, 3, resumes under today's default, the scored residue 4).
+    unbiased = saved.get("bias") == wanted.get("bias") == "none"
     diffs = [f"{k}: run has {saved.get(k)!r}, command asks {wanted.get(k)!r}"
-             for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k)]
+             for k in sorted(set(saved) | set(wanted))
+             if saved.get(k) != wanted.get(k) and not (unbiased and k == "bias_residue")]
     if diffs:
         raise RunSettingsMismatch(
             f"{out_dir} was made with different settings; refusing to append.\n  "

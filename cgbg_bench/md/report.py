@@ -62,8 +62,9 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
     ref = np.concatenate(blocks)
     gb_hist = {name: combine_runs([load(d) for d in dirs], block_ps)
                for name, dirs in gb.items()}
+    scored = _scored_residue(n_res)
     rep = quality_report(ref, n_bootstrap=n_bootstrap, seed=seed, baselines=gb_hist,
-                         first_half=run_halves([len(b) for b in blocks]))
+                         first_half=run_halves([len(b) for b in blocks]), headline_column=scored - 1)
     rep["runs"] = [{"dir": str(d), "ns": ns(d), "blocks": len(b), "role": "reference"}
                    for d, b in zip(ref_dirs, blocks)]
     rep["runs"] += [{"dir": str(d), "ns": ns(d), "blocks": 0, "role": "evolving bias (not used)"}
@@ -83,8 +84,17 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
     rep["groups"] = groups
     rep["kish_ess_fraction"] = [float(_kish(r.log_weight)) for r in runs]
     rep["n_residues"] = n_res
+    rep["scored_residue"] = scored
     rep["block_ps"] = block_ps
     return rep
+
+
+def _scored_residue(n_res: int) -> int:
+    """The headline residue (cgbg_bench.cg.mappings.SCORED_RESIDUE) of the system with ``n_res`` alanines."""
+    from cgbg_bench.cg.mappings import SCORED_RESIDUE, SYSTEMS
+
+    system = next((s for s, n in SYSTEMS.items() if n == n_res), None)
+    return 1 if system is None else SCORED_RESIDUE[system]
 
 
 def _kish(log_w: np.ndarray) -> float:
