@@ -257,7 +257,7 @@ def _check_inputs(task: Task, n_walkers, n_frames, stride, dt_ps, friction_per_p
         raise CrosscheckError(f"start must be one of {START_MODES}, got {start!r}")
 
 
-def _simulate(module, x0, *, kT, n_frames, stride, dt_ps, friction_per_ps, mass_amu, seed, progress,
+def simulate_walkers(module, x0, *, kT, n_frames, stride, dt_ps, friction_per_ps, mass_amu, seed, progress,
               segment_frames: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """Frames (n_frames, n_walkers, n_beads, 3) and energies (n_frames, n_walkers).
 
@@ -434,7 +434,7 @@ def crosscheck(
     else:
         starts = rng.choice(len(w), size=n_walkers, replace=len(w) < n_walkers)
     sim_module = module if str(device) == "cpu" else _OnDevice(module, device)
-    frames, sim_energies = _simulate(sim_module, positions[starts], kT=task.kT, n_frames=n_frames, stride=stride,
+    frames, sim_energies = simulate_walkers(sim_module, positions[starts], kT=task.kT, n_frames=n_frames, stride=stride,
                                      dt_ps=dt_ps, friction_per_ps=friction_per_ps, mass_amu=mass_amu,
                                      seed=seed, progress=progress)
     prod = frames[n_discard:].transpose(1, 0, 2, 3)  # (walkers, frames, beads, 3): walker-major

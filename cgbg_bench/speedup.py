@@ -43,7 +43,7 @@ import numpy as np
 from cgbg_bench import __version__
 from cgbg_bench._io import atomic_write_text
 from cgbg_bench.bootstrap import block_sums, bootstrap_scores
-from cgbg_bench.crosscheck import _simulate
+from cgbg_bench.crosscheck import simulate_walkers
 from cgbg_bench.evaluate import evaluate, observable_index, score_log_weights
 from cgbg_bench.pmf import load_pmf
 from cgbg_bench.task import Reference, Task, load_task
@@ -79,7 +79,7 @@ def measure_speedup(task: Task, pmf: str | Path, *, n_walkers: int = 128, ns: fl
     starts = np.random.default_rng([seed, 1]).choice(len(w), size=n_walkers, replace=True, p=w)
     module = load_pmf(pmf, device)
     t1 = time.perf_counter()
-    frames, _ = _simulate(module, proposal.positions[starts], kT=task.kT, n_frames=n_frames, stride=stride,
+    frames, _ = simulate_walkers(module, proposal.positions[starts], kT=task.kT, n_frames=n_frames, stride=stride,
                           dt_ps=dt_ps, friction_per_ps=1.0, mass_amu=12.0, seed=seed, progress=True)
     t_sim = time.perf_counter() - t1
     names = [o.name for o in task.observables]

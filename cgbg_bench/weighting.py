@@ -50,8 +50,8 @@ def clip_weights(log_w: np.ndarray, percentile: float) -> np.ndarray:
 
 def _psis(log_w: np.ndarray) -> tuple[np.ndarray | None, float]:
     """Smoothed log-weights and k-hat; (None, nan) for a bank too small to fit a tail to."""
-    n = len(log_w)
-    if n <= MIN_TAIL or tail_length(n) < MIN_TAIL or tail_length(n) >= n:
+    m = tail_length(len(log_w))
+    if m < MIN_TAIL or m >= len(log_w):  # psis_smooth's own condition for a tail it can fit
         return None, float("nan")
     return psis_smooth(np.asarray(log_w, np.float64))
 
