@@ -25,8 +25,8 @@ from cgbg_bench import metrics as M
 from cgbg_bench.bootstrap import bootstrap_scores
 from cgbg_bench.errors import DataError, UsageError
 
-__all__ = ["RunDihedrals", "load_run_dihedrals", "block_histograms", "combine_runs", "combine_reference",
-           "quality_report", "MIN_GROUP_BLOCKS",
+__all__ = ["RunDihedrals", "load_run_dihedrals", "frame_log_weights", "block_histograms", "combine_runs",
+           "combine_reference", "quality_report", "MIN_GROUP_BLOCKS",
            "run_halves", "halves_js", "basin_masks", "basin_populations", "merge_blocks", "compare_basins",
            "DIHEDRAL_BINS", "BASINS"]
 
@@ -82,6 +82,31 @@ def load_run_dihedrals(run_dir: str | Path, kT: float, *, discard_ps: float = 0.
     kind = "unbiased" if bias == "none" else f"static {str(settings.get('static_bias_sha256') or '?')[:12]}"
     return RunDihedrals(run_dir.name, d["phi"][keep], d["psi"][keep], log_w,
                         float(settings["dihedral_interval_ps"]), kind)
+
+
+def frame_log_weights(run_dir: str | Path, kT: float, *, max_chunks: int | None = None) -> np.ndarray:
+    """log w = V/kT of each stored frame (positions, every 1 ps) of a run, V its bias energy then.
+
+    Unbiased runs: zeros. Static-bias runs: the frozen bias, so exp(log w) reweights the frames
+    exactly to the unbiased distribution. Metadynamics: the bias at that time, which only
+    approximates it (the bias still grows). For training proposals (the flows' weighted
+    likelihood), whose log q is exact whatever the weights; never for a reference.
+    """
+    from cgbg_bench.md.production import load_chunks, read_sidecar
+
+    run_dir = Path(run_dir)
+    if read_sidecar(run_dir)["settings"]["bias"] == "none":
+        frames = load_chunks(run_dir, keys=("frame_time_ps",), max_chunks=max_chunks)["frame_time_ps"]
+        return np.zeros(len(frames))
+    d = load_chunks(run_dir, keys=("frame_time_ps", "time_ps", "bias_energy_kj_per_mol"), max_chunks=max_chunks)
+    t, tf = d["time_ps"], d["frame_time_ps"]
+    i = np.clip(np.searchsorted(t, tf), 0, len(t) - 1)
+    i = np.where((i > 0) & (np.abs(t[i - 1] - tf) < np.abs(t[i] - tf)), i - 1, i)  # the nearest sample
+    spacing = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+    if np.any(np.abs(t[i] - tf) > 0.5 * spacing + 1e-6):
+        raise DataError(f"run_dir {run_dir}: some frames have no bias-energy sample within half a spacing "
+                        f"({spacing:g} ps) of their time; the run's chunks are inconsistent")
+    return d["bias_energy_kj_per_mol"][i].astype(np.float64) / kT
 
 
 def block_histograms(run: RunDihedrals, block_ps: float, residues: list[int] | None = None) -> np.ndarray:

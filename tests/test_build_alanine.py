@@ -214,6 +214,64 @@ def test_reference_only_refresh_keeps_flows_and_pmfs_and_rescores(built, tmp_pat
 
 
 @pytest.mark.slow
+def test_proposal_only_refresh_retrains_the_chosen_flows_and_rescores(built, tmp_path, monkeypatch):
+    """--proposal-only: the core-beta -biased task gets version 2 with a flow trained by weighted
+    likelihood (the Kish fraction of its training weights below 1), a new bank, the same reference
+    and PMF files, rescored baselines and a recipe that says so; every other task is untouched."""
+    import json
+    import shutil
+
+    from cgbg_bench.build.alanine import refresh_proposals
+    from cgbg_bench.build.recipe import load_recipe
+    from cgbg_bench.cli import main
+
+    src, _, cache = built
+    monkeypatch.setenv("CGBG_BENCH_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "repo"
+    shutil.copytree(src, root)
+    names = ("ala2-core-beta", "ala2-core-beta-biased", "ala2-heavy-atom", "ala2-heavy-atom-biased")
+    before = {n: (root / "tasks" / n / "task.yaml").read_text() for n in names}
+    target = root / "tasks" / "ala2-core-beta-biased"
+    stored = load_recipe(target / "task.yaml")
+    recipe = dataclasses.replace(stored, version=2, representations=("core-beta",),
+                                 flow=dataclasses.replace(stored.flow, bias_weight_power=1.0))
+    assert [p.name for p in refresh_proposals(recipe, variants=("biased",), root=root)] == ["ala2-core-beta-biased"]
+    for n in names:
+        if n != target.name:
+            assert (root / "tasks" / n / "task.yaml").read_text() == before[n]
+    old, new = yaml.safe_load(before[target.name]), yaml.safe_load((target / "task.yaml").read_text())
+    task = load_task(target)
+    assert task.version == 2
+    for f in (task.proposal, task.reference, *(b.file for b in task.baselines), task.baseline_scores):
+        f.verify()
+    assert new["reference"] == old["reference"]
+    assert [b for b in new["baselines"] if b["kind"] == "pmf"] == [b for b in old["baselines"] if b["kind"] == "pmf"]
+    assert new["proposal"]["sha256"] != old["proposal"]["sha256"]
+    training = new["proposal"]["provenance"]["flow_training"]
+    assert 0 < training["weights"]["kish_fraction"]["train"] < 1
+    assert new["proposal"]["provenance"]["command"].endswith("--flow-bias-weight-power 1 --proposal-only")
+    assert BuildRecipe.from_dict(new["recipe"]) == dataclasses.replace(stored, version=2, flow=recipe.flow)
+    scores = json.loads((target / "baseline_scores.json").read_text())
+    assert scores["task_version"] == 2 and set(scores["baselines"]) == {"fm-unbiased", "fm-biased", "prior-only",
+                                                                         "gb-obc2"}
+    # refused before anything is written: the same version again, runs other than the task's, bad flag mixes
+    sha = sha256_file(target / "flow.pt")
+    with pytest.raises(ValueError, match="ala2-core-beta-biased is version 2: give --version above it"):
+        refresh_proposals(recipe, variants=("biased",), root=root)
+    with pytest.raises(ValueError, match="--proposal-only keeps the task's data"):
+        refresh_proposals(dataclasses.replace(recipe.unpinned(), version=3), variants=("biased",), root=root)
+    with pytest.raises(ValueError, match="proposal variants"):
+        refresh_proposals(recipe, variants=("both",), root=root)
+    assert sha256_file(target / "flow.pt") == sha
+    args = ["make-task", "--recipe", str(target / "task.yaml"), "--version", "3"]
+    assert main([*args, "--proposal", "biased"]) == 2  # --proposal without --proposal-only
+    assert main([*args, "--proposal-only", "--fm-models", "2"]) == 2
+    assert main([*args, "--proposal-only", "--reference-only"]) == 2
+    assert main([*args, "--proposal-only", "--flow-bias-weight-power", "2"]) == 2  # outside [0, 1]
+    assert sha256_file(target / "flow.pt") == sha
+
+
+@pytest.mark.slow
 def test_refuses_kinds_too_short_to_weigh(built, tmp_path):
     base = built[0].parent
     recipe = BuildRecipe("ala2", unbiased=(base / "unbiased",), static=(base / "static",), metad=(base / "metad",),

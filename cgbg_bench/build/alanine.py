@@ -48,18 +48,19 @@ from cgbg_bench.errors import UsageError
 from cgbg_bench.flows.internal import train_ic_flow
 from cgbg_bench.paths import SOURCE_ROOT
 from cgbg_bench.provisional import reference_noise
-from cgbg_bench.reference import combine_reference, combine_runs, load_run_dihedrals
+from cgbg_bench.reference import combine_reference, combine_runs, frame_log_weights, load_run_dihedrals
 from cgbg_bench.task import ReferenceNoise
 from cgbg_bench.units import kT_kj_per_mol
 from cgbg_bench.weighting import WEIGHTINGS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BuildRecipe", "FlowSettings", "build", "refresh_reference"]
+__all__ = ["BuildRecipe", "FlowSettings", "build", "refresh_proposals", "refresh_reference", "train_flow",
+           "training_frames", "VARIANTS"]
 
 TEMPERATURE_K = 300.0
 
-# name -> (description, data kind); the data kind picks the runs (see _fm_runs)
+# name -> (description, data kind); the data kind picks the runs (see _training_runs)
 FM_BASELINES = {
     "fm-unbiased": ("force-matched PMF_U: prior + MLP on the unbiased explicit-solvent runs", "unbiased"),
     "fm-biased": ("force-matched PMF_B: prior + MLP on the metadynamics and static-bias runs "
@@ -74,11 +75,34 @@ def _repo_root() -> Path:
     return SOURCE_ROOT
 
 
-def _frames(recipe: BuildRecipe, dirs, representation: str) -> np.ndarray:
+def training_frames(recipe: BuildRecipe, kind: str, representation: str, kT: float) -> tuple[np.ndarray, np.ndarray]:
+    """The CG frames (F, n_beads, 3) nm that train a proposal flow of ``kind`` ("unbiased": the
+    unbiased runs; "biased": the metadynamics and static-bias runs), each run read up to its pin,
+    and their bias log-weights V/kT (:func:`cgbg_bench.reference.frame_log_weights`; zeros for
+    unbiased runs). The flow's weighted likelihood takes ``recipe.flow.bias_weight_power`` times
+    these."""
     from cgbg_bench.md.production import load_cg
 
     pins = recipe.pins()
-    return np.concatenate([load_cg(d, representation, pins.get(str(d)))["positions_nm"] for d in dirs])
+    dirs = _training_runs(recipe, kind)
+    frames = [load_cg(d, representation, pins.get(str(d)))["positions_nm"] for d in dirs]
+    log_w = [frame_log_weights(d, kT, max_chunks=pins.get(str(d))) for d in dirs]
+    for d, f, w in zip(dirs, frames, log_w):
+        if len(f) != len(w):
+            raise UsageError(f"run {d}: {len(f)} frames but {len(w)} bias energies at frame times")
+    return np.concatenate(frames), np.concatenate(log_w)
+
+
+def train_flow(z, frames: np.ndarray, log_w: np.ndarray, soft, recipe: BuildRecipe):
+    """The proposal flow of a task on its training frames, with the recipe's flow settings and
+    seed; each frame's likelihood weighted by exp(log_w)^bias_weight_power (none when every
+    frame is unbiased or the power is 0: plain maximum likelihood, as up to ala2 v12)."""
+    flow = recipe.flow
+    weighted = flow.bias_weight_power != 0 and np.any(log_w)
+    return train_ic_flow(z, frames, seed=recipe.seeds.flow, soft=soft, epochs=flow.epochs,
+                         transforms=flow.transforms, bins=flow.bins, hidden=flow.hidden,
+                         batch_size=flow.batch_size, lr=flow.lr, uniform=flow.uniform, mirror=flow.mirror,
+                         log_weights=flow.bias_weight_power * log_w if weighted else None)
 
 
 def _representations(system: str, representations) -> list[str]:
@@ -151,7 +175,7 @@ def _write_gb_rows(task_dir: Path, gb_hists, command: str) -> list[dict]:
     return rows
 
 
-def _fm_runs(recipe: BuildRecipe, kind: str) -> tuple[Path, ...]:
+def _training_runs(recipe: BuildRecipe, kind: str) -> tuple[Path, ...]:
     return recipe.dirs("unbiased") if kind == "unbiased" else (*recipe.dirs("metad"), *recipe.dirs("static"))
 
 
@@ -165,7 +189,7 @@ def train_fm_baselines(recipe: BuildRecipe, rep: str, out_dir: Path, command: st
     out_dir.mkdir(parents=True, exist_ok=True)
     meta, entries = {}, []
     for name, (description, kind) in FM_BASELINES.items():
-        runs = _fm_runs(recipe, kind)
+        runs = _training_runs(recipe, kind)
         path = out_dir / f"{name}.pt2"
         # the (phi, psi) correction only where the data cover the torus: on the unbiased run, which
         # has crossed phi = 0 once, its normal equations are ill-conditioned and the fitted series
@@ -228,21 +252,17 @@ def build(recipe: BuildRecipe, *, root: Path | None = None) -> list[Path]:
     log.info("build command (make-task --recipe with a task.yaml it wrote resumes an interrupted build): %s",
              command)
     ref_runs, gb_runs = _load_reference_runs(recipe)
-    flow = recipe.flow
     written = []
     for rep in reps:
         mapping = get_mapping(system, rep)
-        z = zmatrix_for(mapping)
-        soft = [z.dihedral_index(q) for q in mapping.phi + mapping.psi]  # the flows' multi-basin dihedrals
         reference, ref_groups, gb_hists, ref_runs_blocks = _histograms(system, rep, ref_runs, gb_runs,
                                                                        recipe.block_ps, recipe.basin_block_ps)
         observables = task_observables(mapping)
         noise = reference_noise(system, observables[0]["name"], reference, ref_runs_blocks)
         log.info("%s-%s: %s", system, rep, ReferenceNoise(**noise).describe())
         fm_entries = train_fm_baselines(recipe, rep, root / "baselines" / f"{system}-{rep}", command)
-        variants = (("", recipe.dirs("unbiased"), "unbiased"),
-                    ("-biased", _fm_runs(recipe, "biased"), "biased (metadynamics and static-bias)"))
-        for suffix, train_dirs, kind in variants:
+        for suffix, data_kind in VARIANTS.items():
+            kind = "unbiased" if data_kind == "unbiased" else "biased (metadynamics and static-bias)"
             name = f"{system}-{rep}{suffix}"
             task_dir = root / "tasks" / name
             task_dir.mkdir(parents=True, exist_ok=True)
@@ -251,19 +271,8 @@ def build(recipe: BuildRecipe, *, root: Path | None = None) -> list[Path]:
                           **file_entry(path, task_dir, provenance(command, recipe.fm.seed)),
                           "description": description} for name, description, path in fm_entries]
             baselines += _write_gb_rows(task_dir, gb_hists, command)
-            frames = _frames(recipe, train_dirs, rep)
-            log.info("%s: training the IC flow on %d %s frames", name, len(frames), kind)
-            model, report = train_ic_flow(z, frames, seed=recipe.seeds.flow, soft=soft, epochs=flow.epochs,
-                                          transforms=flow.transforms, bins=flow.bins, hidden=flow.hidden,
-                                          batch_size=flow.batch_size, lr=flow.lr, uniform=flow.uniform,
-                                          mirror=flow.mirror)
-            n_phi = len(mapping.phi)  # soft = phi of every residue, then psi
-            log.info("%s: frames with phi > 0 per residue, flow training / validation part: %s / %s", name,
-                     report["soft_positive_frames"]["train"][:n_phi], report["soft_positive_frames"]["val"][:n_phi])
-            model.save(task_dir / "flow.pt")
-            log.info("%s: generating the %d-sample bank for its fingerprint", name, recipe.bank_size)
-            positions, log_q = model.sample_bank(recipe.bank_size, seed=recipe.seeds.bank)
-            fingerprint = bank_fingerprint(positions, log_q)
+            report, train_dirs, fingerprint, positions, log_q = _train_and_sample(task_dir, recipe, rep,
+                                                                                  data_kind, name)
             data = _task_yaml(name, recipe, rep, mapping, task_dir, command, kind, report, fingerprint, baselines,
                               train_dirs, ref_groups, noise)
             write_task_yaml(task_dir, data)
@@ -345,6 +354,106 @@ def refresh_reference(recipe: BuildRecipe, *, root: Path | None = None) -> list[
     return list(tasks)
 
 
+def _proposal_entry(task_dir: Path, recipe: BuildRecipe, command: str, report: dict, train_dirs,
+                    fingerprint: dict) -> dict:
+    return {
+        **file_entry(task_dir / "flow.pt", task_dir, provenance(
+            command, recipe.seeds.flow, flow_training={k: v for k, v in report.items() if k != "seed"},
+            training_data=[str(d) for d in train_dirs])),
+        "generate": {"generator": "ic-flow", "n_samples": recipe.bank_size, "seed": recipe.seeds.bank,
+                     "fingerprint": fingerprint, "rtol": 1e-5},
+    }
+
+
+def _train_and_sample(task_dir: Path, recipe: BuildRecipe, rep: str, data_kind: str, name: str):
+    """Train a task's flow (saved to flow.pt) and draw its bank: (report, train_dirs, fingerprint,
+    positions, log q)."""
+    mapping = get_mapping(recipe.system, rep)
+    z = zmatrix_for(mapping)
+    soft = [z.dihedral_index(q) for q in mapping.phi + mapping.psi]  # the flows' multi-basin dihedrals
+    train_dirs = _training_runs(recipe, data_kind)
+    frames, log_w = training_frames(recipe, data_kind, rep, kT_kj_per_mol(TEMPERATURE_K))
+    log.info("%s: training the IC flow on %d %s frames", name, len(frames), data_kind)
+    model, report = train_flow(z, frames, log_w, soft, recipe)
+    n_phi = len(mapping.phi)  # soft = phi of every residue, then psi
+    log.info("%s: frames with phi > 0 per residue, flow training / validation part: %s / %s", name,
+             report["soft_positive_frames"]["train"][:n_phi], report["soft_positive_frames"]["val"][:n_phi])
+    model.save(task_dir / "flow.pt")
+    log.info("%s: generating the %d-sample bank for its fingerprint", name, recipe.bank_size)
+    positions, log_q = model.sample_bank(recipe.bank_size, seed=recipe.seeds.bank)
+    return report, train_dirs, bank_fingerprint(positions, log_q), positions, log_q
+
+
+#: proposal variants: task-name suffix -> the data that train its flow
+VARIANTS = {"": "unbiased", "-biased": "biased"}
+
+
+def refresh_proposals(recipe: BuildRecipe, *, variants: tuple[str, ...] = ("unbiased", "biased"),
+                      root: Path | None = None) -> list[Path]:
+    """New task version (``recipe.version``) with only the proposal flows retrained, with the
+    recipe's flow settings, seeds and bank size, on the training runs the task recorded; returns
+    the folders.
+
+    ``variants``: which proposals ("unbiased": the plain tasks, "biased": the -biased tasks).
+    The reference, the GB rows and the force-matched baselines stay as they are; every baseline
+    is rescored on the new bank and the resolution measured again. Each task's stored recipe takes
+    the new flow settings, seeds and bank size (so ``make-task --recipe`` of it rebuilds the whole
+    task as it now is). Refuses, before writing anything, a version that is not above each task's
+    current one, a task folder that is missing, fails its hash checks or records no recipe, and a
+    recipe whose runs or pins are not the task's. Interrupted while writing, a task can be left
+    half-refreshed: restore the task folders from git (``git checkout tasks/``) and run it again.
+    """
+    from cgbg_bench.task import load_task
+
+    unknown = sorted(set(variants) - set(VARIANTS.values()))
+    if unknown or not variants:
+        raise UsageError(f"proposal variants {list(variants)}: choose from {list(VARIANTS.values())}")
+    system = recipe.system
+    reps = _representations(system, recipe.representations)
+    root = root or _repo_root()
+    tasks = {}
+    for rep in reps:
+        for suffix, data_kind in VARIANTS.items():
+            if data_kind not in variants:
+                continue
+            task_dir = root / "tasks" / f"{system}-{rep}{suffix}"
+            if not (task_dir / "task.yaml").is_file():
+                raise UsageError(f"{task_dir}: no task.yaml; build the task first (make-task without --proposal-only)")
+            task = load_task(task_dir / "task.yaml")
+            if recipe.version <= task.version:
+                raise UsageError(f"{task.name} is version {task.version}: give --version above it")
+            for f in (task.proposal, task.reference, *(b.file for b in task.baselines)):
+                f.verify()  # refresh only intact tasks (a hash mismatch raises and names the file)
+            data = yaml.safe_load((task_dir / "task.yaml").read_text())
+            if data.get("recipe") is None:
+                raise UsageError(f"{task.name} records no recipe: rebuild it (make-task without --proposal-only)")
+            old = BuildRecipe.from_dict(data["recipe"], where=f"{task_dir / 'task.yaml'}: recipe")
+            if old.all_runs() != recipe.all_runs() or old.discard_ps != recipe.discard_ps:
+                raise UsageError(f"{task.name}: --proposal-only keeps the task's data; its runs and pins are "
+                                 f"{[(r.dir, r.chunks) for r in old.all_runs()]}, this recipe's "
+                                 f"{[(r.dir, r.chunks) for r in recipe.all_runs()]} (build from "
+                                 f"--recipe {task_dir / 'task.yaml'})")
+            tasks[task_dir] = (rep, data_kind, old)
+    command = recipe.command(proposal_only=True)
+    written = []
+    for task_dir, (rep, data_kind, old) in tasks.items():
+        new = old.with_proposal_of(recipe)
+        report, train_dirs, fingerprint, positions, log_q = _train_and_sample(task_dir, new, rep, data_kind,
+                                                                              task_dir.name)
+        data = yaml.safe_load((task_dir / "task.yaml").read_text())
+        data["version"] = recipe.version
+        data["metrics"] = with_current_weighting(data["metrics"])
+        data["proposal"] = _proposal_entry(task_dir, new, command, report, train_dirs, fingerprint)
+        data.pop("baseline_scores", None)  # rescored below on the new bank
+        data["recipe"] = new.to_dict()
+        write_task_yaml(task_dir, data)
+        _prime_cache(task_dir, positions, log_q)
+        log.info("%s: proposal retrained for version %d; rescoring its baselines", task_dir.name, recipe.version)
+        rescore_baselines(task_dir, command=command)
+        written.append(task_dir)
+    return written
+
+
 def _prime_cache(task_dir: Path, positions, log_q) -> None:
     """Put the bank just generated into the cache so the first evaluation does not redo it."""
     from cgbg_bench.task import load_task
@@ -370,13 +479,7 @@ def _task_yaml(name, recipe: BuildRecipe, rep, mapping, task_dir, command, kind,
         "kT": kT_kj_per_mol(TEMPERATURE_K),
         "observables": task_observables(mapping),  # the scored residue first: the headline
         "metrics": {"weighting": WEIGHTINGS[0], "n_bootstrap": 500, "proposal_blocks": 200},
-        "proposal": {
-            **file_entry(task_dir / "flow.pt", task_dir, provenance(
-                command, recipe.seeds.flow, flow_training={k: v for k, v in report.items() if k != "seed"},
-                training_data=[str(d) for d in train_dirs])),
-            "generate": {"generator": "ic-flow", "n_samples": recipe.bank_size, "seed": recipe.seeds.bank,
-                         "fingerprint": fingerprint, "rtol": 1e-5},
-        },
+        "proposal": _proposal_entry(task_dir, recipe, command, report, train_dirs, fingerprint),
         "reference": _reference_entry(task_dir, command, ref_groups),
         "reference_noise": noise,
         "baselines": baselines,

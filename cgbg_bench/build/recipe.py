@@ -77,6 +77,9 @@ class FlowSettings:
     lr: float = 1e-3
     uniform: float = 0.05  # share of the (phi, psi) proposals drawn uniformly on the torus
     mirror: float = 0.1  # share drawn from the flow's mirror image (phi, psi) -> (-phi, -psi) (from v10)
+    # weighted likelihood: each biased frame counts exp(V/kT)^power, V its bias energy (0: plain
+    # maximum likelihood on the frames as sampled, up to ala2 v12; 1: the unbiased distribution)
+    bias_weight_power: float = 0.0
 
 
 def _default_fm() -> FMSettings:
@@ -129,6 +132,12 @@ class BuildRecipe:
                 fail(f"{name} must be > 0, got {short(getattr(self, name))}")
         if not self.discard_ps >= 0:
             fail(f"discard_ps must be >= 0, got {short(self.discard_ps)}")
+        flow = self.flow
+        if isinstance(flow.epochs, bool) or not isinstance(flow.epochs, int) or flow.epochs < 1:
+            fail(f"flow epochs must be a whole number >= 1, got {short(flow.epochs)}")
+        if not 0.0 <= flow.bias_weight_power <= 1.0:
+            fail(f"flow bias_weight_power must be in [0, 1] (0: frames as sampled, 1: the unbiased "
+                 f"distribution), got {short(flow.bias_weight_power)}")
         fm = self.fm
         if not fm.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in fm.hidden):
             fail(f"fm hidden {list(fm.hidden)}: widths must be whole numbers >= 1")
@@ -191,6 +200,11 @@ class BuildRecipe:
                                    version=other.version, reference=other.reference, block_ps=other.block_ps,
                                    basin_block_ps=other.basin_block_ps, discard_ps=other.discard_ps)
 
+    def with_proposal_of(self, other: "BuildRecipe") -> "BuildRecipe":
+        """This recipe with the proposal settings of ``other`` (a --proposal-only refresh)."""
+        return dataclasses.replace(self, flow=other.flow, seeds=other.seeds, bank_size=other.bank_size,
+                                   version=other.version)
+
     # ------------------------------------------------------------ as data ---
     def to_dict(self) -> dict[str, Any]:
         """Plain data (YAML-safe: lists, not tuples), every field written out."""
@@ -244,10 +258,11 @@ class BuildRecipe:
         return cls(**kw)
 
     # -------------------------------------------------------- for humans ---
-    def command(self, *, reference_only: bool = False) -> str:
+    def command(self, *, reference_only: bool = False, proposal_only: bool = False) -> str:
         """The make-task command line of this recipe (non-default options only; provenance for
         humans: --recipe reads the recipe, nothing parses this line). ``reference_only``: the
-        refresh's line (no metadynamics run, flows or force-matched baselines)."""
+        refresh's line (no metadynamics run, flows or force-matched baselines); ``proposal_only``:
+        the flows' refresh (no force-matched baselines)."""
         import shlex
 
         default = BuildRecipe(system=self.system)
@@ -272,6 +287,11 @@ class BuildRecipe:
             command += "".join(f" --representation {rep}" for rep in self.representations)
         if reference_only:
             return command + " --reference-only"
+        for flag, name in _FLOW_FLAGS:
+            if getattr(self.flow, name) != getattr(default.flow, name):
+                command += f" {flag} {getattr(self.flow, name):g}"
+        if proposal_only:
+            return command + " --proposal-only"
         fm, fm0 = self.fm, default.fm
         if tuple(fm.hidden) != tuple(fm0.hidden):
             command += " --fm-hidden " + " ".join(str(h) for h in fm.hidden)
@@ -280,6 +300,10 @@ class BuildRecipe:
             if getattr(fm, name) != getattr(fm0, name):
                 command += f" {flag} {getattr(fm, name)}"
         return command
+
+
+#: make-task flags of FlowSettings fields
+_FLOW_FLAGS = (("--flow-epochs", "epochs"), ("--flow-bias-weight-power", "bias_weight_power"))
 
 
 def _runs(items: Any, where: str) -> tuple[Run, ...]:

@@ -5,6 +5,8 @@
     cgbg-bench make-task --recipe tasks/ala2-core-beta/task.yaml            # rebuild from its recorded recipe
     cgbg-bench make-task --recipe tasks/ala2-core-beta/task.yaml --repin --version N   # from the runs as they are
     cgbg-bench make-task ala2 --unbiased DIR... --static DIR... --gb ... --version N --reference-only
+    cgbg-bench make-task --recipe tasks/ala2-core-beta-biased/task.yaml --version N --proposal-only \
+        --proposal biased --flow-bias-weight-power 1
 
 The alanine flags change a :class:`cgbg_bench.build.recipe.BuildRecipe` (the recipe's defaults,
 or the recipe of ``--recipe``); none of them has a default of its own.
@@ -23,23 +25,25 @@ _FAMILIES = ("mueller-brown", "ala2", "ala3", "ala6")
 # flag -> the FMSettings field it sets
 _FM_FLAGS = {"fm_hidden": "hidden", "fm_models": "n_models", "fm_repulsion_power": "repulsion_power",
              "fm_dihedral_correction": "dihedral_correction"}
+# flag -> the FlowSettings field it sets
+_FLOW_FLAGS = {"flow_epochs": "epochs", "flow_bias_weight_power": "bias_weight_power"}
 # flag -> the BuildRecipe field it sets
 _RECIPE_FLAGS = {"reference": "reference", "bank_size": "bank_size", "block_ps": "block_ps",
                  "basin_block_ps": "basin_block_ps", "discard_ps": "discard_ps", "version": "version"}
 
 
-def _default(name: str, fm: bool = False):
-    """The recipe's default of a field (help texts; never a parser default)."""
+def _default(name: str, part: str = ""):
+    """The recipe's default of a field (help texts; never a parser default); ``part``: "fm", "flow" or ""."""
     from cgbg_bench.build.recipe import BuildRecipe
 
     recipe = BuildRecipe(system="ala2")
-    value = getattr(recipe.fm if fm else recipe, name)
+    value = getattr(getattr(recipe, part) if part else recipe, name)
     if isinstance(value, tuple):
         return " ".join(map(str, value))
     return f"{value:g}" if isinstance(value, float) else value
 
 
-_RECIPE_DEFAULT = re.compile(r"<recipe\.(fm\.)?(\w+)>")
+_RECIPE_DEFAULT = re.compile(r"<recipe\.(?:(fm|flow)\.)?(\w+)>")
 
 
 class _RecipeDefaultsFormatter(argparse.HelpFormatter):
@@ -49,7 +53,7 @@ class _RecipeDefaultsFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = super()._get_help_string(action)
-        return _RECIPE_DEFAULT.sub(lambda m: str(_default(m.group(2), fm=bool(m.group(1)))), text) if text else text
+        return _RECIPE_DEFAULT.sub(lambda m: str(_default(m.group(2), m.group(1) or "")), text) if text else text
 
 
 def add_parser(sub) -> None:
@@ -111,6 +115,19 @@ def add_parser(sub) -> None:
                     help="new --version of existing tasks with only the reference and the GB rows rebuilt "
                          "from the given runs (e.g. after more MD); flows and force-matched baselines are "
                          "kept, every baseline is rescored")
+    md.add_argument("--flow-epochs", type=int, default=None, metavar="N",
+                    help="training epochs of the proposal flows (default <recipe.flow.epochs>)")
+    md.add_argument("--flow-bias-weight-power", type=float, default=None, metavar="P",
+                    help="train the flows by weighted likelihood, each biased frame counted exp(V/kT)^P with V "
+                         "its bias energy (1: the unbiased distribution, exactly for static-bias frames; 0: the "
+                         "frames as sampled; default <recipe.flow.bias_weight_power>)")
+    md.add_argument("--proposal-only", action="store_true",
+                    help="new --version of existing tasks with only the proposal flows retrained (give --recipe "
+                         "TASK/task.yaml and the flow flags); reference, GB rows and force-matched baselines are "
+                         "kept, every baseline is rescored on the new bank")
+    md.add_argument("--proposal", action="append", default=None, choices=["unbiased", "biased"],
+                    help="with --proposal-only: retrain only these proposals (unbiased: the plain tasks, biased: "
+                         "the -biased tasks; repeatable; default both)")
     md.add_argument("--representation", action="append", default=None, choices=["heavy-atom", "core-beta"],
                     help="build only this representation's tasks and baselines (repeatable; default: all)")
     p.set_defaults(func=run)
@@ -153,6 +170,9 @@ def recipe_from_args(args):
         fm["hidden"] = tuple(fm["hidden"])
     if fm:
         changes["fm"] = dataclasses.replace(base.fm, **fm)
+    flow = {name: getattr(args, flag) for flag, name in _FLOW_FLAGS.items() if getattr(args, flag) is not None}
+    if flow:
+        changes["flow"] = dataclasses.replace(base.flow, **flow)
     recipe = dataclasses.replace(base, **changes)
     if args.repin:
         recipe = recipe.unpinned()
@@ -170,11 +190,24 @@ def run(args) -> int:
 
         written = mueller_brown.rescore_only() if args.rescore_only else mueller_brown.build(quick=args.quick)
     else:
-        from cgbg_bench.build.alanine import build, refresh_reference
+        from cgbg_bench.build.alanine import build, refresh_proposals, refresh_reference
 
         recipe = recipe_from_args(args)
+        if args.proposal is not None and not args.proposal_only:
+            raise CgbgError("--proposal picks the proposals of a --proposal-only refresh: add --proposal-only")
+        if args.reference_only and args.proposal_only:
+            raise CgbgError("--reference-only and --proposal-only: give one (a full build changes both)")
+        if args.proposal_only:
+            unused = [f"--{flag.replace('_', '-')}" for flag in _FM_FLAGS if getattr(args, flag) is not None]
+            if unused:
+                raise CgbgError(f"--proposal-only keeps the force-matched baselines: drop {', '.join(unused)}")
+            variants = tuple(args.proposal) if args.proposal else ("unbiased", "biased")
+            written = _checked(refresh_proposals, recipe, variants=variants)
+            for path in written:
+                print(f"refreshed {path}")
+            return 0
         if args.reference_only:
-            unused = [f"--{flag.replace('_', '-')}" for flag in (*_FM_FLAGS, "bank_size", "metad")
+            unused = [f"--{flag.replace('_', '-')}" for flag in (*_FM_FLAGS, *_FLOW_FLAGS, "bank_size", "metad")
                       if getattr(args, flag) is not None]
             if unused:
                 raise CgbgError(f"--reference-only keeps the flows and the force-matched baselines: "

@@ -45,7 +45,7 @@ import zuko
 from cgbg_bench.cg.zmatrix import ZMatrix
 from cgbg_bench.errors import TaskError, UsageError
 
-__all__ = ["ICFlow", "train_ic_flow", "random_rotations", "soft_dihedrals"]
+__all__ = ["ICFlow", "train_ic_flow", "frame_weights", "random_rotations", "soft_dihedrals"]
 
 #: default: a dihedral whose circular standard deviation in the data exceeds this is soft
 SOFT_CIRCULAR_SD = 0.5
@@ -267,19 +267,56 @@ def _fit_linear_gaussian(model: ICFlow, soft: torch.Tensor, z: torch.Tensor, rid
     model.cholesky.copy_(torch.linalg.cholesky(cov))
 
 
+def frame_weights(log_weights: np.ndarray | None, n: int) -> torch.Tensor | None:
+    """Training weights from per-frame log weights: exp(log w - max), float64, mean 1; None for None.
+
+    Raises UsageError on a wrong length or a value that is not finite.
+    """
+    if log_weights is None:
+        return None
+    lw = np.asarray(log_weights, np.float64)
+    if lw.shape != (n,):
+        raise UsageError(f"log_weights of shape {lw.shape}: give one value per frame, ({n},)")
+    if not np.isfinite(lw).all():
+        raise UsageError(f"log_weights: {int((~np.isfinite(lw)).sum())} values are not finite")
+    w = np.exp(lw - lw.max())
+    return torch.as_tensor(w / w.mean())
+
+
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return values.mean()
+    w = weights.to(values.dtype)
+    return (w * values).sum() / w.sum()
+
+
+def _kish_fraction(weights: torch.Tensor | None) -> float:
+    """Kish effective sample size over the number of frames (1 without weights)."""
+    if weights is None or len(weights) == 0:
+        return 1.0
+    return float(weights.sum() ** 2 / (weights ** 2).sum() / len(weights))
+
+
 def train_ic_flow(zmatrix: ZMatrix, positions: np.ndarray, *, seed: int, soft: Sequence[int] | None = None,
                   epochs: int = 100, lr: float = 1e-3, batch_size: int = 256, val_fraction: float = 0.1,
-                  **flow_kwargs) -> tuple[ICFlow, dict]:
+                  log_weights: np.ndarray | None = None, **flow_kwargs) -> tuple[ICFlow, dict]:
     """Maximum likelihood on CG frames (N, n_beads, 3) nm; the last val_fraction (in time) is held out.
 
     ``soft``: the multi-basin dihedrals (indices into the Z-matrix's dihedrals); default:
     those whose circular standard deviation in the data exceeds ``SOFT_CIRCULAR_SD``.
     The soft and the stiff flow are trained together (the NLL is their sum) and each
     is returned at the epoch of its own lowest validation NLL.
+
+    ``log_weights`` (N,): weighted maximum likelihood, each frame's NLL counted with weight
+    exp(log_weights) in the training loss and in the validation NLL that picks the epochs (e.g.
+    exp(V/kT) of a frozen bias V, so that biased frames train a flow of the unbiased
+    distribution). The proposal's log q stays exact whatever the weights; they change only
+    how well it matches a target.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x = torch.as_tensor(np.asarray(positions, np.float64))
+    weights = frame_weights(log_weights, len(x))
     b, a, d = zmatrix.to_internal(x)
     soft = soft_dihedrals(d.numpy()) if soft is None else list(soft)
     stiff = [j for j in range(zmatrix.n_dihedrals) if j not in soft]
@@ -295,26 +332,29 @@ def train_ic_flow(zmatrix: ZMatrix, positions: np.ndarray, *, seed: int, soft: S
     s_all, z_all = s_all.to(torch.float32), z_all.to(torch.float32)
     train, val = slice(0, len(x) - n_val), slice(len(x) - n_val, len(x))
     n_train = len(x) - n_val
+    w_train = None if weights is None else weights[train]
+    w_val = None if weights is None else weights[val]
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     best = {part: (math.inf, -1, None) for part in ("soft", "stiff")}  # the flows overfit small data sets
     history = []
     with torch.no_grad():  # epoch 0: the linear-Gaussian stiff model alone may generalize best
         lp_soft, lp_stiff = model.log_prob_parts(s_all[val], z_all[val])
-    best["stiff"] = (float(-lp_stiff.mean()), -1, {k: v.detach().clone() for k, v in model.stiff.state_dict().items()})
+    best["stiff"] = (float(-_weighted_mean(lp_stiff, w_val)), -1,
+                     {k: v.detach().clone() for k, v in model.stiff.state_dict().items()})
     for epoch in range(epochs):
         perm = torch.as_tensor(rng.permutation(n_train))
         for start in range(0, n_train, batch_size):
             idx = perm[start:start + batch_size]
             lp_soft, lp_stiff = model.log_prob_parts(s_all[train][idx], z_all[train][idx])
-            loss = -(lp_soft + lp_stiff).mean()
+            loss = -_weighted_mean(lp_soft + lp_stiff, None if w_train is None else w_train[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
         sched.step()
         with torch.no_grad():
             lp_soft, lp_stiff = model.log_prob_parts(s_all[val], z_all[val])
-        nll = {"soft": float(-lp_soft.mean()), "stiff": float(-lp_stiff.mean())}
+        nll = {"soft": float(-_weighted_mean(lp_soft, w_val)), "stiff": float(-_weighted_mean(lp_stiff, w_val))}
         history.append(nll)
         for part, value in nll.items():
             if value < best[part][0]:
@@ -324,8 +364,10 @@ def train_ic_flow(zmatrix: ZMatrix, positions: np.ndarray, *, seed: int, soft: S
         getattr(model, part).load_state_dict(best[part][2])
     with torch.no_grad():
         lp_soft, lp_stiff = model.log_prob_parts(s_all[train], z_all[train])
-        val_full = float(-model.log_prob_features(s_all[val], z_all[val]).mean())
-    return model, {"train_nll": float(-(lp_soft + lp_stiff).mean()),
+        val_full = float(-_weighted_mean(model.log_prob_features(s_all[val], z_all[val]), w_val))
+    report = {} if weights is None else {"weights": {"kish_fraction": {"train": _kish_fraction(w_train),
+                                                                       "val": _kish_fraction(w_val)}}}
+    return model, {**report, "train_nll": float(-_weighted_mean(lp_soft + lp_stiff, w_train)),
                    "val_nll": best["soft"][0] + best["stiff"][0], "val_nll_mixture": val_full,
                    "best_epoch": {part: best[part][1] + 1 for part in best},
                    "last_val_nll": history[-1]["soft"] + history[-1]["stiff"], "epochs": epochs, "seed": seed,
