@@ -216,8 +216,9 @@ def test_reference_only_refresh_keeps_flows_and_pmfs_and_rescores(built, tmp_pat
 @pytest.mark.slow
 def test_proposal_only_refresh_retrains_the_chosen_flows_and_rescores(built, tmp_path, monkeypatch):
     """--proposal-only: the core-beta -biased task gets version 2 with a flow trained by weighted
-    likelihood (the Kish fraction of its training weights below 1), a new bank, the same reference
-    and PMF files, rescored baselines and a recipe that says so; every other task is untouched."""
+    likelihood at another power (0.5; the build's is 1; the Kish fraction of its weights below 1),
+    a new bank, the same reference and PMF files, rescored baselines and a recipe that says so;
+    every other task is untouched."""
     import json
     import shutil
 
@@ -234,7 +235,7 @@ def test_proposal_only_refresh_retrains_the_chosen_flows_and_rescores(built, tmp
     target = root / "tasks" / "ala2-core-beta-biased"
     stored = load_recipe(target / "task.yaml")
     recipe = dataclasses.replace(stored, version=2, representations=("core-beta",),
-                                 flow=dataclasses.replace(stored.flow, bias_weight_power=1.0))
+                                 flow=dataclasses.replace(stored.flow, bias_weight_power=0.5))
     assert [p.name for p in refresh_proposals(recipe, variants=("biased",), root=root)] == ["ala2-core-beta-biased"]
     for n in names:
         if n != target.name:
@@ -249,7 +250,7 @@ def test_proposal_only_refresh_retrains_the_chosen_flows_and_rescores(built, tmp
     assert new["proposal"]["sha256"] != old["proposal"]["sha256"]
     training = new["proposal"]["provenance"]["flow_training"]
     assert 0 < training["weights"]["kish_fraction"]["train"] < 1
-    assert new["proposal"]["provenance"]["command"].endswith("--flow-bias-weight-power 1 --proposal-only")
+    assert new["proposal"]["provenance"]["command"].endswith("--flow-bias-weight-power 0.5 --proposal-only")
     assert BuildRecipe.from_dict(new["recipe"]) == dataclasses.replace(stored, version=2, flow=recipe.flow)
     scores = json.loads((target / "baseline_scores.json").read_text())
     assert scores["task_version"] == 2 and set(scores["baselines"]) == {"fm-unbiased", "fm-biased", "prior-only",

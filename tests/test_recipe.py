@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cgbg_bench.build.recipe import BuildRecipe, FlowSettings, Run, Seeds, load_recipe
+from cgbg_bench.build.recipe import LEGACY_BIAS_WEIGHT_POWER, BuildRecipe, FlowSettings, Run, Seeds, load_recipe
 from cgbg_bench.errors import TaskSchemaError
 from cgbg_bench.fm.pipeline import FMSettings
 
@@ -72,7 +72,7 @@ def test_strict_keys_and_values(change, message):
 def test_defaults_live_in_the_recipe_only():
     """make-task's recipe flags have no defaults of their own, and neither have the builders nor the
     force-matching functions: the recipe's and FMSettings' are the only ones."""
-    from cgbg_bench.build.alanine import build, refresh_reference
+    from cgbg_bench.build.alanine import build, refresh_proposals, refresh_reference
     from cgbg_bench.cli.make import recipe_from_args
     from cgbg_bench.fm.peptide import train_peptide_pmf, training_settings
 
@@ -83,13 +83,16 @@ def test_defaults_live_in_the_recipe_only():
     for fn in (build, refresh_reference):
         params = inspect.signature(fn).parameters
         assert list(params) == ["recipe", "root"] and params["root"].default is None
+    params = inspect.signature(refresh_proposals).parameters
+    assert list(params) == ["recipe", "variants", "root"] and params["root"].default is None
     params = inspect.signature(train_peptide_pmf).parameters
     assert set(params) == {"data", "settings", "prior_only", "checkpoint_dir", "progress", "overrides"}
     assert set(inspect.signature(training_settings).parameters) == {"settings", "prior_only", "temperature_kelvin"}
     # the help texts show the recipe's defaults
     from cgbg_bench.cli.make import _default
 
-    assert _default("block_ps") == "1000" and _default("hidden", fm=True) == "128 128"
+    assert _default("block_ps") == "1000" and _default("hidden", "fm") == "128 128"
+    assert _default("bias_weight_power", "flow") == "1"
 
 
 def test_flags_change_the_recipe(tmp_path):
@@ -138,14 +141,20 @@ def test_shipped_ala2_tasks_carry_their_recipe(name, monkeypatch):
     path = ROOT / "tasks" / name / "task.yaml"
     data = yaml.safe_load(path.read_text())
     recipe = load_recipe(path)
-    assert recipe.to_dict() == data["recipe"] and recipe.version == data["version"]
-    assert recipe_of_task(path, data) == recipe
+    stored = dict(data["recipe"], flow={"bias_weight_power": LEGACY_BIAS_WEIGHT_POWER, **data["recipe"]["flow"]})
+    assert recipe.to_dict() == stored and recipe.version == data["version"]
+    import re
+
+    def strip(c):  # one refresh may cover both representations; each task records its own
+        return re.sub(r" --representation \S+", "", c)
+
+    proposal_command = data["proposal"]["provenance"]["command"]
+    if "--proposal-only" in proposal_command:  # flows retrained after recipes were stored: no migration
+        assert strip(recipe.command(proposal_only=True)) == strip(proposal_command)
+    else:
+        assert recipe_of_task(path, data) == recipe
     ref_command = data["reference"]["provenance"]["command"]
     if "--reference-only" in ref_command:  # a refreshed version: its reference and GB rows by the refresh
-        import re
-
-        def strip(c):  # one refresh may cover both representations; each task records its own
-            return re.sub(r" --representation \S+", "", c)
 
         assert strip(recipe.command(reference_only=True)) == strip(ref_command)
         assert data["proposal"]["provenance"]["command"].startswith("cgbg-bench make-task ala2 ")
@@ -163,3 +172,19 @@ def test_info_verify_passes_with_the_recipe():
     from cgbg_bench.cli import main
 
     assert main(["info", str(ROOT / "tasks" / "ala2-core-beta"), "--verify"]) == 0
+
+
+def test_flows_weighted_by_default_and_older_recipes_read_as_unweighted():
+    """New recipes train the biased flows on the unbiased distribution (power 1); a stored recipe
+    whose flow settings predate the field (every ala2 task up to v12) rebuilds its flows as they
+    were built, unweighted; a written recipe reads back as it was."""
+    from cgbg_bench.build.recipe import LEGACY_BIAS_WEIGHT_POWER, FlowSettings
+
+    assert BuildRecipe(system="ala2").flow.bias_weight_power == 1.0
+    old = BuildRecipe.from_dict({"system": "ala2", "flow": {"epochs": 40}})
+    assert old.flow.bias_weight_power == LEGACY_BIAS_WEIGHT_POWER == 0.0
+    for power in (0.0, 0.5, 1.0):
+        r = BuildRecipe(system="ala2", flow=FlowSettings(bias_weight_power=power))
+        assert BuildRecipe.from_dict(r.to_dict()) == r
+    with pytest.raises(TaskSchemaError, match=r"bias_weight_power must be in \[0, 1\]"):
+        BuildRecipe(system="ala2", flow=FlowSettings(bias_weight_power=1.5))

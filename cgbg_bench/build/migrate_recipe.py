@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from cgbg_bench.build.recipe import BuildRecipe
+from cgbg_bench.build.recipe import LEGACY_BIAS_WEIGHT_POWER, BuildRecipe
 from cgbg_bench.errors import TaskSchemaError
 
 __all__ = ["recipe_from_command", "recipe_of_task", "migrate"]
@@ -55,6 +55,9 @@ def recipe_of_task(path: Path, data: dict) -> BuildRecipe:
     if reference_cmd != proposal_cmd:
         recipe = recipe.with_reference_of(recipe_from_command(reference_cmd))
     recipe = dataclasses.replace(recipe, version=data["version"])
+    if "--flow-bias-weight-power" not in proposal_cmd:  # built before the flows' weighted likelihood
+        recipe = dataclasses.replace(recipe, flow=dataclasses.replace(recipe.flow,
+                                                                      bias_weight_power=LEGACY_BIAS_WEIGHT_POWER))
     unpinned = [r.dir for r in recipe.all_runs() if r.chunks is None]
     if unpinned:
         raise TaskSchemaError(f"{path}: the recorded commands do not pin {', '.join(unpinned)}")

@@ -39,7 +39,7 @@ from cgbg_bench._schema import check_keys, require, short
 from cgbg_bench.errors import TaskSchemaError
 from cgbg_bench.fm.pipeline import FMSettings
 
-__all__ = ["Run", "Seeds", "FlowSettings", "BuildRecipe", "ROLES", "load_recipe"]
+__all__ = ["Run", "Seeds", "FlowSettings", "BuildRecipe", "ROLES", "LEGACY_BIAS_WEIGHT_POWER", "load_recipe"]
 
 #: Run roles with a list of runs; ``gb`` maps an implicit-solvent model name to its runs.
 ROLES = ("unbiased", "static", "metad")
@@ -77,9 +77,14 @@ class FlowSettings:
     lr: float = 1e-3
     uniform: float = 0.05  # share of the (phi, psi) proposals drawn uniformly on the torus
     mirror: float = 0.1  # share drawn from the flow's mirror image (phi, psi) -> (-phi, -psi) (from v10)
-    # weighted likelihood: each biased frame counts exp(V/kT)^power, V its bias energy (0: plain
-    # maximum likelihood on the frames as sampled, up to ala2 v12; 1: the unbiased distribution)
-    bias_weight_power: float = 0.0
+    # weighted likelihood: each biased frame counts exp(V/kT)^power, V its bias energy (1: the
+    # unbiased distribution; 0: plain maximum likelihood on the frames as sampled, as the recipes
+    # stored before this field, up to ala2 v12, which read as LEGACY_BIAS_WEIGHT_POWER)
+    bias_weight_power: float = 1.0
+
+
+#: the flows' bias_weight_power of a stored recipe that does not name one (written up to ala2 v12)
+LEGACY_BIAS_WEIGHT_POWER = 0.0
 
 
 def _default_fm() -> FMSettings:
@@ -255,6 +260,8 @@ class BuildRecipe:
         for name in ("seeds", "flow", "fm"):
             if d.get(name) is not None:
                 kw[name] = _settings(d[name], getattr(default, name), f"{where}: {name}")
+        if isinstance(d.get("flow"), Mapping) and "bias_weight_power" not in d["flow"]:
+            kw["flow"] = dataclasses.replace(kw["flow"], bias_weight_power=LEGACY_BIAS_WEIGHT_POWER)
         return cls(**kw)
 
     # -------------------------------------------------------- for humans ---
