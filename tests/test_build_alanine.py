@@ -355,6 +355,15 @@ def test_md_report_compares_basins_of_runs_in_and_out_of_the_reference(built, ca
     # with two reference runs every run has another to be compared with (values: compare_basins tests)
     assert all(r["z_vs_other_reference_runs"] is not None for r in runs.values())
     assert runs["static"]["blocks"] == 2 and runs["static"]["error"][0][0] is not None
+    # the two checked runs pooled: not in the reference, every block of both, and each basin's
+    # population between the two runs' (a mixture of the two)
+    from cgbg_bench.md.report import POOLED_CHECKS
+
+    pooled = runs[POOLED_CHECKS]
+    assert not pooled["in_reference"] and pooled["blocks"] == runs["obc2"]["blocks"] + runs["unbiased"]["blocks"]
+    for b in range(3):
+        lo, hi = sorted(runs[n]["population"][0][b] for n in ("obc2", "unbiased"))
+        assert lo - 1e-12 <= pooled["population"][0][b] <= hi + 1e-12
     assert main(argv) == 0 and "basin populations" in capsys.readouterr().out
     # one reference run: it has no other run to be compared with, the checked run does
     assert main(argv[:4] + argv[5:] + ["--json"]) == 0

@@ -17,7 +17,7 @@ from cgbg_bench.md.production import run_status
 from cgbg_bench.reference import (combine_reference, combine_runs, compare_basins, load_run_dihedrals, merge_blocks,
                                   quality_report, run_halves)
 
-__all__ = ["data_report"]
+__all__ = ["data_report", "POOLED_CHECKS"]
 
 
 def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: float, block_ps: float = 1000.0,
@@ -31,7 +31,8 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
     ``check_dirs``: unbiased/static runs that stay out of the reference but are compared with
     it basin by basin (``basins``: every run's beta/PPII, alpha_R and phi > 0 populations with
     errors from blocks of ``basin_block_ps``, and how many combined standard errors each run
-    lies from the reference runs other than itself). Unbiased and static-bias runs combine by
+    lies from the reference runs other than itself; with several check runs, also the check runs
+    pooled as one sample, named ``POOLED_CHECKS``). Unbiased and static-bias runs combine by
     :func:`cgbg_bench.reference.combine_reference` (``groups``: each kind's runs and share).
     """
     max_chunks = {str(Path(k)): v for k, v in (max_chunks or {}).items()}
@@ -76,10 +77,14 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
     rep["runs"] += [{"dir": str(d), "ns": ns(d), "blocks": None, "role": "check (not in the reference)"}
                     for d in check_dirs]
     group = max(1, int(round(basin_block_ps / block_ps)))
-    merged = [merge_blocks(b, group) for b in blocks] + [merge_blocks(combine_runs([c], block_ps), group)
-                                                         for c in checks]
-    rep["basins"] = compare_basins([str(d) for d in [*ref_dirs, *check_dirs]], merged, len(blocks),
-                                   n_bootstrap=n_bootstrap, seed=seed)
+    check_blocks = [combine_runs([c], block_ps) for c in checks]
+    merged = [merge_blocks(b, group) for b in [*blocks, *check_blocks]]
+    names = [str(d) for d in [*ref_dirs, *check_dirs]]
+    if len(checks) > 1:  # the checked runs as one sample (pooled as a reference pools runs of one kind)
+        pooled = np.split(combine_runs(checks, block_ps), np.cumsum([len(b) for b in check_blocks])[:-1])
+        merged.append(np.concatenate([merge_blocks(b, group) for b in pooled]))  # no block spans two runs
+        names.append(POOLED_CHECKS)
+    rep["basins"] = compare_basins(names, merged, len(blocks), n_bootstrap=n_bootstrap, seed=seed)
     rep["basins"]["block_ps"] = block_ps * group
     rep["groups"] = groups
     rep["kish_ess_fraction"] = [float(_kish(r.log_weight)) for r in runs]
@@ -87,6 +92,10 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
     rep["scored_residue"] = scored
     rep["block_ps"] = block_ps
     return rep
+
+
+#: the name of the basin row of the --check runs pooled (when there are several)
+POOLED_CHECKS = "checked runs pooled"
 
 
 def _scored_residue(n_res: int) -> int:
