@@ -283,6 +283,21 @@ def build(recipe: BuildRecipe, *, root: Path | None = None) -> list[Path]:
     return written
 
 
+def _intact_task(task_dir: Path, version: int, refresh_flag: str):
+    """The task in ``task_dir``, for a refresh to ``version``: it exists, is below that version and
+    every file it lists passes its hash check (a mismatch raises and names the file)."""
+    from cgbg_bench.task import load_task
+
+    if not (task_dir / "task.yaml").is_file():
+        raise UsageError(f"{task_dir}: no task.yaml; build the task first (make-task without {refresh_flag})")
+    task = load_task(task_dir / "task.yaml")
+    if version <= task.version:
+        raise UsageError(f"{task.name} is version {task.version}: give --version above it")
+    for f in (task.proposal, task.reference, *(b.file for b in task.baselines)):
+        f.verify()
+    return task
+
+
 def refresh_reference(recipe: BuildRecipe, *, root: Path | None = None) -> list[Path]:
     """New task version (``recipe.version``) with only the reference and the GB rows rebuilt (from
     more MD, the recipe's unbiased, static-bias and GB runs); returns the folders.
@@ -300,7 +315,6 @@ def refresh_reference(recipe: BuildRecipe, *, root: Path | None = None) -> list[
     folders from git (``git checkout tasks/``) and run it again.
     """
     from cgbg_bench.bank import generated_bank
-    from cgbg_bench.task import load_task
 
     _check_reference_sources(recipe)
     system = recipe.system
@@ -310,13 +324,7 @@ def refresh_reference(recipe: BuildRecipe, *, root: Path | None = None) -> list[
     for rep in reps:
         for suffix in ("", "-biased"):
             task_dir = root / "tasks" / f"{system}-{rep}{suffix}"
-            if not (task_dir / "task.yaml").is_file():
-                raise UsageError(f"{task_dir}: no task.yaml; build the task first (make-task without --reference-only)")
-            task = load_task(task_dir / "task.yaml")
-            if recipe.version <= task.version:
-                raise UsageError(f"{task.name} is version {task.version}: give --version above it")
-            for f in (task.proposal, task.reference, *(b.file for b in task.baselines)):
-                f.verify()  # refresh only intact tasks (a hash mismatch raises and names the file)
+            task = _intact_task(task_dir, recipe.version, "--reference-only")
             order = [o["name"] for o in task_observables(get_mapping(system, rep))]
             if [o.name for o in task.observables] != order:
                 raise UsageError(f"{task.name} has observables {[o.name for o in task.observables]}, this build "
@@ -403,7 +411,6 @@ def refresh_proposals(recipe: BuildRecipe, *, variants: tuple[str, ...] = ("unbi
     recipe whose runs or pins are not the task's. Interrupted while writing, a task can be left
     half-refreshed: restore the task folders from git (``git checkout tasks/``) and run it again.
     """
-    from cgbg_bench.task import load_task
 
     unknown = sorted(set(variants) - set(VARIANTS.values()))
     if unknown or not variants:
@@ -417,13 +424,7 @@ def refresh_proposals(recipe: BuildRecipe, *, variants: tuple[str, ...] = ("unbi
             if data_kind not in variants:
                 continue
             task_dir = root / "tasks" / f"{system}-{rep}{suffix}"
-            if not (task_dir / "task.yaml").is_file():
-                raise UsageError(f"{task_dir}: no task.yaml; build the task first (make-task without --proposal-only)")
-            task = load_task(task_dir / "task.yaml")
-            if recipe.version <= task.version:
-                raise UsageError(f"{task.name} is version {task.version}: give --version above it")
-            for f in (task.proposal, task.reference, *(b.file for b in task.baselines)):
-                f.verify()  # refresh only intact tasks (a hash mismatch raises and names the file)
+            task = _intact_task(task_dir, recipe.version, "--proposal-only")
             data = yaml.safe_load((task_dir / "task.yaml").read_text())
             if data.get("recipe") is None:
                 raise UsageError(f"{task.name} records no recipe: rebuild it (make-task without --proposal-only)")
