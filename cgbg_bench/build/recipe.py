@@ -294,8 +294,11 @@ class BuildRecipe:
             command += "".join(f" --representation {rep}" for rep in self.representations)
         if reference_only:
             return command + " --reference-only"
+        # the weight power is spelled out unless it is the legacy 0, which a command without the
+        # flag stands for (migrate_recipe reads older commands so), whatever the current default
+        unsaid = dataclasses.replace(default.flow, bias_weight_power=LEGACY_BIAS_WEIGHT_POWER)
         for flag, name in _FLOW_FLAGS:
-            if getattr(self.flow, name) != getattr(default.flow, name):
+            if getattr(self.flow, name) != getattr(unsaid, name):
                 command += f" {flag} {getattr(self.flow, name):g}"
         if proposal_only:
             return command + " --proposal-only"
