@@ -55,7 +55,9 @@ def test_builds_four_tasks_with_the_fixed_observables(built, capsys):
     command = cb.reference.provenance["command"]
     for run_name, n in (("unbiased", 10), ("static", 4), ("metad", 3), ("obc2", 2)):
         assert f"/{run_name}={n}" in command  # every run pinned to the chunks the build read
-    assert command.endswith("--block-ps 1 --basin-block-ps 1 --bank-size 3000 --fm-hidden 16")  # non-defaults too
+    # non-defaults too, and the flows' weight power (spelled out unless it is the legacy 0)
+    assert command.endswith("--block-ps 1 --basin-block-ps 1 --bank-size 3000 --flow-epochs 2 "
+                            "--flow-bias-weight-power 1 --fm-hidden 16")
     # the recipe in task.yaml is the build's, every run pinned to the chunks it read
     raw = yaml.safe_load((root / "tasks" / "ala2-core-beta" / "task.yaml").read_text())
     stored = BuildRecipe.from_dict(raw["recipe"])
