@@ -96,6 +96,7 @@ def compare_pmfs(pmfs: dict, task, *, device: str = "cpu", n_bootstrap: int | No
                                              n_blocks=nb, bins=obs.bins, n_bootstrap=nboot, seed=seed),
         "pmfs": {},
         "gb": {},
+        "weighting": task.metrics.describe(),
     }
     for label, pmf in pmfs.items():
         result, log_w = evaluate(pmf, task, device=device, n_bootstrap=nboot, seed=seed, proposal=proposal,
@@ -115,7 +116,8 @@ def plot_phi_profiles(comparison: dict, path, title: str = "") -> None:
     """Free energy along phi (kT) of the reference, each reweighted PMF, GB runs and the raw proposal.
 
     The legend gives P(phi > 0) of each curve; a PMF's is after the weighting step (its
-    reweighted, clipped bank), and the legend's title says so.
+    reweighted bank, with the task's weighting, ``comparison["weighting"]``), and the legend's
+    title says so.
     """
     from matplotlib.figure import Figure
 
@@ -138,7 +140,8 @@ def plot_phi_profiles(comparison: dict, path, title: str = "") -> None:
     ax.set_xlim(-180, 180)
     ax.set_ylim(0, 12)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, title="P(phi > 0); PMFs: after reweighting the bank (clipped)", title_fontsize=7)
+    weighting = comparison.get("weighting", "the task's weights")
+    ax.legend(fontsize=7, title=f"P(phi > 0); PMFs: the bank reweighted ({weighting})", title_fontsize=7)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
