@@ -49,6 +49,30 @@ def test_there_are_entries_for_every_shipped_baseline(shipped_baselines):
     assert not missing, f"no entry for baselines {missing}: run `cgbg-bench leaderboard add-baselines`"
 
 
+def test_baseline_results_keep_their_evaluations_flags_and_k_hat(shipped_baselines):
+    """A baseline whose evaluation was flagged (e.g. PARETO_K: PMF_U's k-hat 0.93 on ala2-core-beta
+    v12) carries the flag and its k-hat into the leaderboard, where it is then not ranked."""
+    import json
+
+    from cgbg_bench.leaderboard.render import result_flags
+    from cgbg_bench.task import list_tasks, load_task
+
+    flagged = 0
+    for task_name in list_tasks():
+        scores = json.loads(load_task(task_name).baseline_scores.verify().read_text())["baselines"]
+        for e in shipped_baselines.values():
+            r = e.results.get(task_name)
+            if r is None or e.model_name not in scores:
+                continue
+            stored = scores[e.model_name]
+            assert r.reliability == tuple(f["code"] for f in stored.get("reliability") or [])
+            k = stored.get("pareto_k")
+            assert r.pareto_k == (None if k is None else pytest.approx(k, abs=1e-4))
+            flagged += bool(r.reliability)
+            assert set(r.reliability) <= set(result_flags(r))
+    assert flagged  # the shipped tasks have flagged baselines (PMF_U's k-hat, prior-only's ESS)
+
+
 @pytest.mark.parametrize("path", ENTRY_PATHS, ids=[p.stem for p in ENTRY_PATHS])
 def test_entry_validates(path, shipped_baselines):
     problems = check_entry(load_entry(path), root=ROOT, baselines=shipped_baselines)

@@ -64,6 +64,10 @@ def _result(task_version: int, fingerprint: str, r: Mapping[str, Any]) -> TaskRe
         device=str(r["device"]),
         runtime_s=round(float(r["runtime_s"]), 3),
         torch_version=str(r["torch_version"]) if r.get("torch_version") is not None else None,
+        # the flags and k-hat of the evaluation, as `evaluate --record` keeps them: a flagged
+        # baseline is not ranked either
+        reliability=tuple(f["code"] for f in r.get("reliability") or []),
+        pareto_k=None if r.get("pareto_k") is None else round(float(r["pareto_k"]), 4),
     )
 
 
