@@ -263,6 +263,10 @@ def test_proposal_only_refresh_retrains_the_chosen_flows_and_rescores(built, tmp
         refresh_proposals(recipe, variants=("biased",), root=root)
     with pytest.raises(ValueError, match="--proposal-only keeps the task's data"):
         refresh_proposals(dataclasses.replace(recipe.unpinned(), version=3), variants=("biased",), root=root)
+    with pytest.raises(ValueError, match="this recipe also changes block_ps, fm"):
+        refresh_proposals(dataclasses.replace(recipe, version=3, block_ps=5.0,
+                                              fm=dataclasses.replace(recipe.fm, n_models=3)),
+                          variants=("biased",), root=root)
     with pytest.raises(ValueError, match="proposal variants"):
         refresh_proposals(recipe, variants=("both",), root=root)
     assert sha256_file(target / "flow.pt") == sha
@@ -272,6 +276,28 @@ def test_proposal_only_refresh_retrains_the_chosen_flows_and_rescores(built, tmp
     assert main([*args, "--proposal-only", "--reference-only"]) == 2
     assert main([*args, "--proposal-only", "--flow-bias-weight-power", "2"]) == 2  # outside [0, 1]
     assert sha256_file(target / "flow.pt") == sha
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run_name", ["static", "metad", "unbiased"])
+def test_frame_log_weights_are_the_bias_energy_at_each_stored_frame(built, run_name):
+    """Frames every 1 ps, bias energies every 0.1 ps: each frame's log-weight is V/kT of the sample
+    at its own time (0 for an unbiased run), one per frame, read up to a pin."""
+    from cgbg_bench.md.production import load_chunks
+    from cgbg_bench.reference import frame_log_weights
+
+    run_dir = built[0].parent / run_name
+    d = load_chunks(run_dir)
+    at = [int(np.flatnonzero(np.isclose(d["time_ps"], t, atol=1e-6))[0]) for t in d["frame_time_ps"]]
+    expected = d["bias_energy_kj_per_mol"][at].astype(float) / 2.5
+    lw = frame_log_weights(run_dir, 2.5)
+    assert lw.shape == (len(d["frame_time_ps"]),)
+    if run_name == "unbiased":
+        assert not lw.any()
+    else:
+        assert np.ptp(expected) > 0 and lw == pytest.approx(expected, rel=1e-12)
+    per_chunk = len(lw) // len(list(run_dir.glob("chunk_*.npz")))
+    assert len(frame_log_weights(run_dir, 2.5, max_chunks=1)) == per_chunk
 
 
 @pytest.mark.slow

@@ -185,8 +185,11 @@ def test_flows_weighted_by_default_and_older_recipes_read_as_unweighted():
     from cgbg_bench.build.recipe import LEGACY_BIAS_WEIGHT_POWER, FlowSettings
 
     assert BuildRecipe(system="ala2").flow.bias_weight_power == 1.0
-    old = BuildRecipe.from_dict({"system": "ala2", "flow": {"epochs": 40}})
+    stored = {k: v for k, v in dataclasses.asdict(FlowSettings()).items() if k != "bias_weight_power"}
+    old = BuildRecipe.from_dict({"system": "ala2", "flow": stored})
     assert old.flow.bias_weight_power == LEGACY_BIAS_WEIGHT_POWER == 0.0
+    # a hand-written recipe that sets a few flow fields takes the current default for the rest
+    assert BuildRecipe.from_dict({"system": "ala2", "flow": {"epochs": 80}}).flow.bias_weight_power == 1.0
     for power in (0.0, 0.5, 1.0):
         r = BuildRecipe(system="ala2", flow=FlowSettings(bias_weight_power=power))
         assert BuildRecipe.from_dict(r.to_dict()) == r

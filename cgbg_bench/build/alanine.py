@@ -386,9 +386,9 @@ def _train_and_sample(task_dir: Path, recipe: BuildRecipe, rep: str, data_kind: 
     n_phi = len(mapping.phi)  # soft = phi of every residue, then psi
     log.info("%s: frames with phi > 0 per residue, flow training / validation part: %s / %s", name,
              report["soft_positive_frames"]["train"][:n_phi], report["soft_positive_frames"]["val"][:n_phi])
-    model.save(task_dir / "flow.pt")
     log.info("%s: generating the %d-sample bank for its fingerprint", name, recipe.bank_size)
     positions, log_q = model.sample_bank(recipe.bank_size, seed=recipe.seeds.bank)
+    model.save(task_dir / "flow.pt")  # only now: an interrupted training or sampling leaves the old flow
     return report, train_dirs, bank_fingerprint(positions, log_q), positions, log_q
 
 
@@ -429,28 +429,41 @@ def refresh_proposals(recipe: BuildRecipe, *, variants: tuple[str, ...] = ("unbi
             if data.get("recipe") is None:
                 raise UsageError(f"{task.name} records no recipe: rebuild it (make-task without --proposal-only)")
             old = BuildRecipe.from_dict(data["recipe"], where=f"{task_dir / 'task.yaml'}: recipe")
-            if old.all_runs() != recipe.all_runs() or old.discard_ps != recipe.discard_ps:
+            if old.all_runs() != recipe.all_runs():
                 raise UsageError(f"{task.name}: --proposal-only keeps the task's data; its runs and pins are "
                                  f"{[(r.dir, r.chunks) for r in old.all_runs()]}, this recipe's "
                                  f"{[(r.dir, r.chunks) for r in recipe.all_runs()]} (build from "
                                  f"--recipe {task_dir / 'task.yaml'})")
+            kept = old.to_dict()
+            given = dataclasses.replace(recipe, flow=old.flow, seeds=old.seeds, bank_size=old.bank_size,
+                                        version=old.version, representations=old.representations).to_dict()
+            ignored = sorted(k for k in kept if kept[k] != given[k])
+            if ignored:
+                raise UsageError(f"{task.name}: --proposal-only changes only the flows, seeds and bank size; this "
+                                 f"recipe also changes {', '.join(ignored)} (build without --proposal-only)")
             tasks[task_dir] = (rep, data_kind, old)
-    command = recipe.command(proposal_only=True)
     written = []
     for task_dir, (rep, data_kind, old) in tasks.items():
         new = old.with_proposal_of(recipe)
+        command = new.command(proposal_only=True)
         report, train_dirs, fingerprint, positions, log_q = _train_and_sample(task_dir, new, rep, data_kind,
                                                                               task_dir.name)
-        data = yaml.safe_load((task_dir / "task.yaml").read_text())
-        data["version"] = recipe.version
-        data["metrics"] = with_current_weighting(data["metrics"])
-        data["proposal"] = _proposal_entry(task_dir, new, command, report, train_dirs, fingerprint)
-        data.pop("baseline_scores", None)  # rescored below on the new bank
-        data["recipe"] = new.to_dict()
-        write_task_yaml(task_dir, data)
-        _prime_cache(task_dir, positions, log_q)
-        log.info("%s: proposal retrained for version %d; rescoring its baselines", task_dir.name, recipe.version)
-        rescore_baselines(task_dir, command=command)
+        try:
+            data = yaml.safe_load((task_dir / "task.yaml").read_text())
+            data["version"] = recipe.version
+            data["metrics"] = with_current_weighting(data["metrics"])
+            data["proposal"] = _proposal_entry(task_dir, new, command, report, train_dirs, fingerprint)
+            data.pop("baseline_scores", None)  # rescored below on the new bank
+            data["recipe"] = new.to_dict()
+            write_task_yaml(task_dir, data)
+            _prime_cache(task_dir, positions, log_q)
+            log.info("%s: proposal retrained for version %d; rescoring its baselines", task_dir.name,
+                     recipe.version)
+            rescore_baselines(task_dir, command=command)
+        except BaseException:
+            log.error("%s is left half-refreshed (a new flow.pt without its scores): restore it with "
+                      "`git checkout -- %s` and run the refresh again", task_dir.name, task_dir)
+            raise
         written.append(task_dir)
     return written
 

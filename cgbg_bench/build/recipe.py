@@ -83,7 +83,8 @@ class FlowSettings:
     bias_weight_power: float = 1.0
 
 
-#: the flows' bias_weight_power of a stored recipe that does not name one (written up to ala2 v12)
+#: the flows' bias_weight_power of a stored recipe written before the field (up to ala2 v12: every
+#: other flow field present, this one absent)
 LEGACY_BIAS_WEIGHT_POWER = 0.0
 
 
@@ -260,7 +261,10 @@ class BuildRecipe:
         for name in ("seeds", "flow", "fm"):
             if d.get(name) is not None:
                 kw[name] = _settings(d[name], getattr(default, name), f"{where}: {name}")
-        if isinstance(d.get("flow"), Mapping) and "bias_weight_power" not in d["flow"]:
+        # a stored recipe (to_dict writes every flow field) from before the field: the legacy value;
+        # a hand-written recipe that leaves fields out takes the defaults, this one included
+        legacy_fields = {f.name for f in dataclasses.fields(FlowSettings)} - {"bias_weight_power"}
+        if isinstance(d.get("flow"), Mapping) and set(d["flow"]) == legacy_fields:
             kw["flow"] = dataclasses.replace(kw["flow"], bias_weight_power=LEGACY_BIAS_WEIGHT_POWER)
         return cls(**kw)
 

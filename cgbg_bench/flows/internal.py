@@ -334,6 +334,10 @@ def train_ic_flow(zmatrix: ZMatrix, positions: np.ndarray, *, seed: int, soft: S
     n_train = len(x) - n_val
     w_train = None if weights is None else weights[train]
     w_val = None if weights is None else weights[val]
+    for part, w in (("training", w_train), ("validation", w_val)):
+        if w is not None and not float(w.sum()) > 0:
+            raise UsageError(f"log_weights: every {part} frame's weight underflows next to the largest "
+                             "(log-weights that differ by more than ~700): give log-weights on a common scale")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     best = {part: (math.inf, -1, None) for part in ("soft", "stiff")}  # the flows overfit small data sets

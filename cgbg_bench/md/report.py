@@ -32,7 +32,7 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
     it basin by basin (``basins``: every run's beta/PPII, alpha_R and phi > 0 populations with
     errors from blocks of ``basin_block_ps``, and how many combined standard errors each run
     lies from the reference runs other than itself; with several check runs, also the check runs
-    pooled as one sample, named ``POOLED_CHECKS``). Unbiased and static-bias runs combine by
+    pooled as one sample, named ``POOLED_CHECKS``, when they are of one kind). Unbiased and static-bias runs combine by
     :func:`cgbg_bench.reference.combine_reference` (``groups``: each kind's runs and share).
     """
     max_chunks = {str(Path(k)): v for k, v in (max_chunks or {}).items()}
@@ -80,9 +80,10 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
     check_blocks = [combine_runs([c], block_ps) for c in checks]
     merged = [merge_blocks(b, group) for b in [*blocks, *check_blocks]]
     names = [str(d) for d in [*ref_dirs, *check_dirs]]
-    if len(checks) > 1:  # the checked runs as one sample (pooled as a reference pools runs of one kind)
-        pooled = np.split(combine_runs(checks, block_ps), np.cumsum([len(b) for b in check_blocks])[:-1])
-        merged.append(np.concatenate([merge_blocks(b, group) for b in pooled]))  # no block spans two runs
+    if len(checks) > 1 and len({c.group for c in checks}) == 1:
+        # the checked runs as one sample, as a reference pools runs of one kind (each run's blocks
+        # scaled to its effective size: stacking them is combine_runs); no block spans two runs
+        merged.append(np.concatenate(merged[len(blocks):]))
         names.append(POOLED_CHECKS)
     rep["basins"] = compare_basins(names, merged, len(blocks), n_bootstrap=n_bootstrap, seed=seed)
     rep["basins"]["block_ps"] = block_ps * group
