@@ -120,9 +120,9 @@ def add_parser(sub) -> None:
     md.add_argument("--flow-bias-weight-power", type=float, default=None, metavar="P",
                     help="train the flows by weighted likelihood, each biased frame counted exp(V/kT)^P with V "
                          "its bias energy (1: the unbiased distribution, exactly for static-bias frames; 0: the "
-                         "frames as sampled; default <recipe.flow.bias_weight_power>; the stored recipe of an ala2 task up "
-                         "to v12 reads as 0, as its flows were trained: rebuild such a task with --recipe, not by "
-                         "pasting its recorded command line, which predates the flag)")
+                         "frames as sampled; default <recipe.flow.bias_weight_power>; the stored recipe of an "
+                         "ala2 task up to v12 reads as 0, as its flows were trained: rebuild such a task with "
+                         "--recipe, not by pasting its recorded command line, which predates the flag)")
     md.add_argument("--proposal-only", action="store_true",
                     help="new --version of existing tasks with only the proposal flows retrained (give --recipe "
                          "TASK/task.yaml and the flow flags); reference, GB rows and force-matched baselines are "
