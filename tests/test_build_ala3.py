@@ -12,25 +12,18 @@ from cgbg_bench.build.alanine import build
 from cgbg_bench.build.recipe import BuildRecipe, FlowSettings
 from cgbg_bench.cg.mappings import get_mapping
 from cgbg_bench.fm.pipeline import FMSettings
-from cgbg_bench.md.production import RunSettings, run
 from cgbg_bench.reference import combine_reference, combine_runs, load_run_dihedrals
 from cgbg_bench.task import load_task
 from cgbg_bench.units import kT_kj_per_mol
+from tests.toys import tiny_md_runs
 
 
 # About a CPU-minute (four ala3 tasks): every test of this fixture is marked slow.
 @pytest.fixture(scope="module")
 def built3(tmp_path_factory):
     base = tmp_path_factory.mktemp("ala3")
-    metad, static, unbiased, obc2 = (base / n for n in ("metad", "static", "unbiased", "obc2"))
-    short = dict(chunk_ps=2.0, equilibration_ps=1.0)
-    run(RunSettings("ala3", "vacuum", "wtmetad", seed=11, **short), metad, ns=0.006, platform="CPU")
-    run(RunSettings("ala3", "vacuum", "static", seed=12, **short), static, ns=0.008, bias_from=metad,
-        platform="CPU")
-    run(RunSettings("ala3", "vacuum", "static", seed=15, **short), base / "static-2", ns=0.006, bias_from=metad,
-        platform="CPU")
-    run(RunSettings("ala3", "vacuum", seed=13, **short), unbiased, ns=0.02, platform="CPU")
-    run(RunSettings("ala3", "obc2", seed=14, **short), obc2, ns=0.004, platform="CPU")
+    runs = tiny_md_runs("ala3", base, seed=11)
+    metad, static, unbiased, obc2 = (runs[n] for n in ("metad", "static", "unbiased", "obc2"))
     mp = pytest.MonkeyPatch()
     mp.setenv("CGBG_BENCH_CACHE", str(base / "cache"))
     # the reference from the two static-bias runs (one kind: ps-long runs are too short to weigh kinds)

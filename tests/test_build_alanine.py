@@ -11,23 +11,16 @@ from cgbg_bench._io import sha256_file
 from cgbg_bench.build.alanine import build
 from cgbg_bench.build.recipe import BuildRecipe, FlowSettings, Run
 from cgbg_bench.fm.pipeline import FMSettings
-from cgbg_bench.md.production import RunSettings, run
 from cgbg_bench.task import load_task
+from tests.toys import tiny_md_runs
 
 
 # Building four tasks takes 1.5 CPU-minutes: every test of this fixture is marked slow.
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     base = tmp_path_factory.mktemp("ala")
-    metad, static, unbiased, obc2 = (base / n for n in ("metad", "static", "unbiased", "obc2"))
-    short = dict(chunk_ps=2.0, equilibration_ps=1.0)
-    run(RunSettings("ala2", "vacuum", "wtmetad", seed=1, **short), metad, ns=0.006, platform="CPU")
-    run(RunSettings("ala2", "vacuum", "static", seed=2, **short), static, ns=0.008, bias_from=metad,
-        platform="CPU")
-    run(RunSettings("ala2", "vacuum", "static", seed=5, **short), base / "static-2", ns=0.006, bias_from=metad,
-        platform="CPU")  # a second run of the same kind, for `md report`
-    run(RunSettings("ala2", "vacuum", seed=3, **short), unbiased, ns=0.02, platform="CPU")  # >= 10 frames: FM prior
-    run(RunSettings("ala2", "obc2", seed=4, **short), obc2, ns=0.004, platform="CPU")
+    runs = tiny_md_runs("ala2", base, seed=1)  # static-2: a second run of the same kind, for `md report`
+    metad, static, unbiased, obc2 = (runs[n] for n in ("metad", "static", "unbiased", "obc2"))
     cache = base / "cache"
     mp = pytest.MonkeyPatch()
     mp.setenv("CGBG_BENCH_CACHE", str(cache))

@@ -54,3 +54,22 @@ def write_chain_task(d, *, n_samples: int, fingerprint: dict) -> None:
         "reference": {"path": "reference.npz", "sha256": sha256_file(d / "reference.npz")},
     }
     (d / "task.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def tiny_md_runs(system: str, base, seed: int) -> dict:
+    """The ps-long MD runs of the builder tests (vacuum and OBC2; pipeline checks, not physics) in
+    ``base``: metadynamics (seed), a static-bias run under its bias (seed + 1) and a second one
+    (seed + 4), an unbiased run (seed + 2, >= 10 frames: the force-matching prior) and an OBC2
+    run (seed + 3). Returns {name: directory}."""
+    from cgbg_bench.md.production import RunSettings, run
+
+    dirs = {n: base / n for n in ("metad", "static", "static-2", "unbiased", "obc2")}
+    short = dict(chunk_ps=2.0, equilibration_ps=1.0)
+    run(RunSettings(system, "vacuum", "wtmetad", seed=seed, **short), dirs["metad"], ns=0.006, platform="CPU")
+    run(RunSettings(system, "vacuum", "static", seed=seed + 1, **short), dirs["static"], ns=0.008,
+        bias_from=dirs["metad"], platform="CPU")
+    run(RunSettings(system, "vacuum", "static", seed=seed + 4, **short), dirs["static-2"], ns=0.006,
+        bias_from=dirs["metad"], platform="CPU")
+    run(RunSettings(system, "vacuum", seed=seed + 2, **short), dirs["unbiased"], ns=0.02, platform="CPU")
+    run(RunSettings(system, "obc2", seed=seed + 3, **short), dirs["obc2"], ns=0.004, platform="CPU")
+    return dirs
