@@ -258,7 +258,7 @@ def _check_inputs(task: Task, n_walkers, n_frames, stride, dt_ps, friction_per_p
 
 
 def simulate_walkers(module, x0, *, kT, n_frames, stride, dt_ps, friction_per_ps, mass_amu, seed, progress,
-              segment_frames: int = 100) -> tuple[np.ndarray, np.ndarray]:
+                     segment_frames: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """Frames (n_frames, n_walkers, n_beads, 3) and energies (n_frames, n_walkers).
 
     Run in segments of ``segment_frames`` frames (progress, bounded work per call); each

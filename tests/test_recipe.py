@@ -195,3 +195,12 @@ def test_flows_weighted_by_default_and_older_recipes_read_as_unweighted():
         assert BuildRecipe.from_dict(r.to_dict()) == r
     with pytest.raises(TaskSchemaError, match=r"bias_weight_power must be in \[0, 1\]"):
         BuildRecipe(system="ala2", flow=FlowSettings(bias_weight_power=1.5))
+
+
+def test_make_task_flow_flags_are_the_recipes():
+    """The CLI spells out its flow flags (so that building the parser does not import torch); they
+    must be the recipe's FLOW_FLAGS, which the recorded command lines use."""
+    from cgbg_bench.build.recipe import FLOW_FLAGS
+    from cgbg_bench.cli.make import _FLOW_FLAGS
+
+    assert _FLOW_FLAGS == {flag[2:].replace("-", "_"): name for flag, name in FLOW_FLAGS.items()}

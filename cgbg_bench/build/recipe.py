@@ -39,7 +39,8 @@ from cgbg_bench._schema import check_keys, require, short
 from cgbg_bench.errors import TaskSchemaError
 from cgbg_bench.fm.pipeline import FMSettings
 
-__all__ = ["Run", "Seeds", "FlowSettings", "BuildRecipe", "ROLES", "LEGACY_BIAS_WEIGHT_POWER", "load_recipe"]
+__all__ = ["Run", "Seeds", "FlowSettings", "BuildRecipe", "ROLES", "LEGACY_BIAS_WEIGHT_POWER", "FLOW_FLAGS",
+           "load_recipe"]
 
 #: Run roles with a list of runs; ``gb`` maps an implicit-solvent model name to its runs.
 ROLES = ("unbiased", "static", "metad")
@@ -301,7 +302,7 @@ class BuildRecipe:
         # the weight power is spelled out unless it is the legacy 0, which a command without the
         # flag stands for (migrate_recipe reads older commands so), whatever the current default
         unsaid = dataclasses.replace(default.flow, bias_weight_power=LEGACY_BIAS_WEIGHT_POWER)
-        for flag, name in _FLOW_FLAGS:
+        for flag, name in FLOW_FLAGS.items():
             if getattr(self.flow, name) != getattr(unsaid, name):
                 command += f" {flag} {getattr(self.flow, name):g}"
         if proposal_only:
@@ -316,8 +317,8 @@ class BuildRecipe:
         return command
 
 
-#: make-task flags of FlowSettings fields
-_FLOW_FLAGS = (("--flow-epochs", "epochs"), ("--flow-bias-weight-power", "bias_weight_power"))
+#: make-task's flag of each FlowSettings field it can change (the CLI's flags are made from this)
+FLOW_FLAGS = {"--flow-epochs": "epochs", "--flow-bias-weight-power": "bias_weight_power"}
 
 
 def _runs(items: Any, where: str) -> tuple[Run, ...]:

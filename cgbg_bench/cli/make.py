@@ -25,7 +25,8 @@ _FAMILIES = ("mueller-brown", "ala2", "ala3", "ala6")
 # flag -> the FMSettings field it sets
 _FM_FLAGS = {"fm_hidden": "hidden", "fm_models": "n_models", "fm_repulsion_power": "repulsion_power",
              "fm_dihedral_correction": "dihedral_correction"}
-# flag -> the FlowSettings field it sets
+# flag -> the FlowSettings field it sets (argparse names of the recipe's FLOW_FLAGS, spelled out
+# here so that building the parser does not import the recipe, and with it torch; a test checks them)
 _FLOW_FLAGS = {"flow_epochs": "epochs", "flow_bias_weight_power": "bias_weight_power"}
 # flag -> the BuildRecipe field it sets
 _RECIPE_FLAGS = {"reference": "reference", "bank_size": "bank_size", "block_ps": "block_ps",

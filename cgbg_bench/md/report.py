@@ -31,9 +31,9 @@ def data_report(reference_dirs: list[Path], gb: dict[str, list[Path]], *, kT: fl
     ``check_dirs``: unbiased/static runs that stay out of the reference but are compared with
     it basin by basin (``basins``: every run's beta/PPII, alpha_R and phi > 0 populations with
     errors from blocks of ``basin_block_ps``, and how many combined standard errors each run
-    lies from the reference runs other than itself; with several check runs, also the check runs
-    pooled as one sample, named ``POOLED_CHECKS``, when they are of one kind). Unbiased and static-bias runs combine by
-    :func:`cgbg_bench.reference.combine_reference` (``groups``: each kind's runs and share).
+    lies from the reference runs other than itself; with several check runs of one kind, also
+    those pooled as one sample, named ``POOLED_CHECKS``). Unbiased and static-bias runs combine
+    by :func:`cgbg_bench.reference.combine_reference` (``groups``: each kind's runs and share).
     """
     max_chunks = {str(Path(k)): v for k, v in (max_chunks or {}).items()}
 
