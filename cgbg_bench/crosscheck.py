@@ -39,7 +39,7 @@ import torch
 from cgbg_bench import metrics as M
 from cgbg_bench.bootstrap import Metric, block_sums
 from cgbg_bench.errors import CgbgError
-from cgbg_bench.evaluate import bank_log_weights, observable_index
+from cgbg_bench.evaluate import DEFAULT_BATCH_SIZE, bank_log_weights, observable_index
 from cgbg_bench.observables import dihedral
 from cgbg_bench.progress import progress as make_progress
 from cgbg_bench.pmf import default_device, load_pmf
@@ -385,7 +385,7 @@ def crosscheck(
     start: str = "weighted",
     clip_percentile: float | None = None,
     proposal: Proposal | None = None,
-    batch_size: int = 16384,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
 ) -> CrosscheckResult:
     """Compare the reweighted bank of ``task`` with a CG Langevin simulation of ``pmf_module``.

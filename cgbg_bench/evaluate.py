@@ -28,8 +28,15 @@ if TYPE_CHECKING:  # torch, the task machinery and the weighting are imported wh
     from cgbg_bench.task import Proposal, Reference, Task
     from cgbg_bench.weighting import BankWeights
 
-__all__ = ["Result", "Evaluation", "compute_energies", "observable_index", "score_log_weights", "score_histograms",
-           "evaluate", "evaluate_inputs", "evaluate_baseline"]
+__all__ = ["DEFAULT_BATCH_SIZE", "Result", "Evaluation", "compute_energies", "observable_index", "score_log_weights",
+           "score_histograms", "evaluate", "evaluate_inputs", "evaluate_baseline"]
+
+
+#: Samples per forward pass of a PMF over the bank. Smaller batches keep a model's intermediate
+#: tensors in cache: on the CPU, 4096 is as fast as 16384 for the ala2 PMF_Bs (12.8 against 13.9
+#: and 26.5 against 47.0 CPU-s per 10^6 samples, core-beta and heavy-atom) and 2.2x faster for a
+#: PMF_B-shaped ala6-core-beta model (docs/benchmarks.md).
+DEFAULT_BATCH_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ def compute_energies(
     module: torch.nn.Module,
     positions: np.ndarray,
     *,
-    batch_size: int = 16384,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     device: str = "cpu",
     progress: bool = False,
 ) -> np.ndarray:
@@ -239,8 +246,8 @@ def score_bank(task: Task, pmf, positions: np.ndarray, log_w: np.ndarray, log_q:
     return scores, weights.pareto_k, reliability
 
 
-def bank_log_weights(pmf, task: Task, *, device: str, batch_size: int = 16384, n_samples: int | None = None,
-                     progress: bool = False, proposal: Proposal | None = None,
+def bank_log_weights(pmf, task: Task, *, device: str, batch_size: int = DEFAULT_BATCH_SIZE,
+                     n_samples: int | None = None, progress: bool = False, proposal: Proposal | None = None,
                      limits: Limits = DEFAULT_LIMITS) -> tuple[np.ndarray, np.ndarray]:
     """Check ``pmf``'s contract and return the bank's positions and log w (see ``_bank_log_weights``)."""
     positions, log_w, _ = _bank_log_weights(pmf, task, device=device, batch_size=batch_size, n_samples=n_samples,
@@ -287,7 +294,7 @@ def evaluate(
     task: Task,
     *,
     device: str | None = None,
-    batch_size: int = 16384,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     n_bootstrap: int | None = None,
     seed: int = 0,
     n_samples: int | None = None,
@@ -313,7 +320,7 @@ def evaluate_inputs(
     task: Task,
     *,
     device: str | None = None,
-    batch_size: int = 16384,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     n_bootstrap: int | None = None,
     seed: int = 0,
     n_samples: int | None = None,

@@ -28,6 +28,7 @@ import numpy as np
 
 from cgbg_bench import errors
 from cgbg_bench.confine import DEFAULT_LIMITS, Limits
+from cgbg_bench.evaluate import DEFAULT_BATCH_SIZE
 
 __all__ = ["shard_bounds", "default_shard_count", "evaluate_sharded", "local_device", "MAX_SHARD_SAMPLES"]
 
@@ -102,7 +103,7 @@ def _raise_shard_error(out: dict, start: int, stop: int, n_shards: int):
 
 
 def evaluate_sharded(pmf: str | os.PathLike, task, scheduler, *, n_shards: int | None = None,
-                     device: str | None = None, batch_size: int = 16384, n_bootstrap: int | None = None,
+                     device: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE, n_bootstrap: int | None = None,
                      seed: int = 0, n_samples: int | None = None, progress: bool = False, proposal=None,
                      reference=None, limits: Limits = DEFAULT_LIMITS):
     """Score the submitted file ``pmf`` on ``task`` with its energies computed on ``scheduler``.

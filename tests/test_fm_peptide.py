@@ -373,20 +373,29 @@ def test_export_roundtrip_matches_eager_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_ensemble_is_the_mean_of_its_members_and_exports(tmp_path):
-    """PMFEnsemble: energies are the members' mean (float32 round-off), and the exported
-    program reproduces them with a dynamic batch."""
+@pytest.mark.parametrize("shared", [True, False])
+def test_ensemble_is_the_mean_of_its_members_and_exports(tmp_path, shared):
+    """PMFEnsemble: energies and forces are the members' mean (float32 round-off), whether the
+    members share features and prior (one fit: computed once) or not (each member's own RBF
+    ranges and prior), and the exported program reproduces them with a dynamic batch."""
     x = _toy_configurations(50, seed=7).float()
     prior = fit_prior(x.numpy(), MAPPING)
-    members = [_randomize_network(build_peptide_pmf(x.numpy(), MAPPING, prior=prior, hidden=(16,), n_rbf=4, seed=s),
-                                  seed=s + 1).eval() for s in range(3)]
+
+    def member(s):
+        data = x.numpy() if shared else x.numpy()[10 * s:]  # other data: other RBF ranges and prior
+        return build_peptide_pmf(data, MAPPING, prior=prior if shared else True, hidden=(16,), n_rbf=4, seed=s)
+
+    members = [_randomize_network(member(s), seed=s + 1).eval() for s in range(3)]
     ensemble = PMFEnsemble(members).eval()
+    assert ensemble.shared_features is shared
     with torch.no_grad():
         expected = sum(m(x).double() for m in members) / 3
         got = ensemble(x).double()
     assert got.shape == (50,)
     assert torch.allclose(got, expected, rtol=1e-6, atol=1e-4)
     assert not torch.allclose(members[0](x), members[1](x))  # the members differ: the mean is not trivial
+    f_mean = sum(_forces(m, x[:20]) for m in members) / 3
+    assert ((_forces(ensemble, x[:20]) - f_mean).abs().max() / f_mean.pow(2).mean().sqrt()).item() < 1e-4
     loaded = load_pmf(export_peptide_pmf(ensemble, x[:7].numpy(), tmp_path / "ens.pt2"), device="cpu")
     with torch.no_grad():
         assert torch.allclose(loaded(x[:13]).double(), got[:13], rtol=1e-5, atol=1e-3)

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["QUICK", "TIMER", "quick", "gate_mode", "shipped_tasks", "cache_dir", "DistanceMLP",
-           "synthetic_ala2", "mlp_baseline"]
+           "synthetic_ala2", "synthetic_peptide", "mlp_baseline"]
 
 #: True in the CI speed gate's run: parameter lists keep only their quick values.
 QUICK = os.environ.get("CGBG_ASV_QUICK", "") not in ("", "0")
@@ -121,52 +121,118 @@ def _chain(rng, n: int, n_beads: int = 6, bond_nm: float = 0.15):
     return x.astype(np.float32)
 
 
-def synthetic_ala2(n: int, *, n_ref_blocks: int = 100, seed: int = 0):
-    """The synthetic ala2-core-beta stand-in with an n-sample bank: (Task, path of its MLP PMF).
-
-    Built once under :func:`cache_dir` (through a temporary folder renamed into place,
-    so concurrent benchmark processes never see half a task), then loaded.
-    """
-    import numpy as np
-    import yaml
-
-    from cgbg_bench._io import atomic_savez, sha256_file
-    from cgbg_bench.task import load_task
-
-    final = cache_dir() / f"ala2-core-beta-synthetic-v{SYNTHETIC_VERSION}-n{n}"
+def _built_task(final: Path, make) -> Path:
+    """``final``, a synthetic task folder built once by ``make(tmp)`` into a temporary folder renamed
+    into place, so concurrent benchmark processes never see half a task."""
     if not (final / "task.yaml").is_file():
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         try:
-            rng = np.random.default_rng(seed)
-            positions = np.concatenate([_chain(rng, min(200_000, n - s)) for s in range(0, n, 200_000)])
-            log_q = rng.normal(0.0, 1.0, n) - 20.0
-            atomic_savez(tmp / "proposal.npz", positions=positions, log_q=log_q)
-            # reference: 100 MD-like time blocks of 5000 frames on 100 x 100 bins
-            centre = rng.dirichlet(np.full(10_000, 0.05))
-            block_hist = rng.multinomial(5000, centre, size=(n_ref_blocks, 1)).astype(np.float64)
-            atomic_savez(tmp / "reference.npz", block_hist=block_hist, exact=False)
-            from cgbg_bench.pmf import export_program
-
-            export_program(DistanceMLP(), torch.as_tensor(positions[:7]), tmp / "mlp.pt2")
-            data = {
-                "name": "ala2-core-beta-synthetic", "version": SYNTHETIC_VERSION,
-                "description": "SYNTHETIC stand-in for ala2-core-beta (random chains; cost only, not scores)",
-                "system": "synthetic", "representation": "core-beta", "n_beads": 6, "input_shape": [6, 3],
-                "energy_unit": "kJ/mol", "temperature_kelvin": 300.0, "kT": 2.494339,
-                "observables": [{"name": "phi_psi", "kind": "dihedral_pair", "phi": [0, 1, 2, 3],
-                                 "psi": [1, 2, 3, 4], "bins": 100}],
-                "metrics": {"clip_percentile": 99.0, "n_bootstrap": 500, "proposal_blocks": 100},
-                "proposal": {"path": "proposal.npz", "sha256": sha256_file(tmp / "proposal.npz")},
-                "reference": {"path": "reference.npz", "sha256": sha256_file(tmp / "reference.npz")},
-                "baselines": [{"name": "mlp", "kind": "pmf", "path": "mlp.pt2",
-                               "sha256": sha256_file(tmp / "mlp.pt2")}],
-            }
-            (tmp / "task.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+            make(tmp)
             try:
                 os.rename(tmp, final)
             except OSError:  # another process won the race: use its copy
                 pass
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _write_synthetic(tmp: Path, *, rng, positions, observables: list[dict], model, pmf_file: str,
+                     n_ref_blocks: int, **fields) -> None:
+    """A synthetic task in ``tmp``: the bank ``positions`` with random log q, an MD-like block-histogram
+    reference (``n_ref_blocks`` blocks of 5000 frames per observable) and ``model`` exported as its one
+    PMF baseline; ``fields``: the task.yaml name, description, system and representation."""
+    import numpy as np
+    import yaml
+
+    from cgbg_bench._io import atomic_savez, sha256_file
+    from cgbg_bench.pmf import export_program
+
+    n, n_beads = positions.shape[:2]
+    atomic_savez(tmp / "proposal.npz", positions=positions, log_q=rng.normal(0.0, 1.0, n) - 20.0)
+    bins = observables[0]["bins"]
+    centre = rng.dirichlet(np.full(bins * bins, 0.05))
+    block_hist = rng.multinomial(5000, centre, size=(n_ref_blocks, len(observables))).astype(np.float64)
+    atomic_savez(tmp / "reference.npz", block_hist=block_hist, exact=False)
+    export_program(model.eval(), torch.as_tensor(positions[:7]), tmp / pmf_file)
+    data = {
+        **fields, "version": SYNTHETIC_VERSION, "n_beads": int(n_beads), "input_shape": [int(n_beads), 3],
+        "energy_unit": "kJ/mol", "temperature_kelvin": 300.0, "kT": 2.494339, "observables": observables,
+        "metrics": {"clip_percentile": 99.0, "n_bootstrap": 500, "proposal_blocks": 100},
+        "proposal": {"path": "proposal.npz", "sha256": sha256_file(tmp / "proposal.npz")},
+        "reference": {"path": "reference.npz", "sha256": sha256_file(tmp / "reference.npz")},
+        "baselines": [{"name": Path(pmf_file).stem, "kind": "pmf", "path": pmf_file,
+                       "sha256": sha256_file(tmp / pmf_file)}],
+    }
+    (tmp / "task.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def synthetic_ala2(n: int, *, n_ref_blocks: int = 100, seed: int = 0):
+    """The synthetic ala2-core-beta stand-in with an n-sample bank: (Task, path of its MLP PMF).
+
+    Built once under :func:`cache_dir`, then loaded.
+    """
+    import numpy as np
+
+    from cgbg_bench.task import load_task
+
+    def make(tmp: Path) -> None:
+        rng = np.random.default_rng(seed)
+        positions = np.concatenate([_chain(rng, min(200_000, n - s)) for s in range(0, n, 200_000)])
+        _write_synthetic(
+            tmp, rng=rng, positions=positions, model=DistanceMLP(), pmf_file="mlp.pt2", n_ref_blocks=n_ref_blocks,
+            observables=[{"name": "phi_psi", "kind": "dihedral_pair", "phi": [0, 1, 2, 3], "psi": [1, 2, 3, 4],
+                          "bins": 100}],
+            name="ala2-core-beta-synthetic", system="synthetic", representation="core-beta",
+            description="SYNTHETIC stand-in for ala2-core-beta (random chains; cost only, not scores)")
+
+    final = _built_task(cache_dir() / f"ala2-core-beta-synthetic-v{SYNTHETIC_VERSION}-n{n}", make)
     return load_task(final / "task.yaml"), final / "mlp.pt2"
+
+
+def synthetic_peptide(task: str, n: int, *, n_distinct: int = 50_000, n_ref_blocks: int = 100, seed: int = 0):
+    """A stand-in for a peptide task that has not shipped yet (e.g. "ala6-core-beta") with an n-sample
+    bank: (Task, path of its PMF_B-shaped PMF).
+
+    The bank: ``n_distinct`` samples of an untrained internal-coordinate flow of the task's mapping
+    (:func:`task_flow`'s), repeated up to n (the cost per sample of a real bank). The PMF has
+    the shape of a shipped PMF_B: the mean of 4 force-matched networks (prior fitted on the bank's
+    first 2000 samples, RBF pair distances and Z-matrix dihedrals, MLP 128 x 128, random last
+    layer) plus an order-4 (phi, psi) correction. The task's observables are the real task's. Cost
+    only, never scores. Built once under :func:`cache_dir`, then loaded.
+    """
+    import numpy as np
+
+    from cgbg_bench.build.observables import task_observables
+    from cgbg_bench.cg.mappings import get_mapping
+    from cgbg_bench.fm.dihedral_correction import CorrectedPMF, DihedralCorrection
+    from cgbg_bench.fm.peptide import PMFEnsemble, build_peptide_pmf
+    from cgbg_bench.fm.priors import fit_prior
+    from cgbg_bench.task import load_task
+
+    system, representation = task.split("-", 1)
+    mapping = get_mapping(system, representation)
+
+    def make(tmp: Path) -> None:
+        from benchmarks.bench_proposal import task_flow
+
+        rng = np.random.default_rng(seed)
+        distinct, _ = task_flow(task).sample_bank(min(n, n_distinct), seed=seed)
+        positions = np.ascontiguousarray(np.tile(distinct, (-(-n // len(distinct)), 1, 1))[:n], dtype=np.float32)
+        prior = fit_prior(distinct[:2000].astype(np.float64), mapping)
+        members = []
+        for k in range(4):
+            member = build_peptide_pmf(distinct[:2000], mapping, prior=prior, seed=seed + k)
+            with torch.no_grad():  # a zero last layer (the untrained init) would skip no work, but say so
+                member.mlp[-1].weight.normal_(0.0, 0.01, generator=torch.Generator().manual_seed(seed + k))
+            members.append(member)
+        model = CorrectedPMF(PMFEnsemble(members), DihedralCorrection(mapping, 4))
+        _write_synthetic(tmp, rng=rng, positions=positions, model=model, pmf_file="fm-biased.pt2",
+                         n_ref_blocks=n_ref_blocks, observables=task_observables(mapping),
+                         name=f"{task}-synthetic", system=system, representation=representation,
+                         description=f"SYNTHETIC stand-in for {task} (untrained flow, random PMF_B-shaped "
+                                     "model; cost only, not scores)")
+
+    final = _built_task(cache_dir() / f"{task}-synthetic-v{SYNTHETIC_VERSION}-n{n}", make)
+    return load_task(final / "task.yaml"), final / "fm-biased.pt2"

@@ -44,6 +44,8 @@ reliability:
 
 
 def add_parser(sub) -> None:
+    from cgbg_bench.evaluate import DEFAULT_BATCH_SIZE
+
     p = sub.add_parser("evaluate", help="score a PMF (.pt2 or TorchScript .pt) on a task",
                        description="Score a submitted PMF on one or several tasks, beside each task's baselines.",
                        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,7 +55,8 @@ def add_parser(sub) -> None:
                    help="task name(s) (see `cgbg-bench list`); repeat it or give several, or `all`")
     p.add_argument("--device", default=None, help="torch device: cpu, cuda, cuda:N (default: cuda if available, "
                                                   "else cpu)")
-    p.add_argument("--batch-size", type=int, default=16384, help="samples per forward pass (default 16384)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"samples per forward pass (default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--n-bootstrap", type=int, default=None, help="bootstrap replicates (default: the task's)")
     p.add_argument("--n-samples", type=int, default=None,
                    help="use only the first N samples of the bank (quick check; baselines are rescored on them)")

@@ -140,6 +140,12 @@ class PMFEnsemble(nn.Module):
     Force-matched PMFs trained with different seeds differ most in the free-energy offsets
     between basins, which the noisy mapped forces fix only weakly; averaging K of them
     reduces that scatter (docs/force-matching.md has the numbers).
+
+    Members of one fit (:class:`PeptidePMF` with one prior object and equal feature buffers,
+    as :func:`train_peptide_pmf` makes them) share their features and prior: the forward pass
+    computes them once, U = prior + (1/K) sum_k correction_k (the features are most of a
+    member's cost on the larger peptides). Decided when the ensemble is made; the members'
+    buffers must not change after that.
     """
 
     def __init__(self, members):
@@ -148,6 +154,7 @@ class PMFEnsemble(nn.Module):
         if not members:
             raise DataError("an ensemble needs at least one member PMF")
         self.members = nn.ModuleList(members)
+        self.shared_features = _share_features(members)
 
     @property
     def prior(self):
@@ -156,7 +163,22 @@ class PMFEnsemble(nn.Module):
         return prior if all(getattr(m, "prior", None) is prior for m in self.members) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(x) for m in self.members]).mean(0)
+        if not self.shared_features:
+            return torch.stack([m(x) for m in self.members]).mean(0)
+        first = self.members[0]
+        f = first.features(x)
+        u = torch.stack([m.energy_scale * m.mlp(f)[:, 0] for m in self.members]).mean(0)
+        return u if first.prior is None else u + first.prior(x)
+
+
+def _share_features(members) -> bool:
+    """True if every member is a :class:`PeptidePMF` with the first one's prior (the same object)
+    and equal feature buffers: their features and prior can be computed once."""
+    first = members[0]
+    if not all(type(m) is PeptidePMF and m.prior is first.prior and m.mapping == first.mapping for m in members):
+        return False
+    names = ("pair_i", "pair_j", "rbf_centres", "rbf_inv_two_var", "energy_scale")
+    return all(torch.equal(getattr(m, n), getattr(first, n)) for m in members[1:] for n in names)
 
 
 def build_peptide_pmf(

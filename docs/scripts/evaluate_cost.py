@@ -8,7 +8,7 @@
 <fm-biased> --task ala2-core-beta --json ...`` as a subprocess (the bank of 10^6 from the cache;
 the PMF loaded and run in its confined child), against the forward passes alone: the same PMF
 loaded in this process, ``compute_energies`` over the same bank positions with evaluate's batch
-size (16384). Everything the command does besides those forward passes (process starts, imports,
+size (``DEFAULT_BATCH_SIZE``). Everything the command does besides those forward passes (process starts, imports,
 reading and checking the bank, loading the PMF, moving the bank to the child, the contract and
 batch-independence checks, the RMS force, weights, histograms, 500 bootstrap replicates, JSON)
 is overhead. One torch thread in both (``OMP_NUM_THREADS``, ``--threads``); wall-clock seconds
@@ -56,10 +56,12 @@ def _run(args: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def ala2(repeats: int, threads: int, batch_size: int = 16384) -> dict:
+def ala2(repeats: int, threads: int, batch_size: int | None = None) -> dict:
     import torch
 
-    from cgbg_bench.evaluate import compute_energies
+    from cgbg_bench.evaluate import DEFAULT_BATCH_SIZE, compute_energies
+
+    batch_size = batch_size or DEFAULT_BATCH_SIZE
     from cgbg_bench.pmf import load_pmf
     from cgbg_bench.task import load_task
 
