@@ -33,10 +33,10 @@ __all__ = ["DEFAULT_BATCH_SIZE", "Result", "Evaluation", "compute_energies", "ob
 
 
 #: Samples per forward pass of a PMF over the bank. Smaller batches keep a model's intermediate
-#: tensors in cache: on the CPU, 4096 is as fast as 16384 for the ala2 PMF_Bs (12.8 against 13.9
-#: and 26.5 against 47.0 CPU-s per 10^6 samples, core-beta and heavy-atom) and 2.2x faster for a
-#: PMF_B-shaped ala6-core-beta model (docs/benchmarks.md).
-DEFAULT_BATCH_SIZE = 4096
+#: tensors in cache: on the CPU, 8192 is within the run-to-run noise of the fastest batch for the
+#: shipped ala2 PMF_Bs and 1.6x faster than 16384 for a PMF_B-shaped ala6-core-beta model
+#: (``python docs/scripts/forward_cost.py``; docs/benchmarks.md).
+DEFAULT_BATCH_SIZE = 8192
 
 
 @dataclass(frozen=True)
