@@ -403,6 +403,26 @@ def test_ensemble_is_the_mean_of_its_members_and_exports(tmp_path, shared):
         PMFEnsemble([])
 
 
+def test_ensemble_decides_again_whether_members_share_features_after_a_load():
+    """Members of one fit share features; loading the state of members with other RBF ranges
+    into that ensemble turns the shared path off (it would use member 0's features for all)."""
+    x = _toy_configurations(50, seed=8).float()
+    prior = fit_prior(x.numpy(), MAPPING)
+
+    def members(shift):
+        return [_randomize_network(build_peptide_pmf(x.numpy()[shift * s:], MAPPING, prior=prior, hidden=(16,),
+                                                     n_rbf=4, seed=s), seed=s + 1).eval() for s in range(2)]
+
+    ensemble, other = PMFEnsemble(members(0)).eval(), PMFEnsemble(members(10)).eval()
+    assert ensemble.shared_features and not other.shared_features
+    ensemble.load_state_dict(other.state_dict())
+    assert not ensemble.shared_features
+    with torch.no_grad():
+        assert torch.allclose(ensemble(x), other(x), rtol=1e-6, atol=1e-4)
+    ensemble.load_state_dict(PMFEnsemble(members(0)).state_dict())
+    assert ensemble.shared_features
+
+
 def test_train_n_models_shares_the_split_and_reports_every_member():
     """n_models=2: two networks with seeds 4 and 5 on the split of seed 4; the returned RMSEs
     are the ensemble's on that split; bad n_models and repulsion_power are refused."""

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["QUICK", "TIMER", "quick", "gate_mode", "shipped_tasks", "cache_dir", "DistanceMLP",
-           "synthetic_ala2", "synthetic_peptide", "mlp_baseline"]
+           "synthetic_ala2", "synthetic_peptide", "pmf_b_standin", "mlp_baseline"]
 
 #: True in the CI speed gate's run: parameter lists keep only their quick values.
 QUICK = os.environ.get("CGBG_ASV_QUICK", "") not in ("", "0")
@@ -151,8 +151,8 @@ def _write_synthetic(tmp: Path, *, rng, positions, observables: list[dict], mode
 
     n, n_beads = positions.shape[:2]
     atomic_savez(tmp / "proposal.npz", positions=positions, log_q=rng.normal(0.0, 1.0, n) - 20.0)
-    bins = observables[0]["bins"]
-    centre = rng.dirichlet(np.full(bins * bins, 0.05))
+    bins = max(o["bins"] for o in observables) ** 2  # 2-D observables: the reference's widest row
+    centre = rng.dirichlet(np.full(bins, 0.05))
     block_hist = rng.multinomial(5000, centre, size=(n_ref_blocks, len(observables))).astype(np.float64)
     atomic_savez(tmp / "reference.npz", block_hist=block_hist, exact=False)
     export_program(model.eval(), torch.as_tensor(positions[:7]), tmp / pmf_file)
@@ -191,24 +191,56 @@ def synthetic_ala2(n: int, *, n_ref_blocks: int = 100, seed: int = 0):
     return load_task(final / "task.yaml"), final / "mlp.pt2"
 
 
+def pmf_b_standin(mapping, positions, *, seed: int = 0) -> torch.nn.Module:
+    """A model with the shape of a shipped PMF_B of ``mapping`` (cost only, untrained): the mean of 4
+    force-matched networks of one fit (prior fitted on ``positions[:2000]``, RBF pair distances and
+    Z-matrix dihedrals, MLP 128 x 128, a small random last layer) plus an order-4 (phi, psi)
+    correction. ``model.base`` is the :class:`~cgbg_bench.fm.peptide.PMFEnsemble`."""
+    import numpy as np
+
+    from cgbg_bench.fm.dihedral_correction import CorrectedPMF, DihedralCorrection
+    from cgbg_bench.fm.peptide import PMFEnsemble, build_peptide_pmf
+    from cgbg_bench.fm.priors import fit_prior
+
+    fit = np.asarray(positions[:2000], dtype=np.float64)
+    prior = fit_prior(fit, mapping)
+    members = []
+    for k in range(4):
+        member = build_peptide_pmf(fit, mapping, prior=prior, seed=seed + k)
+        with torch.no_grad():  # the untrained last layer is zero: give the network a say
+            member.mlp[-1].weight.normal_(0.0, 0.01, generator=torch.Generator().manual_seed(seed + k))
+        members.append(member)
+    return CorrectedPMF(PMFEnsemble(members), DihedralCorrection(mapping, 4)).eval()
+
+
+def _code_key(*parts) -> str:
+    """A short hash of ``parts``, the torch version and the source of the model and flow code, so a
+    cached stand-in is rebuilt when any of them changes."""
+    import hashlib
+
+    import cgbg_bench
+
+    h = hashlib.sha256(repr((parts, torch.__version__)).encode())
+    src = Path(cgbg_bench.__file__).parent
+    for rel in ("fm/peptide.py", "fm/priors.py", "fm/dihedral_correction.py", "flows/internal.py",
+                "cg/zmatrix.py", "cg/mappings.py"):
+        h.update((src / rel).read_bytes())
+    return h.hexdigest()[:12]
+
+
 def synthetic_peptide(task: str, n: int, *, n_distinct: int = 50_000, n_ref_blocks: int = 100, seed: int = 0):
     """A stand-in for a peptide task that has not shipped yet (e.g. "ala6-core-beta") with an n-sample
-    bank: (Task, path of its PMF_B-shaped PMF).
+    bank: (Task, path of its PMF_B-shaped PMF, :func:`pmf_b_standin`).
 
     The bank: ``n_distinct`` samples of an untrained internal-coordinate flow of the task's mapping
-    (:func:`task_flow`'s), repeated up to n (the cost per sample of a real bank). The PMF has
-    the shape of a shipped PMF_B: the mean of 4 force-matched networks (prior fitted on the bank's
-    first 2000 samples, RBF pair distances and Z-matrix dihedrals, MLP 128 x 128, random last
-    layer) plus an order-4 (phi, psi) correction. The task's observables are the real task's. Cost
-    only, never scores. Built once under :func:`cache_dir`, then loaded.
+    (:func:`benchmarks.bench_proposal.task_flow`'s), repeated up to n (the cost per sample of a real
+    bank). The task's observables are the real task's. Cost only, never scores. Built once under
+    :func:`cache_dir` (rebuilt when the arguments or the model code change), then loaded.
     """
     import numpy as np
 
     from cgbg_bench.build.observables import task_observables
     from cgbg_bench.cg.mappings import get_mapping
-    from cgbg_bench.fm.dihedral_correction import CorrectedPMF, DihedralCorrection
-    from cgbg_bench.fm.peptide import PMFEnsemble, build_peptide_pmf
-    from cgbg_bench.fm.priors import fit_prior
     from cgbg_bench.task import load_task
 
     system, representation = task.split("-", 1)
@@ -220,19 +252,12 @@ def synthetic_peptide(task: str, n: int, *, n_distinct: int = 50_000, n_ref_bloc
         rng = np.random.default_rng(seed)
         distinct, _ = task_flow(task).sample_bank(min(n, n_distinct), seed=seed)
         positions = np.ascontiguousarray(np.tile(distinct, (-(-n // len(distinct)), 1, 1))[:n], dtype=np.float32)
-        prior = fit_prior(distinct[:2000].astype(np.float64), mapping)
-        members = []
-        for k in range(4):
-            member = build_peptide_pmf(distinct[:2000], mapping, prior=prior, seed=seed + k)
-            with torch.no_grad():  # a zero last layer (the untrained init) would skip no work, but say so
-                member.mlp[-1].weight.normal_(0.0, 0.01, generator=torch.Generator().manual_seed(seed + k))
-            members.append(member)
-        model = CorrectedPMF(PMFEnsemble(members), DihedralCorrection(mapping, 4))
-        _write_synthetic(tmp, rng=rng, positions=positions, model=model, pmf_file="fm-biased.pt2",
-                         n_ref_blocks=n_ref_blocks, observables=task_observables(mapping),
+        _write_synthetic(tmp, rng=rng, positions=positions, model=pmf_b_standin(mapping, distinct, seed=seed),
+                         pmf_file="fm-biased.pt2", n_ref_blocks=n_ref_blocks, observables=task_observables(mapping),
                          name=f"{task}-synthetic", system=system, representation=representation,
                          description=f"SYNTHETIC stand-in for {task} (untrained flow, random PMF_B-shaped "
                                      "model; cost only, not scores)")
 
-    final = _built_task(cache_dir() / f"{task}-synthetic-v{SYNTHETIC_VERSION}-n{n}", make)
+    key = _code_key(n_distinct, n_ref_blocks, seed)
+    final = _built_task(cache_dir() / f"{task}-synthetic-v{SYNTHETIC_VERSION}-n{n}-{key}", make)
     return load_task(final / "task.yaml"), final / "fm-biased.pt2"

@@ -144,8 +144,8 @@ class PMFEnsemble(nn.Module):
     Members of one fit (:class:`PeptidePMF` with one prior object and equal feature buffers,
     as :func:`train_peptide_pmf` makes them) share their features and prior: the forward pass
     computes them once, U = prior + (1/K) sum_k correction_k (the features are most of a
-    member's cost on the larger peptides). Decided when the ensemble is made; the members'
-    buffers must not change after that.
+    member's cost on the larger peptides). Decided when the ensemble is made and again after
+    ``load_state_dict``; the members' buffers must not be changed in place otherwise.
     """
 
     def __init__(self, members):
@@ -155,6 +155,8 @@ class PMFEnsemble(nn.Module):
             raise DataError("an ensemble needs at least one member PMF")
         self.members = nn.ModuleList(members)
         self.shared_features = _share_features(members)
+        # loaded buffers may differ from the constructed ones: decide again after a load
+        self.register_load_state_dict_post_hook(_reshare_features)
 
     @property
     def prior(self):
@@ -169,6 +171,10 @@ class PMFEnsemble(nn.Module):
         f = first.features(x)
         u = torch.stack([m.energy_scale * m.mlp(f)[:, 0] for m in self.members]).mean(0)
         return u if first.prior is None else u + first.prior(x)
+
+
+def _reshare_features(module: "PMFEnsemble", incompatible_keys) -> None:
+    module.shared_features = _share_features(list(module.members))
 
 
 def _share_features(members) -> bool:

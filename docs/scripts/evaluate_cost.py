@@ -60,11 +60,10 @@ def ala2(repeats: int, threads: int, batch_size: int | None = None) -> dict:
     import torch
 
     from cgbg_bench.evaluate import DEFAULT_BATCH_SIZE, compute_energies
-
-    batch_size = batch_size or DEFAULT_BATCH_SIZE
     from cgbg_bench.pmf import load_pmf
     from cgbg_bench.task import load_task
 
+    batch_size = batch_size or DEFAULT_BATCH_SIZE
     torch.set_num_threads(threads)
     task = load_task("ala2-core-beta")
     path = task.baseline("fm-biased").file.verify()
@@ -79,7 +78,7 @@ def ala2(repeats: int, threads: int, batch_size: int | None = None) -> dict:
             fwd.append((time.perf_counter() - t0, time.process_time() - c0))
             cli.append(_run(["evaluate", str(path), "--task", task.name, "--batch-size", str(batch_size),
                              "--json", os.path.join(tmp, "out.json")], env))
-    out = {"n_samples": len(positions), "threads": threads, "forward": fwd, "evaluate": cli}
+    out = {"n_samples": len(positions), "threads": threads, "batch_size": batch_size, "forward": fwd, "evaluate": cli}
     for i, clock in enumerate(("wall", "cpu")):
         out[f"ratio_{clock}"] = min(c[i] for c in cli) / min(f[i] for f in fwd)
     return out

@@ -9,8 +9,8 @@ best of 2 passes, ``compute_energies`` on exported programs (what the confined c
 - ``ala2-core-beta`` and ``ala2-heavy-atom``: the shipped ``fm-biased.pt2`` on samples of the task's
   flow;
 - ``ala6-core-beta`` (before the task ships): a PMF_B-shaped model on samples of an untrained flow of
-  the ala6 core-beta mapping (``benchmarks.synthetic_peptide``'s: 4 networks of one fit, 128 x 128,
-  an order-4 (phi, psi) correction), exported twice: with the ensemble's shared features (how
+  the ala6 core-beta mapping (``benchmarks.pmf_b_standin``: 4 networks of one fit, 128 x 128, an
+  order-4 (phi, psi) correction), exported twice: with the ensemble's shared features (how
   ``PMFEnsemble`` runs members of one fit) and with every member computing its own (how ensembles
   ran before). Cost only: the model is untrained.
 """
@@ -40,24 +40,13 @@ def per_million(module, positions, batch: int) -> float:
 
 def ala6_models(positions, out: Path) -> dict[str, Path]:
     """The PMF_B-shaped ala6-core-beta model exported with shared and with per-member features."""
-    import numpy as np
-    import torch
-
+    from benchmarks import pmf_b_standin
     from cgbg_bench.cg.mappings import get_mapping
-    from cgbg_bench.fm.dihedral_correction import CorrectedPMF, DihedralCorrection
-    from cgbg_bench.fm.peptide import PMFEnsemble, build_peptide_pmf, export_peptide_pmf
-    from cgbg_bench.fm.priors import fit_prior
+    from cgbg_bench.fm.peptide import export_peptide_pmf
 
-    mapping = get_mapping("ala6", "core-beta")
-    prior = fit_prior(positions[:2000].astype(np.float64), mapping)
-    members = [build_peptide_pmf(positions[:2000], mapping, prior=prior, seed=k) for k in range(4)]
-    for k, m in enumerate(members):
-        with torch.no_grad():
-            m.mlp[-1].weight.normal_(0.0, 0.01, generator=torch.Generator().manual_seed(k))
-    ensemble = PMFEnsemble(members)
-    model = CorrectedPMF(ensemble, DihedralCorrection(mapping, 4))
+    model = pmf_b_standin(get_mapping("ala6", "core-beta"), positions)
     paths = {"ala6-core-beta stand-in, shared features": export_peptide_pmf(model, positions[:7], out / "shared.pt2")}
-    ensemble.shared_features = False
+    model.base.shared_features = False
     paths["ala6-core-beta stand-in, per-member features"] = export_peptide_pmf(model, positions[:7], out / "own.pt2")
     return paths
 
