@@ -272,6 +272,77 @@ def test_proposal_only_refresh_retrains_the_chosen_flows_and_rescores(built, tmp
 
 
 @pytest.mark.slow
+def test_baselines_only_refresh_retrains_the_chosen_pmf_of_both_variants(built, tmp_path, monkeypatch):
+    """--baselines-only --baseline fm-biased: both core-beta tasks get version 2 with PMF_B retrained
+    with other force-matching settings (2 networks) on the task's runs, the same flows, banks,
+    reference, GB rows and other baselines, rescored baselines and a recipe that says so; the
+    heavy-atom tasks are untouched."""
+    import json
+    import shutil
+
+    from cgbg_bench.build.alanine import refresh_baselines
+    from cgbg_bench.build.recipe import load_recipe
+    from cgbg_bench.cli import main
+
+    src, _, cache = built
+    monkeypatch.setenv("CGBG_BENCH_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "repo"
+    shutil.copytree(src, root)
+    names = ("ala2-core-beta", "ala2-core-beta-biased", "ala2-heavy-atom", "ala2-heavy-atom-biased")
+    before = {n: yaml.safe_load((root / "tasks" / n / "task.yaml").read_text()) for n in names}
+    pmf_dir = root / "baselines" / "ala2-core-beta"
+    pmf_sha = {f.name: sha256_file(f) for f in pmf_dir.glob("*.pt2")}
+    stored = load_recipe(root / "tasks" / "ala2-core-beta" / "task.yaml")
+    recipe = dataclasses.replace(stored, version=2, representations=("core-beta",),
+                                 fm=dataclasses.replace(stored.fm, n_models=2))
+    written = refresh_baselines(recipe, names=("fm-biased",), root=root)
+    assert [p.name for p in written] == ["ala2-core-beta", "ala2-core-beta-biased"]
+    for n in ("ala2-heavy-atom", "ala2-heavy-atom-biased"):
+        assert yaml.safe_load((root / "tasks" / n / "task.yaml").read_text()) == before[n]
+    assert sha256_file(pmf_dir / "fm-biased.pt2") != pmf_sha["fm-biased.pt2"]
+    for name in ("fm-unbiased.pt2", "prior-only.pt2"):
+        assert sha256_file(pmf_dir / name) == pmf_sha[name]
+    side = yaml.safe_load((pmf_dir / "fm-biased.yaml").read_text())
+    assert side["settings"]["n_models"] == 2
+    assert side["command"].endswith("--fm-models 2 --baselines-only --baseline fm-biased")
+    meta = yaml.safe_load((pmf_dir / "baselines.yaml").read_text())
+    assert meta["fm-biased"]["training"]["n_models"] == 2 and meta["fm-unbiased"]["training"]["n_models"] == 1
+    for n in ("ala2-core-beta", "ala2-core-beta-biased"):
+        old, new = before[n], yaml.safe_load((root / "tasks" / n / "task.yaml").read_text())
+        task = load_task(root / "tasks" / n)
+        assert task.version == 2
+        for f in (task.proposal, task.reference, *(b.file for b in task.baselines), task.baseline_scores):
+            f.verify()
+        assert new["proposal"] == old["proposal"] and new["reference"] == old["reference"]
+        assert [b["name"] for b in new["baselines"]] == [b["name"] for b in old["baselines"]]
+        assert [b["name"] for b, a in zip(new["baselines"], old["baselines"]) if b != a] == ["fm-biased"]
+        entry = next(b for b in new["baselines"] if b["name"] == "fm-biased")
+        assert entry["sha256"] == sha256_file(pmf_dir / "fm-biased.pt2")
+        assert entry["provenance"]["command"] == side["command"]
+        assert BuildRecipe.from_dict(new["recipe"]) == dataclasses.replace(stored, version=2, fm=recipe.fm)
+        scores = json.loads((root / "tasks" / n / "baseline_scores.json").read_text())
+        assert scores["task_version"] == 2
+    # refused before anything is trained: the same version, runs other than the task's, other settings,
+    # an unknown baseline, bad flag mixes
+    sha = sha256_file(pmf_dir / "fm-biased.pt2")
+    with pytest.raises(ValueError, match="ala2-core-beta is version 2: give --version above it"):
+        refresh_baselines(recipe, root=root)
+    with pytest.raises(ValueError, match="--baselines-only keeps the task's data"):
+        refresh_baselines(dataclasses.replace(recipe.unpinned(), version=3), root=root)
+    with pytest.raises(ValueError, match="this recipe also changes block_ps, flow"):
+        refresh_baselines(dataclasses.replace(recipe, version=3, block_ps=5.0,
+                                              flow=dataclasses.replace(recipe.flow, epochs=9)), root=root)
+    with pytest.raises(ValueError, match="the force-matched ones are"):
+        refresh_baselines(dataclasses.replace(recipe, version=3), names=("gb-obc2",), root=root)
+    args = ["make-task", "--recipe", str(root / "tasks" / "ala2-core-beta" / "task.yaml"), "--version", "3"]
+    assert main([*args, "--baseline", "fm-biased"]) == 2  # --baseline without --baselines-only
+    assert main([*args, "--baselines-only", "--flow-epochs", "2"]) == 2
+    assert main([*args, "--baselines-only", "--proposal-only"]) == 2
+    assert main([*args, "--baselines-only", "--bank-size", "10"]) == 2
+    assert sha256_file(pmf_dir / "fm-biased.pt2") == sha
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("run_name", ["static", "metad", "unbiased"])
 def test_frame_log_weights_are_the_bias_energy_at_each_stored_frame(built, run_name):
     """Frames every 1 ps, bias energies every 0.1 ps: each frame's log-weight is V/kT of the sample

@@ -204,3 +204,11 @@ def test_make_task_flow_flags_are_the_recipes():
     from cgbg_bench.cli.make import _FLOW_FLAGS
 
     assert _FLOW_FLAGS == {flag[2:].replace("-", "_"): name for flag, name in FLOW_FLAGS.items()}
+
+
+def test_make_task_baseline_choices_are_the_builders():
+    """--baseline's choices (spelled out in the CLI) are the builder's force-matched baselines, in order."""
+    from cgbg_bench.build.alanine import FM_BASELINES
+    from cgbg_bench.cli.make import _FM_BASELINE_NAMES
+
+    assert _FM_BASELINE_NAMES == tuple(FM_BASELINES)

@@ -55,8 +55,8 @@ from cgbg_bench.weighting import WEIGHTINGS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BuildRecipe", "FlowSettings", "build", "refresh_proposals", "refresh_reference", "train_flow",
-           "training_frames", "VARIANTS"]
+__all__ = ["BuildRecipe", "FlowSettings", "build", "refresh_baselines", "refresh_proposals", "refresh_reference",
+           "train_flow", "training_frames", "VARIANTS", "FM_BASELINES"]
 
 TEMPERATURE_K = 300.0
 
@@ -179,18 +179,28 @@ def _training_runs(recipe: BuildRecipe, kind: str) -> tuple[Path, ...]:
     return recipe.dirs("unbiased") if kind == "unbiased" else (*recipe.dirs("metad"), *recipe.dirs("static"))
 
 
-def train_fm_baselines(recipe: BuildRecipe, rep: str, out_dir: Path, command: str) -> list[dict]:
+def train_fm_baselines(recipe: BuildRecipe, rep: str, out_dir: Path, command: str,
+                       names: tuple[str, ...] | None = None) -> list[tuple]:
     """Train and export the force-matching baselines of one representation (``recipe.fm``, the
-    pinned runs of ``recipe``); returns (name, description, path) of each."""
+    pinned runs of ``recipe``); returns (name, description, path) of each.
+
+    ``names``: train only these (a --baselines-only refresh); the others are kept as
+    ``out_dir/baselines.yaml`` records them (their files must be there).
+    """
     from cgbg_bench._io import atomic_write_text
     from cgbg_bench.fm.pipeline import matching_export, train_and_export
 
     system, fm, pins = recipe.system, recipe.fm, recipe.pins()
     out_dir.mkdir(parents=True, exist_ok=True)
+    kept = {} if names is None else yaml.safe_load((out_dir / "baselines.yaml").read_text())
     meta, entries = {}, []
     for name, (description, kind) in FM_BASELINES.items():
-        runs = _training_runs(recipe, kind)
         path = out_dir / f"{name}.pt2"
+        if names is not None and name not in names:
+            meta[name] = kept[name]
+            entries.append((name, kept[name]["description"], path))
+            continue
+        runs = _training_runs(recipe, kind)
         # the (phi, psi) correction only where the data cover the torus: on the unbiased run, which
         # has crossed phi = 0 once, its normal equations are ill-conditioned and the fitted series
         # blows up at phi > 0 (docs/force-matching.md)
@@ -465,6 +475,85 @@ def refresh_proposals(recipe: BuildRecipe, *, variants: tuple[str, ...] = ("unbi
                       "`git checkout -- %s` and run the refresh again", task_dir.name, task_dir)
             raise
         written.append(task_dir)
+    return written
+
+
+def refresh_baselines(recipe: BuildRecipe, *, names: tuple[str, ...] = (), root: Path | None = None) -> list[Path]:
+    """New task version (``recipe.version``) with only the force-matched baselines retrained, with
+    the recipe's force-matching settings, on the runs and chunks the task recorded; returns the
+    folders.
+
+    ``names``: the baselines to retrain (of :data:`FM_BASELINES`; empty: all). A representation's
+    baselines are shared by its plain and -biased task, so both get the new version. Proposal
+    flows, banks, reference and GB rows stay as they are; every baseline is rescored. Each task's
+    stored recipe takes the new force-matching settings (so ``make-task --recipe`` of it rebuilds
+    the whole task with them). Refuses, before training anything, an unknown baseline, a version
+    that is not above each task's current one, a task folder that is missing, fails its hash
+    checks or records no recipe, a recipe whose runs or pins are not the task's, and a recipe
+    that changes more than the force-matching settings. Interrupted while writing, a
+    representation can be left half-refreshed (new baseline files that its task.yaml files do not
+    record yet): restore them from git (``git checkout baselines/ tasks/``) and run it again.
+    """
+    unknown = sorted(set(names) - set(FM_BASELINES))
+    if unknown:
+        raise UsageError(f"baselines {unknown}: the force-matched ones are {list(FM_BASELINES)}")
+    system = recipe.system
+    reps = _representations(system, recipe.representations)
+    root = root or _repo_root()
+    plan = {}
+    for rep in reps:
+        olds = []
+        for suffix in VARIANTS:
+            task_dir = root / "tasks" / f"{system}-{rep}{suffix}"
+            task = _intact_task(task_dir, recipe.version, "--baselines-only")
+            data = yaml.safe_load((task_dir / "task.yaml").read_text())
+            if data.get("recipe") is None:
+                raise UsageError(f"{task.name} records no recipe: rebuild it (make-task without --baselines-only)")
+            old = BuildRecipe.from_dict(data["recipe"], where=f"{task_dir / 'task.yaml'}: recipe")
+            if old.all_runs() != recipe.all_runs():
+                raise UsageError(f"{task.name}: --baselines-only keeps the task's data; its runs and pins are "
+                                 f"{[(r.dir, r.chunks) for r in old.all_runs()]}, this recipe's "
+                                 f"{[(r.dir, r.chunks) for r in recipe.all_runs()]} (build from "
+                                 f"--recipe {task_dir / 'task.yaml'})")
+            kept = old.to_dict()
+            given = dataclasses.replace(recipe, fm=old.fm, version=old.version,
+                                        representations=old.representations).to_dict()
+            ignored = sorted(k for k in kept if kept[k] != given[k])
+            if ignored:
+                raise UsageError(f"{task.name}: --baselines-only changes only the force-matching settings; this "
+                                 f"recipe also changes {', '.join(ignored)} (build without --baselines-only)")
+            olds.append((task_dir, old))
+        plan[rep] = olds
+    written = []
+    for rep, olds in plan.items():
+        out_dir = root / "baselines" / f"{system}-{rep}"
+        new = olds[0][1].with_baselines_of(recipe)
+        command = new.command(baselines_only=names)
+        retrained = names or tuple(FM_BASELINES)
+        entries = {name: (description, path) for name, description, path in
+                   train_fm_baselines(new, rep, out_dir, command, names=retrained)}
+        for task_dir, old in olds:
+            try:
+                data = yaml.safe_load((task_dir / "task.yaml").read_text())
+                data["version"] = recipe.version
+                data["metrics"] = with_current_weighting(data["metrics"])
+                for i, b in enumerate(data["baselines"]):
+                    if b["name"] in retrained:
+                        description, path = entries[b["name"]]
+                        data["baselines"][i] = {"name": b["name"], "kind": "pmf",
+                                                **file_entry(path, task_dir, provenance(command, new.fm.seed)),
+                                                "description": description}
+                data.pop("baseline_scores", None)  # rescored below
+                data["recipe"] = old.with_baselines_of(recipe).to_dict()
+                write_task_yaml(task_dir, data)
+                log.info("%s: baselines %s retrained for version %d; rescoring its baselines", task_dir.name,
+                         ", ".join(retrained), recipe.version)
+                rescore_baselines(task_dir, command=command)
+            except BaseException:
+                log.error("%s is left half-refreshed: restore it with `git checkout -- %s %s` and run the "
+                          "refresh again", task_dir.name, task_dir, out_dir)
+                raise
+            written.append(task_dir)
     return written
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from cgbg_bench._schema import check_keys, require, short
 from cgbg_bench.errors import TaskSchemaError
@@ -212,6 +212,10 @@ class BuildRecipe:
         return dataclasses.replace(self, flow=other.flow, seeds=other.seeds, bank_size=other.bank_size,
                                    version=other.version)
 
+    def with_baselines_of(self, other: "BuildRecipe") -> "BuildRecipe":
+        """This recipe with the force-matching settings of ``other`` (a --baselines-only refresh)."""
+        return dataclasses.replace(self, fm=other.fm, version=other.version)
+
     # ------------------------------------------------------------ as data ---
     def to_dict(self) -> dict[str, Any]:
         """Plain data (YAML-safe: lists, not tuples), every field written out."""
@@ -270,11 +274,13 @@ class BuildRecipe:
         return cls(**kw)
 
     # -------------------------------------------------------- for humans ---
-    def command(self, *, reference_only: bool = False, proposal_only: bool = False) -> str:
+    def command(self, *, reference_only: bool = False, proposal_only: bool = False,
+                baselines_only: Sequence[str] | None = None) -> str:
         """The make-task command line of this recipe (non-default options only; provenance for
         humans: --recipe reads the recipe, nothing parses this line). ``reference_only``: the
         refresh's line (no metadynamics run, flows or force-matched baselines); ``proposal_only``:
-        the flows' refresh (no force-matched baselines)."""
+        the flows' refresh (no force-matched baselines); ``baselines_only``: the --baseline names of a
+        --baselines-only refresh (empty: every force-matched baseline; no flows on the line)."""
         import shlex
 
         default = BuildRecipe(system=self.system)
@@ -303,7 +309,7 @@ class BuildRecipe:
         # flag stands for (migrate_recipe reads older commands so), whatever the current default
         unsaid = dataclasses.replace(default.flow, bias_weight_power=LEGACY_BIAS_WEIGHT_POWER)
         for flag, name in FLOW_FLAGS.items():
-            if getattr(self.flow, name) != getattr(unsaid, name):
+            if baselines_only is None and getattr(self.flow, name) != getattr(unsaid, name):
                 command += f" {flag} {getattr(self.flow, name):g}"
         if proposal_only:
             return command + " --proposal-only"
@@ -314,6 +320,8 @@ class BuildRecipe:
                            ("--fm-dihedral-correction", "dihedral_correction")):
             if getattr(fm, name) != getattr(fm0, name):
                 command += f" {flag} {getattr(fm, name)}"
+        if baselines_only is not None:
+            command += " --baselines-only" + "".join(f" --baseline {name}" for name in baselines_only)
         return command
 
 

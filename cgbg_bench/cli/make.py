@@ -28,6 +28,8 @@ _FM_FLAGS = {"fm_hidden": "hidden", "fm_models": "n_models", "fm_repulsion_power
 # flag -> the FlowSettings field it sets (argparse names of the recipe's FLOW_FLAGS, spelled out
 # here so that building the parser does not import the recipe, and with it torch; a test checks them)
 _FLOW_FLAGS = {"flow_epochs": "epochs", "flow_bias_weight_power": "bias_weight_power"}
+# --baseline's choices: the builder's FM_BASELINES names, spelled out for the same reason (tested)
+_FM_BASELINE_NAMES = ("fm-unbiased", "fm-biased", "prior-only")
 # flag -> the BuildRecipe field it sets
 _RECIPE_FLAGS = {"reference": "reference", "bank_size": "bank_size", "block_ps": "block_ps",
                  "basin_block_ps": "basin_block_ps", "discard_ps": "discard_ps", "version": "version"}
@@ -131,6 +133,13 @@ def add_parser(sub) -> None:
     md.add_argument("--proposal", action="append", default=None, choices=["unbiased", "biased"],
                     help="with --proposal-only: retrain only these proposals (unbiased: the plain tasks, biased: "
                          "the -biased tasks; repeatable; default both)")
+    md.add_argument("--baselines-only", action="store_true",
+                    help="new --version of existing tasks with only the force-matched baselines retrained (give "
+                         "--recipe TASK/task.yaml and the --fm-* flags) on the runs the task recorded; flows, "
+                         "banks, reference and GB rows are kept, every baseline is rescored; a representation's "
+                         "plain and -biased task share the baselines, so both are refreshed")
+    md.add_argument("--baseline", action="append", default=None, choices=_FM_BASELINE_NAMES,
+                    help="with --baselines-only: retrain only this baseline (repeatable; default all three)")
     md.add_argument("--representation", action="append", default=None, choices=["heavy-atom", "core-beta"],
                     help="build only this representation's tasks and baselines (repeatable; default: all)")
     p.set_defaults(func=run)
@@ -193,13 +202,26 @@ def run(args) -> int:
 
         written = mueller_brown.rescore_only() if args.rescore_only else mueller_brown.build(quick=args.quick)
     else:
-        from cgbg_bench.build.alanine import build, refresh_proposals, refresh_reference
+        from cgbg_bench.build.alanine import build, refresh_baselines, refresh_proposals, refresh_reference
 
         recipe = recipe_from_args(args)
         if args.proposal is not None and not args.proposal_only:
             raise CgbgError("--proposal picks the proposals of a --proposal-only refresh: add --proposal-only")
-        if args.reference_only and args.proposal_only:
-            raise CgbgError("--reference-only and --proposal-only: give one (a full build changes both)")
+        if args.baseline is not None and not args.baselines_only:
+            raise CgbgError("--baseline picks the baselines of a --baselines-only refresh: add --baselines-only")
+        refreshes = [f for f in ("reference_only", "proposal_only", "baselines_only") if getattr(args, f)]
+        if len(refreshes) > 1:
+            raise CgbgError(f"{' and '.join('--' + f.replace('_', '-') for f in refreshes)}: give one (a full "
+                            "build changes them all)")
+        if args.baselines_only:
+            unused = [f"--{flag.replace('_', '-')}" for flag in (*_FLOW_FLAGS, *_RECIPE_FLAGS, "metad")
+                      if flag != "version" and getattr(args, flag) is not None]
+            if unused:
+                raise CgbgError(f"--baselines-only keeps the flows, banks and reference: drop {', '.join(unused)}")
+            written = _checked(refresh_baselines, recipe, names=tuple(dict.fromkeys(args.baseline or ())))
+            for path in written:
+                print(f"refreshed {path}")
+            return 0
         if args.proposal_only:
             unused = [f"--{flag.replace('_', '-')}" for flag in _FM_FLAGS if getattr(args, flag) is not None]
             if unused:
