@@ -329,9 +329,8 @@ def test_baselines_only_refresh_retrains_the_chosen_pmf_of_both_variants(built, 
         refresh_baselines(recipe, root=root)
     with pytest.raises(ValueError, match="--baselines-only keeps the task's data"):
         refresh_baselines(dataclasses.replace(recipe.unpinned(), version=3), root=root)
-    with pytest.raises(ValueError, match="this recipe also changes block_ps, flow"):
-        refresh_baselines(dataclasses.replace(recipe, version=3, block_ps=5.0,
-                                              flow=dataclasses.replace(recipe.flow, epochs=9)), root=root)
+    with pytest.raises(ValueError, match="this recipe also changes block_ps, reference"):
+        refresh_baselines(dataclasses.replace(recipe, version=3, block_ps=5.0, reference="static"), root=root)
     with pytest.raises(ValueError, match="the force-matched ones are"):
         refresh_baselines(dataclasses.replace(recipe, version=3), names=("gb-obc2",), root=root)
     args = ["make-task", "--recipe", str(root / "tasks" / "ala2-core-beta" / "task.yaml"), "--version", "3"]

@@ -487,7 +487,8 @@ def refresh_baselines(recipe: BuildRecipe, *, names: tuple[str, ...] = (), root:
     baselines are shared by its plain and -biased task, so both get the new version. Proposal
     flows, banks, reference and GB rows stay as they are; every baseline is rescored. Each task's
     stored recipe takes the new force-matching settings (so ``make-task --recipe`` of it rebuilds
-    the whole task with them). Refuses, before training anything, an unknown baseline, a version
+    the whole task with them); the proposal settings (flow, seeds, bank size) of ``recipe`` are not
+    read, each variant keeps its own. Refuses, before training anything, an unknown baseline, a version
     that is not above each task's current one, a task folder that is missing, fails its hash
     checks or records no recipe, a recipe whose runs or pins are not the task's, and a recipe
     that changes more than the force-matching settings. Interrupted while writing, a
@@ -516,8 +517,9 @@ def refresh_baselines(recipe: BuildRecipe, *, names: tuple[str, ...] = (), root:
                                  f"{[(r.dir, r.chunks) for r in recipe.all_runs()]} (build from "
                                  f"--recipe {task_dir / 'task.yaml'})")
             kept = old.to_dict()
-            given = dataclasses.replace(recipe, fm=old.fm, version=old.version,
-                                        representations=old.representations).to_dict()
+            # the proposal settings are each variant's own (the -biased flow weighs its frames) and not read
+            given = dataclasses.replace(recipe, fm=old.fm, version=old.version, representations=old.representations,
+                                        flow=old.flow, seeds=old.seeds, bank_size=old.bank_size).to_dict()
             ignored = sorted(k for k in kept if kept[k] != given[k])
             if ignored:
                 raise UsageError(f"{task.name}: --baselines-only changes only the force-matching settings; this "
