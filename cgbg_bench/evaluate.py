@@ -32,11 +32,12 @@ __all__ = ["DEFAULT_BATCH_SIZE", "Result", "Evaluation", "compute_energies", "ob
            "score_histograms", "evaluate", "evaluate_inputs", "evaluate_baseline"]
 
 
-#: Samples per forward pass of a PMF over the bank. Smaller batches keep a model's intermediate
-#: tensors in cache: on the CPU, 8192 is within the run-to-run noise of the fastest batch for the
-#: shipped ala2 PMF_Bs and 1.6x faster than 16384 for a PMF_B-shaped ala6-core-beta model
-#: (``python docs/scripts/forward_cost.py``; docs/benchmarks.md).
-DEFAULT_BATCH_SIZE = 8192
+#: Samples per forward pass of a PMF over the bank. Batches whose intermediate tensors stay small
+#: are reused from the heap instead of being mapped afresh (page faults): on the CPU, 4096 is within
+#: noise of the fastest batch for the shipped ala2 PMF_Bs, and for a PMF_B-shaped ala6-core-beta
+#: model 8192 and up spend 15% and more in page faults (``python docs/scripts/forward_cost.py``;
+#: docs/benchmarks.md).
+DEFAULT_BATCH_SIZE = 4096
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """CPU seconds per 10^6 samples of a PMF_B's forward passes, by batch size (docs/benchmarks.md).
 
-    python docs/scripts/forward_cost.py                       # 32,768 samples, batches 1024..16384
-    python docs/scripts/forward_cost.py --samples 65536 --batches 4096 16384
+    python docs/scripts/forward_cost.py                       # 50,000 samples, batches 1024..16384
+    python docs/scripts/forward_cost.py --samples 100000 --batches 4096 16384
 
-One torch thread, CPU time of this process (steadier than wall clock on a shared machine), the
-best of 2 passes, ``compute_energies`` on exported programs (what the confined child runs):
+One torch thread; user and system CPU seconds of this process (steadier than wall clock on a
+shared machine; system time is mostly page faults of freshly mapped per-batch tensors), one pass
+after a two-batch warm-up, ``compute_energies`` on exported programs (what the confined child runs):
 
 - ``ala2-core-beta`` and ``ala2-heavy-atom``: the shipped ``fm-biased.pt2`` on samples of the task's
   flow;
@@ -20,22 +21,24 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def per_million(module, positions, batch: int) -> float:
+def per_million(module, positions, batch: int) -> tuple[float, float]:
+    """(user, system) CPU seconds per 10^6 samples of one pass over ``positions``."""
+    import resource
+
     from cgbg_bench.evaluate import compute_energies
 
-    best = float("inf")
-    for _ in range(2):
-        t = time.process_time()
-        compute_energies(module, positions, batch_size=batch, device="cpu")
-        best = min(best, time.process_time() - t)
-    return best / len(positions) * 1e6
+    compute_energies(module, positions[: 2 * batch], batch_size=batch, device="cpu")  # warm-up
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    compute_energies(module, positions, batch_size=batch, device="cpu")
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    scale = 1e6 / len(positions)
+    return (after.ru_utime - before.ru_utime) * scale, (after.ru_stime - before.ru_stime) * scale
 
 
 def ala6_models(positions, out: Path) -> dict[str, Path]:
@@ -53,7 +56,7 @@ def ala6_models(positions, out: Path) -> dict[str, Path]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--samples", type=int, default=32768)
+    ap.add_argument("--samples", type=int, default=50_000)
     ap.add_argument("--batches", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384])
     args = ap.parse_args(argv)
 
@@ -72,11 +75,12 @@ def main(argv=None) -> int:
         x, _ = task_flow("ala6-core-beta").sample_bank(args.samples, seed=0)
         for name, path in ala6_models(x, Path(tmp)).items():
             rows.append((name, load_pmf(path, "cpu"), x))
-        print(f"CPU seconds per 10^6 samples, one thread, {args.samples} samples, best of 2")
+        print(f"CPU seconds per 10^6 samples (user + system), one thread, {args.samples} samples")
         print("| model | " + " | ".join(f"batch {b}" for b in args.batches) + " |")
         print("|---|" + "---|" * len(args.batches))
         for name, module, x in rows:
-            print(f"| {name} | " + " | ".join(f"{per_million(module, x, b):.1f}" for b in args.batches) + " |",
+            cells = [per_million(module, x, b) for b in args.batches]
+            print(f"| {name} | " + " | ".join(f"{u + s:.1f} ({u:.1f} + {s:.1f})" for u, s in cells) + " |",
                   flush=True)
     return 0
 
