@@ -34,8 +34,8 @@ import numpy as np
 
 from cgbg_bench import errors
 
-__all__ = ["Limits", "DEFAULT_LIMITS", "ConfinedCall", "DEFAULT_DEVICE", "run_confined", "receive", "confined_energies",
-           "ConfinedEnergies", "confined_check"]
+__all__ = ["Limits", "DEFAULT_LIMITS", "CHILD_MALLOC", "ConfinedCall", "DEFAULT_DEVICE", "run_confined", "receive",
+           "confined_energies", "ConfinedEnergies", "confined_check"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,16 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+#: The child's glibc malloc settings (mallopt(3); a variable already set in the environment wins;
+#: other C libraries ignore them): no mmap for large blocks, and freed memory kept up to 1 GiB.
+#: A PMF's per-batch tensors are larger than glibc's largest mmap threshold (32 MiB) for the
+#: bigger peptides (an ala6-core-beta PMF_B's features: 73 MB at the default batch), so by default
+#: each one is mapped afresh and page-faulted in: ~30% of the forward passes' CPU time
+#: (docs/benchmarks.md). The child is short-lived and its address space is capped
+#: (``Limits.memory_gb``), so keeping freed memory costs nothing that the cap does not bound.
+CHILD_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 
 
 def _apply_memory_cap(memory_gb: float, device: str) -> None:
@@ -166,7 +176,7 @@ class ConfinedCall:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "cgbg_bench.confine", str(write_fd), repr(limits.memory_gb), device or ""],
                 stdin=subprocess.PIPE, stdout=sys.stderr.fileno() if _has_fileno(sys.stderr) else None,
-                pass_fds=(write_fd,))
+                pass_fds=(write_fd,), env={**CHILD_MALLOC, **os.environ})
         except BaseException:
             os.close(read_fd)
             raise

@@ -155,6 +155,23 @@ def test_confined_call_returns_plain_arrays():
     np.testing.assert_array_equal(out, np.arange(5.0))
 
 
+def _malloc_settings() -> np.ndarray:
+    return np.array([float(os.environ.get(k, "nan")) for k in sorted(confine.CHILD_MALLOC)])
+
+
+def test_child_malloc_keeps_large_blocks_unless_the_user_says_otherwise(monkeypatch):
+    """The child runs with CHILD_MALLOC (no fresh mapping, and no page faults, for every per-batch
+    tensor); a setting already in the environment wins."""
+    names = sorted(confine.CHILD_MALLOC)
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    out = confine.run_confined(_malloc_settings, (), limits=confine.Limits(timeout_s=120))
+    np.testing.assert_array_equal(out, [float(confine.CHILD_MALLOC[k]) for k in names])
+    monkeypatch.setenv(names[-1], "12345")
+    out = confine.run_confined(_malloc_settings, (), limits=confine.Limits(timeout_s=120))
+    assert out[-1] == 12345.0 and out[0] == float(confine.CHILD_MALLOC[names[0]])
+
+
 def test_timeout_is_a_typed_error_naming_the_limit():
     t0 = time.perf_counter()
     with pytest.raises(ModelTimeout, match=r"more than 15 s.*timeout_s"):
