@@ -45,7 +45,7 @@ def main() -> None:
     proposal, reference = task.load_proposal(), task.load_reference()
     _, log_w = evaluate(args.pmf, task, n_bootstrap=2, proposal=proposal, reference=reference)
     index = observable_index(task, proposal.positions)[0]
-    w = M.normalized_weights(log_w, M.clip_mask(log_w, task.metrics.clip_percentile))
+    w = task.metrics.bank_weights(log_w).weights  # the task's weighting (PSIS, or the clip of older versions)
     Q = coarse(M.weighted_histogram(index, w, obs.n_bins), n_phi)
     P = coarse(reference.block_hist[:, 0].sum(0), n_phi)
     centre = -180 + (360 / COARSE) * (np.arange(COARSE) + 0.5)

@@ -201,7 +201,7 @@ def main() -> None:
     t_lw = time.perf_counter() - t0
     n = len(log_w)
     print(f"{task.name} v{task.version}, {args.pmf}: {n} proposals, {n_boot} bootstrap replicates, "
-          f"{task.metrics.proposal_blocks} blocks; task clip {task.metrics.clip_percentile:g}%; "
+          f"{task.metrics.proposal_blocks} blocks; the task's weighting: {task.metrics.describe()}; "
           f"log-weights + bins {t_lw:.1f} s")
 
     # The shipped code path (bootstrap_scores), timed with its weighting.

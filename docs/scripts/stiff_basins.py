@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cgbg_bench import metrics as M
 from cgbg_bench.cg.zmatrix import zmatrix_for
 from cgbg_bench.evaluate import evaluate, observable_index
 from cgbg_bench.md.production import load_cg
@@ -79,7 +78,7 @@ def main() -> None:
     task = load_task(args.task)
     proposal = task.load_proposal()
     _, log_w = evaluate(args.pmf, task, n_bootstrap=2, proposal=proposal)
-    w_pmf = M.normalized_weights(log_w, M.clip_mask(log_w, task.metrics.clip_percentile))
+    w_pmf = task.metrics.bank_weights(log_w).weights  # the task's weighting
     pos, w_md = [], []
     kT = kT_kj_per_mol(task.temperature_kelvin)
     mapping, bias_sha = None, set()
