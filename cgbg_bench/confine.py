@@ -43,7 +43,8 @@ class Limits:
     """Limits of a submitted model's child process.
 
     ``timeout_s``: wall-clock seconds for the whole call (load, check, every batch).
-    ``memory_gb``: address-space cap of the child (GiB), model, bank slice and torch included.
+    ``memory_gb``: address-space cap of the child (GiB), model, bank slice and torch included;
+    the child keeps freed large blocks for reuse (:data:`CHILD_MALLOC`), so its peak counts them.
     """
 
     timeout_s: float = 1800.0

@@ -212,3 +212,13 @@ def test_make_task_baseline_choices_are_the_builders():
     from cgbg_bench.cli.make import _FM_BASELINE_NAMES
 
     assert _FM_BASELINE_NAMES == tuple(FM_BASELINES)
+
+
+@pytest.mark.parametrize("flags", [["--proposal-only"], ["--baselines-only"], ["--baseline", "fm-biased"],
+                                   ["--proposal", "biased"]])
+def test_mueller_brown_refuses_the_alanine_refreshes(flags, capsys):
+    """The alanine refresh flags on mueller-brown are refused (they used to be ignored: a full rebuild ran)."""
+    from cgbg_bench.cli import main
+
+    assert main(["make-task", "mueller-brown", *flags]) == 2
+    assert "refreshes of the alanine tasks" in capsys.readouterr().err

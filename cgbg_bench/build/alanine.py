@@ -485,16 +485,23 @@ def refresh_baselines(recipe: BuildRecipe, *, names: tuple[str, ...] = (), root:
 
     ``names``: the baselines to retrain (of :data:`FM_BASELINES`; empty: all). A representation's
     baselines are shared by its plain and -biased task, so both get the new version. Proposal
-    flows, banks, reference and GB rows stay as they are; every baseline is rescored. Each task's
-    stored recipe takes the new force-matching settings (so ``make-task --recipe`` of it rebuilds
-    the whole task with them); the proposal settings (flow, seeds, bank size) of ``recipe`` are not
-    read, each variant keeps its own. Refuses, before training anything, an unknown baseline, a version
+    flows, banks, reference and GB rows stay as they are; every baseline is rescored. The runs are
+    the recipe's as the task stores it: after a --reference-only refresh these are the reference's
+    pins, which may hold more chunks than the kept baselines were trained on. Each task's stored
+    recipe takes the new force-matching settings whole (so ``make-task --recipe`` of it rebuilds
+    the whole task with them, every baseline included); a baseline that is kept keeps its own
+    provenance (its sidecar's command, settings and data), which may then differ from the recipe.
+    Build from the refreshed representation's own task.yaml: its force-matching settings are the
+    ones changed. The proposal settings (flow, seeds, bank size) of ``recipe`` are not read, each
+    variant keeps its own. Refuses, before training anything, an unknown baseline, a version
     that is not above each task's current one, a task folder that is missing, fails its hash
     checks or records no recipe, a recipe whose runs or pins are not the task's, and a recipe
     that changes more than the force-matching settings. Interrupted while writing, a
     representation can be left half-refreshed (new baseline files that its task.yaml files do not
-    record yet): restore them from git (``git checkout baselines/ tasks/``) and run it again.
+    record yet): restore them from git (the error names the folders) and run it again.
     """
+    from cgbg_bench.bank import generated_bank
+
     unknown = sorted(set(names) - set(FM_BASELINES))
     if unknown:
         raise UsageError(f"baselines {unknown}: the force-matched ones are {list(FM_BASELINES)}")
@@ -525,6 +532,15 @@ def refresh_baselines(recipe: BuildRecipe, *, names: tuple[str, ...] = (), root:
                 raise UsageError(f"{task.name}: --baselines-only changes only the force-matching settings; this "
                                  f"recipe also changes {', '.join(ignored)} (build without --baselines-only)")
             olds.append((task_dir, old))
+            generated_bank(task)  # the rescoring needs every bank: generate (or load) them before training
+        out_dir = root / "baselines" / f"{system}-{rep}"
+        kept = set(FM_BASELINES) - set(names or FM_BASELINES)
+        listed = yaml.safe_load((out_dir / "baselines.yaml").read_text()) if (out_dir / "baselines.yaml").is_file() \
+            else {}
+        missing = sorted(n for n in kept if n not in (listed or {}) or not (out_dir / f"{n}.pt2").is_file())
+        if missing:
+            raise UsageError(f"{out_dir}: no baselines.yaml entry or file for the kept baselines {missing}; "
+                             "retrain them too (--baseline) or rebuild the task")
         plan[rep] = olds
     written = []
     for rep, olds in plan.items():
@@ -545,15 +561,17 @@ def refresh_baselines(recipe: BuildRecipe, *, names: tuple[str, ...] = (), root:
                         data["baselines"][i] = {"name": b["name"], "kind": "pmf",
                                                 **file_entry(path, task_dir, provenance(command, new.fm.seed)),
                                                 "description": description}
-                data.pop("baseline_scores", None)  # rescored below
+                data.pop("baseline_scores", None)  # rescored below, with the resolution
+                data.pop("resolution", None)
                 data["recipe"] = old.with_baselines_of(recipe).to_dict()
                 write_task_yaml(task_dir, data)
                 log.info("%s: baselines %s retrained for version %d; rescoring its baselines", task_dir.name,
                          ", ".join(retrained), recipe.version)
                 rescore_baselines(task_dir, command=command)
             except BaseException:
-                log.error("%s is left half-refreshed: restore it with `git checkout -- %s %s` and run the "
-                          "refresh again", task_dir.name, task_dir, out_dir)
+                folders = " ".join(str(p) for p in (*(d for d, _ in olds), out_dir))
+                log.error("%s is left half-refreshed: restore the baselines and both tasks that share them with "
+                          "`git checkout -- %s` and run the refresh again", task_dir.name, folders)
                 raise
             written.append(task_dir)
     return written

@@ -195,6 +195,11 @@ def recipe_from_args(args):
 
 def run(args) -> int:
     if args.family == "mueller-brown":
+        alanine_only = [f"--{f.replace('_', '-')}" for f in ("proposal_only", "baselines_only") if getattr(args, f)]
+        alanine_only += [f"--{f}" for f in ("proposal", "baseline") if getattr(args, f) is not None]
+        if alanine_only:
+            raise CgbgError(f"{', '.join(alanine_only)}: refreshes of the alanine tasks; rebuild mueller-brown with "
+                            "`cgbg-bench make-task mueller-brown` (or --rescore-only)")
         if args.reference_only:
             raise CgbgError("--reference-only refreshes the alanine tasks' MD reference; mueller-brown's is exact: "
                             "rebuild it with `cgbg-bench make-task mueller-brown`")
@@ -213,11 +218,11 @@ def run(args) -> int:
         if len(refreshes) > 1:
             raise CgbgError(f"{' and '.join('--' + f.replace('_', '-') for f in refreshes)}: give one (a full "
                             "build changes them all)")
-        if args.baselines_only:
-            unused = [f"--{flag.replace('_', '-')}" for flag in (*_FLOW_FLAGS, *_RECIPE_FLAGS, "metad")
-                      if flag != "version" and getattr(args, flag) is not None]
+        if args.baselines_only:  # what it would ignore is refused here; what it compares, by the refresh
+            unused = [f"--{flag.replace('_', '-')}" for flag in (*_FLOW_FLAGS, "bank_size")
+                      if getattr(args, flag) is not None]
             if unused:
-                raise CgbgError(f"--baselines-only keeps the flows, banks and reference: drop {', '.join(unused)}")
+                raise CgbgError(f"--baselines-only keeps the flows and banks: drop {', '.join(unused)}")
             written = _checked(refresh_baselines, recipe, names=tuple(dict.fromkeys(args.baseline or ())))
             for path in written:
                 print(f"refreshed {path}")

@@ -7,7 +7,7 @@ Reads the PMF's training data from its sidecar (runs, chunk pins, block length, 
 blocks), fits ``cgbg_bench.fm.fit_dihedral_correction`` of each order to the exported PMF's force
 residuals (a) on its training blocks only, to measure the force error on its validation blocks,
 and (b) on every frame, as ``train-pmf --dihedral-correction K`` does, and scores PMF + correction
-on the task's bank like a submission (task clip, block bootstrap): JS, point JS at the clip and
+on the task's bank like a submission (the task's weighting, block bootstrap): JS, point JS at the clip and
 unclipped, PMF error, ESS, and the populations that docs/scripts/js_decomposition.py splits JS
 by. The correction's energy is added to the log-weights (its (phi, psi) are those of each bank
 sample), so nothing is exported. Numbers in docs/force-matching.md.

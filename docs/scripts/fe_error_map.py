@@ -2,7 +2,7 @@
 
     python docs/scripts/fe_error_map.py ala2-heavy-atom baselines/ala2-heavy-atom/fm-biased.pt2
 
-Reweights the task's bank under the PMF as the benchmark does (clip included), sums the task's
+Reweights the task's bank under the PMF as the benchmark does (the task's weighting), sums the task's
 100 x 100 (phi, psi) histograms and the reference into 20 x 20 bins of 18 degrees, and prints
 -ln(Q / P) in kT (Q: reweighted PMF, P: reference) for every bin with P > ``--min-population``
 (default 0.002) at phi < 0; '.' elsewhere. A uniform offset between basins would show as two flat

@@ -56,9 +56,9 @@ def main() -> None:
     ppii = reg["beta/PPII"] & ~c5
     print(f"{task.name} v{task.version}, {args.pmf} (point estimates; the task's weighting: "
           f"{task.metrics.describe()})")
-    print(f"{'weights':>8s} {'ESS':>6s} {'JS':>7s} " + " ".join(f"{k + ' P/JS':>18s}" for k in reg)
+    print(f"{'weights':>9s} {'ESS':>6s} {'JS':>7s} " + " ".join(f"{k + ' P/JS':>18s}" for k in reg)
           + f" {'JS, phi>0 mass fixed':>21s} {'C5/PPII':>8s}")
-    print(f"{'ref':>8s} {'':6s} {'':7s} " + " ".join(f"{p[m].sum():8.4f} {'':9s}" for m in reg.values())
+    print(f"{'ref':>9s} {'':6s} {'':7s} " + " ".join(f"{p[m].sum():8.4f} {'':9s}" for m in reg.values())
           + f" {'':21s} {p[c5].sum() / p[ppii].sum():8.3f}")
     rows = {"task": task.metrics.bank_weights(log_w).weights,
             **{f"clip {pct:g}": clip_weights(log_w, pct) for pct in (99.0, 99.9, 100.0)}}
@@ -69,7 +69,7 @@ def main() -> None:
         q_fixed = q.copy()
         q_fixed[pos] *= p[pos].sum() / q[pos].sum()
         q_fixed[~pos] *= p[~pos].sum() / q[~pos].sum()
-        print(f"{label:>8s} {M.ess(w):6.3f} {terms.sum():7.4f} "
+        print(f"{label:>9s} {M.ess(w):6.3f} {terms.sum():7.4f} "
               + " ".join(f"{q[m].sum():8.4f} {terms[m].sum():9.4f}" for m in reg.values())
               + f" {float(M.js_divergence(p, q_fixed)):21.4f} {q[c5].sum() / q[ppii].sum():8.3f}")
 

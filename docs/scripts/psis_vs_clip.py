@@ -7,9 +7,9 @@ Computes the PMF's log-weights on the bank once, then scores them (block bootstr
 task's reference, the task's blocks and replicate count) weighted four ways:
 
 - ``raw``: every weight as is (no clip);
-- ``clip P%``: the task's weighting, weights at or above the P-th percentile discarded, the
-  threshold fixed on the full bank (P = 99 unless ``--clip``; ``evaluate`` uses the task's own
-  percentile, 100 on mueller-brown);
+- ``clip P%``: the weighting of task versions before PSIS (up to ala2 v11), weights at or above
+  the P-th percentile discarded, the threshold fixed on the full bank (P = 99 unless ``--clip``;
+  ``evaluate`` used the task's own percentile, 100 on mueller-brown);
 - ``PSIS once``: Pareto-smoothed weights (cgbg_bench.psis) computed once on the full bank, then
   block-bootstrapped like the clipped ones (smoothing fixed across replicates, like the clip);
 - ``PSIS per replicate``: each replicate's bank (its blocks drawn with replacement, duplicates

@@ -10,7 +10,7 @@ approximation the volume is sqrt(det C) with C the covariance of the stiff coord
 basin, so 0.5 [log det C(alpha_R) - log det C(beta/PPII)] is the stiff coordinates' share of the
 log-odds of alpha_R against beta/PPII. This script computes it for the MD data (static-bias runs,
 exact weights exp(+V/kT), CG frames every 1 ps) and for the PMF (the task's bank reweighted as the
-benchmark does, clip included), and the per-coordinate terms 0.5 log(var_alpha / var_beta) whose
+benchmark does, with the task's weighting), and the per-coordinate terms 0.5 log(var_alpha / var_beta) whose
 differences add most. Compare the difference with the PMF's error in log-odds, log[(P_alpha /
 P_beta)_PMF / (P_alpha / P_beta)_MD] (both printed). Point estimates; numbers in docs/proposals.md.
 C is each basin's whole covariance, not the covariance at fixed (phi, psi), so it also carries how
