@@ -308,6 +308,31 @@ def _intact_task(task_dir: Path, version: int, refresh_flag: str):
     return task
 
 
+def _refresh_base(task_dir: Path, recipe: BuildRecipe, flag: str, own: tuple[str, ...], what: str):
+    """(task, its stored recipe) for a ``flag`` refresh of ``task_dir`` to ``recipe``: the task is
+    intact and below ``recipe.version`` (:func:`_intact_task`), records a recipe, and that recipe has
+    ``recipe``'s runs and pins and differs from it only in the fields ``own`` (``what``, in words),
+    the version and the representations; otherwise a UsageError says what to do."""
+    task = _intact_task(task_dir, recipe.version, flag)
+    data = yaml.safe_load((task_dir / "task.yaml").read_text())
+    if data.get("recipe") is None:
+        raise UsageError(f"{task.name} records no recipe: rebuild it (make-task without {flag})")
+    old = BuildRecipe.from_dict(data["recipe"], where=f"{task_dir / 'task.yaml'}: recipe")
+    if old.all_runs() != recipe.all_runs():
+        raise UsageError(f"{task.name}: {flag} keeps the task's data; its runs and pins are "
+                         f"{[(r.dir, r.chunks) for r in old.all_runs()]}, this recipe's "
+                         f"{[(r.dir, r.chunks) for r in recipe.all_runs()]} (build from "
+                         f"--recipe {task_dir / 'task.yaml'})")
+    kept = old.to_dict()
+    given = dataclasses.replace(recipe, version=old.version, representations=old.representations,
+                                **{name: getattr(old, name) for name in own}).to_dict()
+    ignored = sorted(k for k in kept if kept[k] != given[k])
+    if ignored:
+        raise UsageError(f"{task.name}: {flag} changes only {what}; this recipe also changes "
+                         f"{', '.join(ignored)} (build without {flag})")
+    return task, old
+
+
 def refresh_reference(recipe: BuildRecipe, *, root: Path | None = None) -> list[Path]:
     """New task version (``recipe.version``) with only the reference and the GB rows rebuilt (from
     more MD, the recipe's unbiased, static-bias and GB runs); returns the folders.
@@ -434,23 +459,8 @@ def refresh_proposals(recipe: BuildRecipe, *, variants: tuple[str, ...] = ("unbi
             if data_kind not in variants:
                 continue
             task_dir = root / "tasks" / f"{system}-{rep}{suffix}"
-            task = _intact_task(task_dir, recipe.version, "--proposal-only")
-            data = yaml.safe_load((task_dir / "task.yaml").read_text())
-            if data.get("recipe") is None:
-                raise UsageError(f"{task.name} records no recipe: rebuild it (make-task without --proposal-only)")
-            old = BuildRecipe.from_dict(data["recipe"], where=f"{task_dir / 'task.yaml'}: recipe")
-            if old.all_runs() != recipe.all_runs():
-                raise UsageError(f"{task.name}: --proposal-only keeps the task's data; its runs and pins are "
-                                 f"{[(r.dir, r.chunks) for r in old.all_runs()]}, this recipe's "
-                                 f"{[(r.dir, r.chunks) for r in recipe.all_runs()]} (build from "
-                                 f"--recipe {task_dir / 'task.yaml'})")
-            kept = old.to_dict()
-            given = dataclasses.replace(recipe, flow=old.flow, seeds=old.seeds, bank_size=old.bank_size,
-                                        version=old.version, representations=old.representations).to_dict()
-            ignored = sorted(k for k in kept if kept[k] != given[k])
-            if ignored:
-                raise UsageError(f"{task.name}: --proposal-only changes only the flows, seeds and bank size; this "
-                                 f"recipe also changes {', '.join(ignored)} (build without --proposal-only)")
+            _, old = _refresh_base(task_dir, recipe, "--proposal-only", ("flow", "seeds", "bank_size"),
+                                   "the flows, seeds and bank size")
             tasks[task_dir] = (rep, data_kind, old)
     written = []
     for task_dir, (rep, data_kind, old) in tasks.items():
@@ -513,24 +523,9 @@ def refresh_baselines(recipe: BuildRecipe, *, names: tuple[str, ...] = (), root:
         olds = []
         for suffix in VARIANTS:
             task_dir = root / "tasks" / f"{system}-{rep}{suffix}"
-            task = _intact_task(task_dir, recipe.version, "--baselines-only")
-            data = yaml.safe_load((task_dir / "task.yaml").read_text())
-            if data.get("recipe") is None:
-                raise UsageError(f"{task.name} records no recipe: rebuild it (make-task without --baselines-only)")
-            old = BuildRecipe.from_dict(data["recipe"], where=f"{task_dir / 'task.yaml'}: recipe")
-            if old.all_runs() != recipe.all_runs():
-                raise UsageError(f"{task.name}: --baselines-only keeps the task's data; its runs and pins are "
-                                 f"{[(r.dir, r.chunks) for r in old.all_runs()]}, this recipe's "
-                                 f"{[(r.dir, r.chunks) for r in recipe.all_runs()]} (build from "
-                                 f"--recipe {task_dir / 'task.yaml'})")
-            kept = old.to_dict()
             # the proposal settings are each variant's own (the -biased flow weighs its frames) and not read
-            given = dataclasses.replace(recipe, fm=old.fm, version=old.version, representations=old.representations,
-                                        flow=old.flow, seeds=old.seeds, bank_size=old.bank_size).to_dict()
-            ignored = sorted(k for k in kept if kept[k] != given[k])
-            if ignored:
-                raise UsageError(f"{task.name}: --baselines-only changes only the force-matching settings; this "
-                                 f"recipe also changes {', '.join(ignored)} (build without --baselines-only)")
+            task, old = _refresh_base(task_dir, recipe, "--baselines-only", ("fm", "flow", "seeds", "bank_size"),
+                                      "the force-matching settings")
             olds.append((task_dir, old))
             generated_bank(task)  # the rescoring needs every bank: generate (or load) them before training
         out_dir = root / "baselines" / f"{system}-{rep}"
