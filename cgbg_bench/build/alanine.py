@@ -515,6 +515,8 @@ def refresh_baselines(recipe: BuildRecipe, *, names: tuple[str, ...] = (), root:
     unknown = sorted(set(names) - set(FM_BASELINES))
     if unknown:
         raise UsageError(f"baselines {unknown}: the force-matched ones are {list(FM_BASELINES)}")
+    retrained = names or tuple(FM_BASELINES)
+    kept = set(FM_BASELINES) - set(retrained)
     system = recipe.system
     reps = _representations(system, recipe.representations)
     root = root or _repo_root()
@@ -529,9 +531,8 @@ def refresh_baselines(recipe: BuildRecipe, *, names: tuple[str, ...] = (), root:
             olds.append((task_dir, old))
             generated_bank(task)  # the rescoring needs every bank: generate (or load) them before training
         out_dir = root / "baselines" / f"{system}-{rep}"
-        kept = set(FM_BASELINES) - set(names or FM_BASELINES)
         listed = yaml.safe_load((out_dir / "baselines.yaml").read_text()) if (out_dir / "baselines.yaml").is_file() \
-            else {}
+            else None
         missing = sorted(n for n in kept if n not in (listed or {}) or not (out_dir / f"{n}.pt2").is_file())
         if missing:
             raise UsageError(f"{out_dir}: no baselines.yaml entry or file for the kept baselines {missing}; "
@@ -542,7 +543,6 @@ def refresh_baselines(recipe: BuildRecipe, *, names: tuple[str, ...] = (), root:
         out_dir = root / "baselines" / f"{system}-{rep}"
         new = olds[0][1].with_baselines_of(recipe)
         command = new.command(baselines_only=names)
-        retrained = names or tuple(FM_BASELINES)
         entries = {name: (description, path) for name, description, path in
                    train_fm_baselines(new, rep, out_dir, command, names=retrained)}
         for task_dir, old in olds:

@@ -125,7 +125,11 @@ class PeptidePMF(nn.Module):
 
     def correction(self, x: torch.Tensor) -> torch.Tensor:
         """The learned part of U, (B,) kJ/mol."""
-        return self.energy_scale * self.mlp(self.features(x))[:, 0]
+        return self.correction_of_features(self.features(x))
+
+    def correction_of_features(self, f: torch.Tensor) -> torch.Tensor:
+        """The learned part of U, (B,) kJ/mol, from :meth:`features` already computed."""
+        return self.energy_scale * self.mlp(f)[:, 0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = self.correction(x)
@@ -169,7 +173,7 @@ class PMFEnsemble(nn.Module):
             return torch.stack([m(x) for m in self.members]).mean(0)
         first = self.members[0]
         f = first.features(x)
-        u = torch.stack([m.energy_scale * m.mlp(f)[:, 0] for m in self.members]).mean(0)
+        u = torch.stack([m.correction_of_features(f) for m in self.members]).mean(0)
         return u if first.prior is None else u + first.prior(x)
 
 
