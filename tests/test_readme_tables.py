@@ -46,3 +46,22 @@ def test_fill_replaces_only_between_the_markers(tmp_path):
     (tmp_path / "plain.md").write_text("no markers\n")
     assert update_readme(tmp_path / "plain.md", ROOT / "tasks") is False  # left alone
     assert update_readme(tmp_path / "missing.md", ROOT / "tasks") is False
+
+
+def test_a_provisional_task_says_so_in_its_table(tmp_path):
+    import shutil
+
+    import yaml
+
+    tasks = tmp_path / "tasks"
+    shutil.copytree(ROOT / "tasks" / "ala2-core-beta", tasks / "ala2-core-beta")
+    (tmp_path / "baselines").symlink_to(ROOT / "baselines")
+    final = results_markdown(tasks)
+    assert "provisional" not in final
+    meta = tasks / "ala2-core-beta" / "task.yaml"
+    raw = yaml.safe_load(meta.read_text())
+    raw["reference_noise"] = {"observable": "ala1", "js_halves": 0.034, "target": 0.01}
+    meta.write_text(yaml.safe_dump(raw, sort_keys=False))
+    header = results_markdown(tasks).splitlines()[0]
+    assert header.startswith(f"`ala2-core-beta` (v{raw['version']}, **provisional: reference JS(1st half, "
+                             "2nd half) on ala1 0.034 > target 0.01**; 10^6 proposals")

@@ -33,7 +33,8 @@ def _count(n: int) -> str:
 
 
 def results_markdown(tasks_root: Path | None = None) -> str:
-    """One table per shipped task with baseline scores: its baselines' metrics, mean(sd)."""
+    """One table per shipped task with baseline scores: its baselines' metrics, mean(sd); a provisional
+    task's header says so, with its reference noise against the target."""
     from cgbg_bench.leaderboard.schema import METRIC_ORDER
     from cgbg_bench.report import format_value_error, score_table
     from cgbg_bench.task import list_tasks, load_task
@@ -54,7 +55,9 @@ def results_markdown(tasks_root: Path | None = None) -> str:
         resolution = "" if res is None else (
             f"; resolution JS {format_value_error(*res.js)} (floor {format_value_error(*res.js_floor)}, "
             f"{res.base} made exact along {res.observable})")
-        parts.append(f"`{name}` (v{task.version}, {_count(int(first['n_samples']))} proposals, "
+        # a provisional task says so first: its reference is still noisier than its target
+        status = f"**{task.reference_noise.describe()}**; " if task.provisional else ""
+        parts.append(f"`{name}` (v{task.version}, {status}{_count(int(first['n_samples']))} proposals, "
                      f"{first['n_bootstrap']} bootstrap replicates, {task.metrics.describe()}{resolution}):\n\n"
                      f"{score_table(rows, metric_names)}\n")
     return "\n".join(parts)
