@@ -119,9 +119,11 @@ def normalize(h: np.ndarray) -> np.ndarray:
 
 
 def _xlogy_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    # a * log(a / b) with 0 log 0 = 0; where a > 0, b >= a/2 > 0. In place, one
-    # temporary: the bootstrap's hottest loop (bit-identical to the np.where form).
+    # a * log(a / b) with 0 log 0 = 0; where a > 0, b >= a/2 > 0, except that half a subnormal
+    # mass can round to b = 0 (then a log(a/b) = a log 2 < 1e-307: taken as 0, not inf). In place,
+    # one temporary: the bootstrap's hottest loop (bit-identical to the np.where form).
     pos = a > 0
+    pos &= b > 0
     r = np.divide(a, b, out=np.ones(np.broadcast_shapes(a.shape, b.shape)), where=pos)
     np.log(r, out=r)
     r *= a
