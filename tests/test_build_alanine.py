@@ -127,6 +127,22 @@ def test_gb_rows_are_stored_without_ess(built):
     scores = json.loads((root / "tasks" / "ala2-core-beta" / "baseline_scores.json").read_text())
     gb = scores["baselines"]["gb-obc2"]["metrics"]
     assert set(gb) == {"js", "pmf_error", "js_floor"}
+    row = next(b for b in load_task(root / "tasks" / "ala2-core-beta").baselines if b.name == "gb-obc2")
+    assert row.description == "implicit solvent GB OBC2 MD, unbiased runs, unweighted"
+
+
+def test_gb_rows_say_whether_their_runs_were_reweighted():
+    from cgbg_bench.build.alanine import _gb_description
+    from cgbg_bench.reference import RunDihedrals
+
+    def run(log_weight):
+        return RunDihedrals("r", np.zeros((3, 1)), np.zeros((3, 1)), np.asarray(log_weight, float), 1.0)
+
+    assert _gb_description("obc2", [run([0, 0, 0])]) == "implicit solvent GB OBC2 MD, unbiased runs, unweighted"
+    assert _gb_description("obc1", [run([0.5, 1, 2]), run([0, 1, 2])]) == (
+        "implicit solvent GB OBC1 MD, static-bias runs reweighted exactly")
+    assert _gb_description("obc1", [run([0, 0, 0]), run([0.5, 1, 2])]) == (
+        "implicit solvent GB OBC1 MD, unbiased and static-bias runs, the latter reweighted exactly")
 
 
 @pytest.mark.slow

@@ -13,8 +13,8 @@ proposal variant, it writes ``tasks/<system>-<representation>[-biased]/`` with:
   from the unbiased runs and the exactly reweighted static-bias runs, each kind weighted by
   the inverse variance of its basin populations (cgbg_bench.reference.combine_reference; the
   shares are in the reference's provenance);
-- ``gb-<name>.npz``: the implicit-solvent runs' unweighted block histograms (baseline rows
-  scored without ESS);
+- ``gb-<name>.npz``: the implicit-solvent runs' block histograms (unbiased runs as sampled,
+  static-bias runs reweighted exactly; baseline rows scored without ESS);
 - ``baselines/<system>-<representation>/``: force-matched PMFs on the unbiased runs
   (``fm-unbiased``, PMF_U) and on the biased runs, metadynamics and static-bias
   (``fm-biased``, PMF_B), and the fitted prior alone (``prior-only``, the lower bar), each
@@ -164,14 +164,22 @@ def _reference_entry(task_dir: Path, command: str, ref_groups) -> dict:
                                   for g, v in ref_groups.items()}))
 
 
-def _write_gb_rows(task_dir: Path, gb_hists, command: str) -> list[dict]:
+def _gb_description(gb: str, runs) -> str:
+    """How a GB row's histogram was made: its runs unweighted, or static-bias runs reweighted."""
+    unbiased = [r.group == "unbiased" for r in runs]
+    how = ("unbiased runs, unweighted" if all(unbiased) else "static-bias runs reweighted exactly" if not any(unbiased)
+           else "unbiased and static-bias runs, the latter reweighted exactly")
+    return f"implicit solvent GB {gb.upper()} MD, {how}"
+
+
+def _write_gb_rows(task_dir: Path, gb_hists, gb_runs, command: str) -> list[dict]:
     """Write the implicit-solvent rows' histograms; returns their task.yaml baseline entries."""
     rows = []
     for gb, hist in gb_hists.items():
         atomic_savez(task_dir / f"gb-{gb}.npz", block_hist=hist)
         rows.append({"name": f"gb-{gb}", "kind": "md-histogram",
                      **file_entry(task_dir / f"gb-{gb}.npz", task_dir, provenance(command, None)),
-                     "description": f"implicit solvent GB {gb.upper()} MD, unweighted"})
+                     "description": _gb_description(gb, gb_runs[gb])})
     return rows
 
 
@@ -280,7 +288,7 @@ def build(recipe: BuildRecipe, *, root: Path | None = None) -> list[Path]:
             baselines = [{"name": name, "kind": "pmf",
                           **file_entry(path, task_dir, provenance(command, recipe.fm.seed)),
                           "description": description} for name, description, path in fm_entries]
-            baselines += _write_gb_rows(task_dir, gb_hists, command)
+            baselines += _write_gb_rows(task_dir, gb_hists, gb_runs, command)
             report, train_dirs, fingerprint, positions, log_q = _train_and_sample(task_dir, recipe, rep,
                                                                                   data_kind, name)
             data = _task_yaml(name, recipe, rep, mapping, task_dir, command, kind, report, fingerprint, baselines,
@@ -381,7 +389,7 @@ def refresh_reference(recipe: BuildRecipe, *, root: Path | None = None) -> list[
         reference, ref_groups, gb_hists, ref_runs_blocks = hists[rep]
         data = yaml.safe_load((task_dir / "task.yaml").read_text())
         atomic_savez(task_dir / "reference.npz", block_hist=reference, exact=np.array(False))
-        gb_rows = {row["name"]: row for row in _write_gb_rows(task_dir, gb_hists, command)}
+        gb_rows = {row["name"]: row for row in _write_gb_rows(task_dir, gb_hists, gb_runs, command)}
         data["version"] = recipe.version
         data["metrics"] = with_current_weighting(data["metrics"])  # a refresh takes up the current weighting
         data["reference"] = _reference_entry(task_dir, command, ref_groups)
