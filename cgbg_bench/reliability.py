@@ -80,7 +80,7 @@ FORCE_CONFIGS = 256
 
 #: Median RMS force (task energy unit per nm, per Cartesian component) of each task's shipped PMF
 #: baselines on the first 256 configurations of its bank, measured with ``force_scale``
-#: (cgbg-bench 0.1.0; tasks at ala2 v10/v11, mueller-brown v1). Re-measure when a task's
+#: (cgbg-bench 0.1.0; tasks at ala2 v10/v11, ala3 v1, mueller-brown v1). Re-measure when a task's
 #: representation or energy unit changes; a task missing here is measured from its baselines.
 EXPECTED_RMS_FORCE: dict[str, float] = {
     "mueller-brown": 0.526,  # exact 0.591, potential-minimum 0.616, fm-unbiased 0.461, fm-biased 0.455
@@ -89,6 +89,10 @@ EXPECTED_RMS_FORCE: dict[str, float] = {
     "ala2-core-beta-biased": 792.6,  # 795.9, 792.6, 790.4
     "ala2-heavy-atom": 853.0,  # 852.1, 853.0, 855.7
     "ala2-heavy-atom-biased": 852.2,  # 847.1, 852.2, 859.2
+    "ala3-core-beta": 824.7,  # v1: 826.5, 820.1, 824.7
+    "ala3-core-beta-biased": 815.9,  # 815.9, 801.0, 816.1
+    "ala3-heavy-atom": 966.5,  # 967.5, 955.2, 966.5
+    "ala3-heavy-atom-biased": 948.2,  # 948.2, 934.7, 951.1
 }
 
 
