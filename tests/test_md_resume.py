@@ -50,9 +50,10 @@ def test_resume_continues_from_checkpoint(tmp_path, capsys):
     assert sidecar["settings"]["forcefield_files"] == ["amber99sbildn.xml"]
     assert sidecar["settings"]["metad"]["pace_ps"] == 0.5
     assert set(sidecar["sessions"][0]["versions"]) >= {"openmm", "mdtraj", "numpy"}
-    # Asking for what is already there does nothing.
+    # Asking for what is already there does nothing, and records no session in run.json.
     assert main(ARGS + ["--ns", "0.008", "--out", str(out)]) == 0
     assert len(chunk_paths(out)) == 4
+    assert json.loads((out / "run.json").read_text()) == sidecar
     capsys.readouterr()
     assert main(["md", "status", str(out)]) == 0
     text = capsys.readouterr().out

@@ -834,16 +834,16 @@ def run(settings: RunSettings, out_dir: str | os.PathLike, ns: float, threads: i
             ckpt = _read_checkpoint(out_dir)
         done = int(ckpt["chunks_done"])
         records = _verify_for_resume(out_dir, done)
+        if done >= n_target and sidecar_path.exists():  # a session is recorded when it adds chunks
+            log.info("%s already has %d chunks (%.3f ns); nothing to do", out_dir, done,
+                     done * settings.chunk_ps / 1000)
+            return done
         sidecar["sessions"].append({
             "started": _now(), "command": command, "ns_target": ns, "threads": threads,
             "platform": plat.getName(), "host": _platform.node(), "machine": _platform.machine(),
             "versions": _versions(), "first_chunk": done,
         })
         atomic_write_text(sidecar_path, json.dumps(sidecar, indent=1) + "\n")
-        if done >= n_target:
-            log.info("%s already has %d chunks (%.3f ns); nothing to do", out_dir, done,
-                     done * settings.chunk_ps / 1000)
-            return done
         engine = _Engine(settings, out_dir, sidecar["derived"], plat, props,
                          static["grid"] if static else None)
         engine.restore(ckpt)
