@@ -8,30 +8,20 @@ import numpy as np
 import pytest
 import yaml
 
-from cgbg_bench.build.alanine import build
-from cgbg_bench.build.recipe import BuildRecipe, FlowSettings
 from cgbg_bench.cg.mappings import get_mapping
-from cgbg_bench.fm.pipeline import FMSettings
 from cgbg_bench.reference import combine_reference, combine_runs, load_run_dihedrals
 from cgbg_bench.task import load_task
 from cgbg_bench.units import kT_kj_per_mol
-from tests.toys import tiny_md_runs
+from tests.toys import tiny_build
 
 
 # About a CPU-minute (four ala3 tasks): every test of this fixture is marked slow.
 @pytest.fixture(scope="module")
 def built3(tmp_path_factory):
     base = tmp_path_factory.mktemp("ala3")
-    runs = tiny_md_runs("ala3", base, seed=11)
-    metad, static, unbiased, obc2 = (runs[n] for n in ("metad", "static", "unbiased", "obc2"))
     mp = pytest.MonkeyPatch()
     mp.setenv("CGBG_BENCH_CACHE", str(base / "cache"))
-    # the reference from the two static-bias runs (one kind: ps-long runs are too short to weigh kinds)
-    recipe = BuildRecipe("ala3", unbiased=(unbiased,), static=(static, base / "static-2"), metad=(metad,),
-                         gb={"obc2": (obc2,)}, reference="static", bank_size=2000, block_ps=1.0,
-                         flow=FlowSettings(epochs=1, transforms=1, hidden=16, batch_size=64),
-                         fm=FMSettings(seed=1, max_epochs=1, n_rbf=4, hidden=(16,), block_ps=1.0))
-    written = build(recipe, root=base / "repo")
+    written = tiny_build("ala3", base, seed=11)
     yield base, written
     mp.undo()
 

@@ -9,14 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
-from cgbg_bench.build.alanine import build
-from cgbg_bench.build.recipe import BuildRecipe, FlowSettings
 from cgbg_bench.cg.mappings import get_mapping
-from cgbg_bench.fm.pipeline import FMSettings
 from cgbg_bench.reference import combine_reference, combine_runs, load_run_dihedrals
 from cgbg_bench.task import load_task
 from cgbg_bench.units import kT_kj_per_mol
-from tests.toys import tiny_md_runs
+from tests.toys import tiny_build
 
 # residue 4 first, then the other residues with both phi and psi in core-beta, in sequence order
 ORDER = ["ala4", "ala2", "ala3", "ala5"]
@@ -25,15 +22,9 @@ ORDER = ["ala4", "ala2", "ala3", "ala5"]
 @pytest.fixture(scope="module")
 def built6(tmp_path_factory):
     base = tmp_path_factory.mktemp("ala6")
-    runs = tiny_md_runs("ala6", base, seed=17)
     mp = pytest.MonkeyPatch()
     mp.setenv("CGBG_BENCH_CACHE", str(base / "cache"))
-    recipe = BuildRecipe("ala6", unbiased=(runs["unbiased"],), static=(runs["static"], runs["static-2"]),
-                         metad=(runs["metad"],), gb={"obc2": (runs["obc2"],)}, reference="static",
-                         bank_size=2000, block_ps=1.0,
-                         flow=FlowSettings(epochs=1, transforms=1, hidden=16, batch_size=64),
-                         fm=FMSettings(seed=1, max_epochs=1, n_rbf=4, hidden=(16,), block_ps=1.0))
-    written = build(recipe, root=base / "repo")
+    written = tiny_build("ala6", base, seed=17)
     yield base, written
     mp.undo()
 

@@ -73,3 +73,22 @@ def tiny_md_runs(system: str, base, seed: int) -> dict:
     run(RunSettings(system, "vacuum", seed=seed + 2, **short), dirs["unbiased"], ns=0.02, platform="CPU")
     run(RunSettings(system, "obc2", seed=seed + 3, **short), dirs["obc2"], ns=0.004, platform="CPU")
     return dirs
+
+
+
+def tiny_build(system: str, base, seed: int) -> list:
+    """The builder on :func:`tiny_md_runs` (every task of ``system``, tiny flows and force matching,
+    a 2000-sample bank, the reference from the two static-bias runs: ps-long runs are too short to
+    weigh kinds) into ``base / "repo"``. Returns the task folders. The caller points
+    CGBG_BENCH_CACHE somewhere temporary first (the banks are generated there)."""
+    from cgbg_bench.build.alanine import build
+    from cgbg_bench.build.recipe import BuildRecipe, FlowSettings
+    from cgbg_bench.fm.pipeline import FMSettings
+
+    runs = tiny_md_runs(system, base, seed=seed)
+    recipe = BuildRecipe(system, unbiased=(runs["unbiased"],), static=(runs["static"], runs["static-2"]),
+                         metad=(runs["metad"],), gb={"obc2": (runs["obc2"],)}, reference="static",
+                         bank_size=2000, block_ps=1.0,
+                         flow=FlowSettings(epochs=1, transforms=1, hidden=16, batch_size=64),
+                         fm=FMSettings(seed=1, max_epochs=1, n_rbf=4, hidden=(16,), block_ps=1.0))
+    return build(recipe, root=base / "repo")
