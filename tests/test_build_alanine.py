@@ -421,8 +421,10 @@ def test_md_report_cli_on_the_same_runs(built, capsys):
     assert list(shares)[0] == "unbiased" and sum(shares.values()) == pytest.approx(1.0) and len(shares) == 2
     assert main(argv[:4] + [str(base / "static"), "--block-ps", "2"]) == 2
     assert "fewer than the 8 needed to estimate their basin variance" in capsys.readouterr().err
-    assert set(rep["baselines"]["obc2"]) >= {"js", "pmf_error"}
-    assert main(argv[:-1]) == 0 and "phi > 0 population" in capsys.readouterr().out
+    assert set(rep["baselines"]["obc2"]) >= {"js", "js_floor", "pmf_error"}
+    assert main(argv[:-1]) == 0
+    out = capsys.readouterr().out
+    assert "phi > 0 population" in out and "| JS floor " in out
     # --max-chunks: the snapshot a task was built from (the unbiased run's first two chunks)
     assert main(argv + ["--max-chunks", f"{base / 'unbiased'}=2"]) == 0
     snap = json.loads(capsys.readouterr().out)

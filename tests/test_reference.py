@@ -78,6 +78,10 @@ def test_baseline_scores_rank_a_shifted_run_worse():
     rep = quality_report(ref, n_bootstrap=50, baselines={"same": same, "shifted": shifted})
     js_same, js_shift = rep["baselines"]["same"]["js"], rep["baselines"]["shifted"]["js"]
     assert js_shift[0] - js_same[0] > 5 * math.hypot(js_shift[1], js_same[1])
+    # an independent run of the same distribution scores at its floor; the shifted one far above it
+    floor = rep["baselines"]["same"]["js_floor"]
+    assert abs(js_same[0] - floor[0]) < 3 * math.hypot(js_same[1], floor[1])
+    assert js_shift[0] - rep["baselines"]["shifted"]["js_floor"][0] > 5 * js_shift[1]
 
 
 def test_wtmetad_runs_are_refused(tmp_path):
