@@ -59,6 +59,7 @@ __all__ = [
     "Flag",
     "assess",
     "assess_evaluation",
+    "baseline_force_scales",
     "check_energy_span",
     "check_ess",
     "check_force_scale",
@@ -80,15 +81,16 @@ FORCE_CONFIGS = 256
 
 #: Median RMS force (task energy unit per nm, per Cartesian component) of each task's shipped PMF
 #: baselines on the first 256 configurations of its bank, measured with ``force_scale``
-#: (cgbg-bench 0.1.0; tasks at ala2 v10/v11, ala3 v1, mueller-brown v1). Re-measure when a task's
-#: representation or energy unit changes; a task missing here is measured from its baselines.
+#: (``baseline_force_scales``; tasks at ala2 v12/v13, ala3 v1, mueller-brown v2). Re-measure with
+#: ``python docs/scripts/expected_rms_force.py`` when a task's representation or energy unit
+#: changes; a task missing here is measured from its baselines.
 EXPECTED_RMS_FORCE: dict[str, float] = {
-    "mueller-brown": 0.526,  # exact 0.591, potential-minimum 0.616, fm-unbiased 0.461, fm-biased 0.455
-    "mueller-brown-biased": 0.615,  # 0.636, 0.691, 0.594, 0.569
-    "ala2-core-beta": 800.7,  # fm-unbiased 800.7, fm-biased 803.1, prior-only 784.0
-    "ala2-core-beta-biased": 792.6,  # 795.9, 792.6, 790.4
-    "ala2-heavy-atom": 853.0,  # 852.1, 853.0, 855.7
-    "ala2-heavy-atom-biased": 852.2,  # 847.1, 852.2, 859.2
+    "mueller-brown": 0.5258,  # v2: exact 0.591, potential-minimum 0.616, fm-unbiased 0.461, fm-biased 0.455
+    "mueller-brown-biased": 0.6149,  # v2: 0.636, 0.691, 0.594, 0.569
+    "ala2-core-beta": 800.7,  # v12: fm-unbiased 800.7, fm-biased 803.1, prior-only 784.0
+    "ala2-core-beta-biased": 796.0,  # v13: 796.0, 798.0, 785.7
+    "ala2-heavy-atom": 853.0,  # v12: 852.1, 853.0, 855.7
+    "ala2-heavy-atom-biased": 856.9,  # v13: 856.9, 856.9, 864.3
     "ala3-core-beta": 824.7,  # v1: 826.5, 820.1, 824.7
     "ala3-core-beta-biased": 815.9,  # 815.9, 801.0, 816.1
     "ala3-heavy-atom": 966.5,  # 967.5, 955.2, 966.5
@@ -215,11 +217,18 @@ def expected_force_scale(task, positions: np.ndarray | None = None, *, device: s
         return EXPECTED_RMS_FORCE[task.name]
     if positions is None:
         return None
+    scales = baseline_force_scales(task, positions, device=device)
+    return float(np.median(list(scales.values()))) if scales else None
+
+
+def baseline_force_scales(task, positions: np.ndarray, *, device: str = "cpu") -> dict[str, float]:
+    """``force_scale`` of each of the task's PMF baselines (hash-checked) on ``positions``: name -> RMS
+    force. Their median is the task's ``EXPECTED_RMS_FORCE`` entry, measured on the first
+    ``FORCE_CONFIGS`` configurations of its bank (``python docs/scripts/expected_rms_force.py``)."""
     from cgbg_bench.pmf import load_pmf
 
-    scales = [force_scale(load_pmf(b.file.verify(), device), positions, device=device)
-              for b in task.baselines if b.kind == "pmf"]
-    return float(np.median(scales)) if scales else None
+    return {b.name: force_scale(load_pmf(b.file.verify(), device), positions, device=device)
+            for b in task.baselines if b.kind == "pmf"}
 
 
 def check_force_scale(rms_force: float, expected: float | None, *, energy_unit: str = "",

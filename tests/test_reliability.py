@@ -76,11 +76,25 @@ def test_force_scale_check_is_a_factor_3_either_way():
     assert R.check_force_scale(100.0, None) is None  # no expected scale: no check
 
 
-def test_expected_scale_table_matches_the_shipped_baselines_measure():
-    # ala2 values are dominated by bonds and angles: every baseline within 2% of the table
-    assert R.EXPECTED_RMS_FORCE["ala2-core-beta"] == pytest.approx(784.0, rel=0.03)  # prior-only
+def test_a_task_without_table_entry_or_baselines_has_no_expected_scale():
     task = SimpleNamespace(name="not-in-table", baselines=[])
     assert R.expected_force_scale(task, np.zeros((4, 1), np.float32)) is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(R.EXPECTED_RMS_FORCE))
+def test_expected_scale_table_is_the_shipped_baselines_median(name):
+    """The table is a measurement: re-measured on the task's bank it holds (a new task version with
+    new baselines or a new bank fails here until `python docs/scripts/expected_rms_force.py` re-measures)."""
+    from cgbg_bench.task import load_task
+
+    task = load_task(name)
+    scales = R.baseline_force_scales(task, task.load_proposal().positions[:R.FORCE_CONFIGS])
+    assert len(scales) >= 3
+    assert float(np.median(list(scales.values()))) == pytest.approx(R.EXPECTED_RMS_FORCE[name], rel=1e-3)
+    # every baseline within 20% of the median (0.86-1.17x on Mueller-Brown; stiff bonds and angles keep
+    # the peptide baselines within 2%)
+    assert all(abs(v / R.EXPECTED_RMS_FORCE[name] - 1) < 0.2 for v in scales.values())
 
 
 def test_evaluate_flags_a_unit_mistake_and_not_the_exact_pmf(toy_task):
