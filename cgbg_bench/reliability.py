@@ -82,8 +82,8 @@ FORCE_CONFIGS = 256
 #: Median RMS force (task energy unit per nm, per Cartesian component) of each task's shipped PMF
 #: baselines on the first 256 configurations of its bank, measured with ``force_scale``
 #: (``baseline_force_scales``; tasks at ala2 v12/v13, ala3 v1, mueller-brown v2). Re-measure with
-#: ``python docs/scripts/expected_rms_force.py`` when a task's representation or energy unit
-#: changes; a task missing here is measured from its baselines.
+#: ``python docs/scripts/expected_rms_force.py`` at every task version whose baselines or bank
+#: change (a slow test checks the table); a task missing here is measured from its baselines.
 EXPECTED_RMS_FORCE: dict[str, float] = {
     "mueller-brown": 0.5258,  # v2: exact 0.591, potential-minimum 0.616, fm-unbiased 0.461, fm-biased 0.455
     "mueller-brown-biased": 0.6149,  # v2: 0.636, 0.691, 0.594, 0.569

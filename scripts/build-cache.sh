@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Carry an unfinished task build across sessions: a session's checkout holds only what is
+# Carry an unfinished task build across machines: a fresh checkout holds only what is
 # committed on main, so the parts of a long `make-task` build that it can reuse (finished
 # force-matching ensemble members in $CGBG_BENCH_CACHE/fm-members, and the baseline exports it
 # already wrote under baselines/) would be lost with the machine. From the repository root:

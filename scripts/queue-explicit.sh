@@ -7,9 +7,10 @@
 #     mkdir -p logs && setsid nohup bash scripts/queue-explicit.sh >> logs/queue-explicit.log 2>&1 < /dev/null &
 # Every command resumes its run from its checkpoint, so re-running the script continues it.
 # EXPLICIT_SYSTEM (default ala6; ala3) picks the peptide; EXPLICIT_RUNS the production runs, in
-# pass order (default "static-1 unbiased static-2"; e.g. EXPLICIT_RUNS=static-2 for a second core);
-# EXPLICIT_STEP_NS the step (default: 2 chunks, 0.8 ns for ala3, 0.4 ns for ala6). A run another
-# process is writing is refused (its lock), which stops this script.
+# pass order (default "static-1 unbiased static-2"; e.g. EXPLICIT_RUNS=static-2 for a second core,
+# started once the metadynamics has finished); EXPLICIT_STEP_NS the step (default: 2 chunks, 0.8 ns
+# for ala3, 0.4 ns for ala6); EXPLICIT_MAX_NS the length at which a run stops growing (default 100).
+# A run another process is writing is refused (its lock), which stops this script.
 set -eu
 SYSTEM=${EXPLICIT_SYSTEM:-ala6}
 case "$SYSTEM" in
@@ -19,10 +20,12 @@ case "$SYSTEM" in
 esac
 STEP=${EXPLICIT_STEP_NS:-$step}
 RUNS=${EXPLICIT_RUNS:-static-1 unbiased static-2}
-BOX=(--system "$SYSTEM" --solvent explicit --box-shape dodecahedron --image-distance 1.6 --chunk-ps "$chunk" --threads 1)
+MAX_NS=${EXPLICIT_MAX_NS:-100}
+COMMON=(--system "$SYSTEM" --solvent explicit --box-shape dodecahedron --image-distance 1.6 --chunk-ps "$chunk" --threads 1)
 metad=data/$SYSTEM/explicit-wtmetad-rd16
-cgbg-bench md run "${BOX[@]}" --bias wtmetad --ns 3.2 --seed "$seed" --out "$metad" >> "logs/$SYSTEM-explicit-wtmetad.log" 2>&1
+cgbg-bench md run "${COMMON[@]}" --bias wtmetad --ns 3.2 --seed "$seed" --out "$metad" >> "logs/$SYSTEM-explicit-wtmetad.log" 2>&1
 while true; do
+    grew=0
     for name in $RUNS; do
         case "$name" in
             static-1) args=(--bias static --bias-from "$metad" --seed $((seed + 1))) out=data/$SYSTEM/explicit-static-rd16-1 ;;
@@ -34,7 +37,11 @@ while true; do
         if [ -f "$out/run.json" ]; then
             done_ns=$(cgbg-bench md status --json "$out" | python -c 'import json, sys; print(json.load(sys.stdin)["ns_done"])')
         fi
-        target=$(python -c "print(round($done_ns + $STEP, 3))")
-        cgbg-bench md run "${BOX[@]}" "${args[@]}" --ns "$target" --out "$out" >> "logs/$SYSTEM-explicit-$name.log" 2>&1
+        target=$(python -c "print(round(min($done_ns + $STEP, $MAX_NS), 3))")
+        if python -c "import sys; sys.exit(not $target > $done_ns)"; then
+            grew=1
+            cgbg-bench md run "${COMMON[@]}" "${args[@]}" --ns "$target" --out "$out" >> "logs/$SYSTEM-explicit-$name.log" 2>&1
+        fi
     done
+    [ "$grew" = 1 ] || break
 done

@@ -75,7 +75,6 @@ def tiny_md_runs(system: str, base, seed: int) -> dict:
     return dirs
 
 
-
 def tiny_build(system: str, base, seed: int) -> list:
     """The builder on :func:`tiny_md_runs` (every task of ``system``, tiny flows and force matching,
     a 2000-sample bank, the reference from the two static-bias runs: ps-long runs are too short to

@@ -222,7 +222,7 @@ def _report(args) -> int:
     if rep.get("baselines"):
         print()
         # the floor: what a perfect model's histogram of this many blocks would score (both sides' noise,
-        # the reference's share being twice its own noise JS above)
+        # each side's share twice its own bootstrap noise JS on the scored residue)
         print(tabulate([[name, ok(*m["js"]), ok(*m["js_floor"]), ok(*m["pmf_error"])]
                         for name, m in rep["baselines"].items()],
                        headers=["implicit solvent", f"JS (residue {rep['scored_residue']})", "JS floor", "PMF error"],

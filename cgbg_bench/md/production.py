@@ -5,7 +5,8 @@ A run directory holds
 - ``run.json``: the sidecar. ``settings`` (everything that changes the
   trajectory: compared on every resume, a difference raises
   RunSettingsMismatch), ``derived`` (atom counts, box, atom indices), and
-  ``sessions`` (one entry per invocation: versions, platform, threads, seed used).
+  ``sessions`` (one entry per invocation that sets the run up or adds chunks: versions,
+  platform, threads, seed used).
 - ``system.xml.gz`` (the unbiased OpenMM System), ``start.pdb.gz`` (all atoms
   after equilibration), ``solute.pdb`` (heavy atoms only: the topology of the
   stored arrays; CG mappings select from it).

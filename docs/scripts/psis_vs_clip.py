@@ -23,7 +23,7 @@ evaluate's bootstrap (every metric).
 The ``clip`` and ``PSIS once`` rows go through cgbg_bench.bootstrap.bootstrap_scores, the code
 path of ``evaluate``; the script's own paired loop reproduces them (checked, printed).
 
-Measured 2026-12-06 (CPU, 2 busy cores; 500 replicates, seed 0; JS mean(sd) over replicates):
+Measured on a 2-core CPU machine (500 replicates, seed 0; JS mean(sd) over replicates):
 
 | task, PMF | k-hat | clip 99% | PSIS once | PSIS per replicate | JS floor (PSIS) |
 |---|---|---|---|---|---|

@@ -1,7 +1,7 @@
 """Re-score the v6 ala2 baselines against the exactly reweighted reference (docs/md.md).
 
 The v6 tasks' reference.npz scaled every 200 ps block to its own Kish effective size
-(cgbg_bench.reference before the fix of 2026-12-01), which drops the blocks' total weights
+(cgbg_bench.reference up to the v6 tasks), which drops the blocks' total weights
 and biases a static-bias reference. This rebuilds the reference from the same pinned chunks
 with today's code and scores every shipped baseline of the unbiased-flow tasks against it,
 beside the stored scores. It reproduces the README's numbers only on a checkout of the v6
