@@ -340,7 +340,9 @@ def quality_report(block_hist: np.ndarray, *, n_bootstrap: int = 500, seed: int 
     """Statistical quality of a reference given as block histograms (n_blocks, n_res, n_bins).
 
     - self_js / self_pmf_error: bootstrap JS and PMF error of resampled references against
-      the full one (mean, std): the reference's own noise;
+      the full one (mean, std), averaged over residues: the reference's own noise;
+      self_js_per_residue: that JS per residue (mean, std; twice it is the reference's share of
+      a score's floor on that residue);
     - halves_js: JS between two halves of the blocks, per residue: ``first_half`` (bool per
       block) against the rest; default the first n_blocks // 2 blocks (use
       :func:`run_halves` to split every run in time when several runs are stacked);
@@ -353,13 +355,15 @@ def quality_report(block_hist: np.ndarray, *, n_bootstrap: int = 500, seed: int 
     p_hat = M.normalize(block_hist.sum(0))
     counts = rng.multinomial(n_blocks, np.full(n_blocks, 1.0 / n_blocks), size=n_bootstrap).astype(float)
     reps = M.normalize(np.einsum("rb,bok->rok", counts, block_hist))
-    self_js = M.js_divergence(reps, p_hat).mean(-1)
+    js_reps = M.js_divergence(reps, p_hat)  # (n_bootstrap, n_res)
+    self_js = js_reps.mean(-1)
     self_pmf = M.pmf_error(p_hat, reps).mean(-1)
     halves = halves_js(block_hist, first_half)
     pop = _population(np.einsum("rb,bok->rok", counts, block_hist))
     report = {
         "n_blocks": int(n_blocks),
         "self_js": [float(self_js.mean()), float(self_js.std(ddof=1))],
+        "self_js_per_residue": [[float(m), float(s)] for m, s in zip(js_reps.mean(0), js_reps.std(0, ddof=1))],
         "self_pmf_error": [float(self_pmf.mean()), float(self_pmf.std(ddof=1))],
         "halves_js": [float(v) for v in halves],
         "phi_positive": [[float(v), float(e)] for v, e in zip(_population(p_hat), pop.std(0, ddof=1))],

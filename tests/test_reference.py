@@ -70,6 +70,21 @@ def test_halves_and_population_and_self_noise():
     assert rep["n_blocks"] == 80 and rep["self_js"][0] > 0 and rep["halves_js"][0] > 0
 
 
+def test_own_noise_is_reported_per_residue():
+    # two residues with the same weight per block: residue 1 from 1000 samples a block, residue 2
+    # from 10 (each sample weighing 100): residue 2's own noise is far larger, and the average is
+    # the reported self_js
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(10_000))  # the 100 x 100 (phi, psi) bins
+    blocks = np.zeros((40, 2, 10_000))
+    blocks[:, 0] = rng.multinomial(1000, p, size=40)
+    blocks[:, 1] = 100.0 * rng.multinomial(10, p, size=40)
+    rep = quality_report(blocks, n_bootstrap=200)
+    (n1, e1), (n2, e2) = rep["self_js_per_residue"]
+    assert n2 > 3 * n1 and e1 > 0 and e2 > 0
+    assert rep["self_js"][0] == pytest.approx((n1 + n2) / 2, rel=1e-12)
+
+
 def test_baseline_scores_rank_a_shifted_run_worse():
     ref = combine_runs([_run(20_000, 1)], 50.0)
     same = combine_runs([_run(20_000, 2)], 50.0)

@@ -214,9 +214,11 @@ def _report(args) -> int:
         print(tabulate([[g, ", ".join(v["runs"]), f"{v['ns']:.1f}", v["blocks"], f"{v['basin_variance']:.2e}",
                          f"{v['share']:.3f}"] for g, v in rep["groups"].items()],
                        headers=["kind", "runs", "ns", "basin blocks", "sum var / P", "share"], tablefmt="github"))
-    rows = [[f"residue {k + 1}", f"{h:.4f}", f"{p:.4f} +- {e:.4f}", f"{100 * e / p:.1f}%" if p > 0 else "n/a"]
-            for k, (h, (p, e)) in enumerate(zip(rep["halves_js"], rep["phi_positive"]))]
-    print(tabulate(rows, headers=["", "JS(1st half, 2nd half)", "phi > 0 population", "rel. error"],
+    rows = [[f"residue {k + 1}", f"{n:.4f}", f"{h:.4f}", f"{p:.4f} +- {e:.4f}",
+             f"{100 * e / p:.1f}%" if p > 0 else "n/a"]
+            for k, ((n, _), h, (p, e)) in enumerate(zip(rep["self_js_per_residue"], rep["halves_js"],
+                                                        rep["phi_positive"]))]
+    print(tabulate(rows, headers=["", "own noise JS", "JS(1st half, 2nd half)", "phi > 0 population", "rel. error"],
                    tablefmt="github"))
     _print_basins(rep["basins"], rep["n_residues"])
     if rep.get("baselines"):
