@@ -7,11 +7,12 @@
 # Every command resumes its run from its checkpoint, so re-running the script continues it.
 # GB_SYSTEM (default ala2; ala3, ala6) picks the peptide, GB_MODELS the models (default "obc2 obc1"
 # for ala2, "obc2" otherwise; e.g. GB_MODELS=obc1 for a second core), GB_STATIC_NS the walkers'
-# length (default 16). A run another process is writing is refused (its lock), which stops this script.
+# length (default 100 ns for ala2, whose GB floor target needs ~170 ns per model, docs/md.md;
+# 16 otherwise). A run another process is writing is refused (its lock), which stops this script.
 set -eu
 SYSTEM=${GB_SYSTEM:-ala2}
-NS=${GB_STATIC_NS:-16}
-if [ "$SYSTEM" = ala2 ]; then MODELS=${GB_MODELS:-obc2 obc1}; else MODELS=${GB_MODELS:-obc2}; fi
+if [ "$SYSTEM" = ala2 ]; then MODELS=${GB_MODELS:-obc2 obc1} NS=${GB_STATIC_NS:-100}
+else MODELS=${GB_MODELS:-obc2} NS=${GB_STATIC_NS:-16}; fi
 for model in $MODELS; do
     case "$SYSTEM/$model" in
         ala2/obc2) seed=31 ;; ala2/obc1) seed=41 ;; ala3/obc2) seed=121 ;; ala6/obc2) seed=221 ;;
