@@ -79,3 +79,42 @@ def test_explicit_run_box_and_unbiased_forces(tmp_path, monkeypatch):
     # CPU-platform PME (single precision, Ewald tolerance 5e-4) against Reference: ~1%.
     scale = np.abs(fd).max()
     np.testing.assert_allclose(stored, fd, atol=0.02 * scale)
+
+
+
+def test_md_bench_measures_the_box_it_is_given(monkeypatch, capsys):
+    """`md bench` passes --box-shape/--image-distance on, and the run settings take them for explicit
+    solvent only."""
+    from cgbg_bench.cli import main
+    from cgbg_bench.md import throughput
+
+    real = throughput.measure_ns_per_day
+    seen = []
+
+    def fake(system, solvent, bias, threads, platform, **box):
+        seen.append((system, solvent, box))
+        return {"n_atoms": 1, "ns_per_day": 1.0, "ns_per_cpu_day": 1.0, "platform": "CPU", "threads": threads}
+
+    monkeypatch.setattr(throughput, "measure_ns_per_day", fake)
+    assert main(["md", "bench", "--system", "ala6", "--solvent", "explicit", "obc2",
+                 "--box-shape", "dodecahedron", "--image-distance", "1.6"]) == 0
+    box = {"box_shape": "dodecahedron", "image_distance_nm": 1.6}
+    assert seen == [("ala6", "explicit", box), ("ala6", "obc2", box)]
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ala6")]
+    assert "| dodecahedron, >= 1.6 nm |" in rows[0] and "| obc2 | - |" in rows[1]
+
+    class Stop(Exception):
+        pass
+
+    made = []
+
+    def no_run(settings, *args, **kwargs):
+        made.append(settings)
+        raise Stop
+
+    monkeypatch.setattr(throughput, "run", no_run)
+    for solvent in ("explicit", "obc2"):
+        with pytest.raises(Stop):
+            real("ala6", solvent, **box)
+    assert (made[0].box_shape, made[0].image_distance_nm) == ("dodecahedron", 1.6)
+    assert made[1].box_shape == RunSettings("ala6", "obc2").box_shape  # the default: no box in GB

@@ -36,10 +36,7 @@ def add_parser(subparsers) -> None:
                    help="equilibration length (ps); default 100 (NPT, explicit) or 20 (NVT)")
     r.add_argument("--platform", default="auto", choices=["auto", "CPU", "CUDA", "Reference"],
                    help="OpenMM platform; auto = CUDA when available, else CPU")
-    r.add_argument("--box-shape", default="cube", choices=["cube", "dodecahedron"],
-                   help="explicit solvent: periodic cell (default cube)")
-    r.add_argument("--image-distance", type=float, default=1.2, metavar="NM",
-                   help="explicit solvent: smallest solute-image distance the box keeps (nm, default 1.2)")
+    _add_box_args(r)
     r.add_argument("--timestep-fs", type=float, default=4.0, help="integration step (fs, default 4)")
     r.add_argument("--no-hmr", action="store_true",
                    help="keep the force field's hydrogen masses (no repartitioning; use a 2 fs step)")
@@ -79,6 +76,7 @@ def add_parser(subparsers) -> None:
     b.add_argument("--bias", nargs="+", default=["none"], choices=["none", "wtmetad"])
     b.add_argument("--threads", type=int, default=1)
     b.add_argument("--platform", default="auto", choices=["auto", "CPU", "CUDA", "Reference"])
+    _add_box_args(b)
     b.set_defaults(func=_bench)
 
     q = sub.add_parser("report", help="quality report of the reference data (ns, noise, halves, phi > 0, basins, GB)",
@@ -256,15 +254,24 @@ def _print_basins(basins: dict, n_res: int) -> None:
                                   "z (" + ", ".join(basins["names"]) + ")"], tablefmt="github"))
 
 
+def _add_box_args(p) -> None:
+    p.add_argument("--box-shape", default="cube", choices=["cube", "dodecahedron"],
+                   help="explicit solvent: periodic cell (default cube)")
+    p.add_argument("--image-distance", type=float, default=1.2, metavar="NM",
+                   help="explicit solvent: smallest solute-image distance the box keeps (nm, default 1.2)")
+
+
 def _bench(args) -> int:
     from cgbg_bench.md.throughput import measure_ns_per_day
 
-    print("| system | solvent | bias | atoms | ns/day (wall) | ns/day (CPU time) | platform x threads |")
-    print("|---|---|---|---|---|---|---|")
+    print("| system | solvent | box | bias | atoms | ns/day (wall) | ns/day (CPU time) | platform x threads |")
+    print("|---|---|---|---|---|---|---|---|")
     for system in args.system:
         for solvent in args.solvent:
+            box = f"{args.box_shape}, >= {args.image_distance:g} nm" if solvent == "explicit" else "-"
             for bias in args.bias:
-                r = measure_ns_per_day(system, solvent, bias, args.threads, args.platform)
-                print(f"| {system} | {solvent} | {bias} | {r['n_atoms']} | {r['ns_per_day']:.0f} "
+                r = measure_ns_per_day(system, solvent, bias, args.threads, args.platform,
+                                       box_shape=args.box_shape, image_distance_nm=args.image_distance)
+                print(f"| {system} | {solvent} | {box} | {bias} | {r['n_atoms']} | {r['ns_per_day']:.0f} "
                       f"| {r['ns_per_cpu_day']:.0f} | {r['platform']} x{r['threads']} |", flush=True)
     return 0

@@ -34,11 +34,14 @@ def default_chunk_ps(system: str, solvent: str) -> float:
 
 
 def measure_ns_per_day(system: str, solvent: str, bias: str = "none", threads: int = 1,
-                       platform: str = "auto", chunk_ps: float | None = None) -> dict:
-    """Run two chunks of a fresh short run; the rate of the second one, in ns/day."""
+                       platform: str = "auto", chunk_ps: float | None = None, **box) -> dict:
+    """Run two chunks of a fresh short run; the rate of the second one, in ns/day.
+
+    ``box``: ``box_shape`` and ``image_distance_nm`` of :class:`RunSettings` (explicit solvent;
+    ignored otherwise)."""
     chunk_ps = chunk_ps or default_chunk_ps(system, solvent)
     settings = RunSettings(system, solvent, bias, seed=1, chunk_ps=chunk_ps,
-                           equilibration_ps=1.0)
+                           equilibration_ps=1.0, **(box if solvent == "explicit" else {}))
     with tempfile.TemporaryDirectory(prefix="cgbg-md-bench-") as tmp:
         run(settings, tmp, ns=2 * chunk_ps / 1000.0, threads=threads, platform=platform)
         with np.load(chunk_paths(tmp)[-1]) as z:
